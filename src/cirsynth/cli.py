@@ -16,6 +16,8 @@ from typing import Any, Callable
 COMMANDS: dict[str, Any] = {
     "export": "cirsynth.commands.export:export",
     "evaluate": "cirsynth.commands.evaluate:evaluate",
+    "train-cir": "cirsynth.commands.train_cir:train_cir",
+    "experiment": {"data-scarcity": "cirsynth.commands.experiment:data_scarcity"},
 }
 
 
@@ -32,10 +34,18 @@ def main(argv: list[str] | None = None) -> int:
 
     components: dict[str, Callable | dict] = _resolve(COMMANDS)
     args = sys.argv[1:] if argv is None else list(argv)
+    from cirsynth.data.errors import DataError
+
     try:
         result = CLI(components, args=args, prog="cirsynth", as_positional=True)
-    except SystemExit as e:  # argparse exits on --help / bad args; turn into a return code
-        return int(e.code or 0) if isinstance(e.code, int) else 1
+    except SystemExit as e:  # argparse exits on --help / bad args; commands exit with a message
+        if isinstance(e.code, str):
+            print(f"cirsynth: {e.code}", file=sys.stderr)
+            return 2
+        return int(e.code or 0)
+    except (DataError, FileExistsError, FileNotFoundError) as e:
+        print(f"cirsynth: error: {e}", file=sys.stderr)
+        return 2
     return int(result) if isinstance(result, int) else 0
 
 

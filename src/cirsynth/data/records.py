@@ -96,8 +96,13 @@ class Triplet:
             raise ValueError(f"Triplet {self.id}: status must be one of {STATUSES}, got {self.status!r}")
         if self.status != "accepted" and not self.reason:
             raise ValueError(f"Triplet {self.id}: a {self.status} triplet needs a reason")
-        if self.status == "accepted" and self.target is None:
+
+    def validate(self) -> "Triplet":
+        """Full check before the record is written: also needs a target image when accepted."""
+        self.__post_init__()
+        if self.status == "accepted" and not self.target:
             raise ValueError(f"Triplet {self.id}: an accepted triplet needs a target image")
+        return self
 
     @classmethod
     def from_edit(cls, id: str, reference: str, edit: CaptionEdit, **kw: Any) -> "Triplet":
@@ -130,4 +135,4 @@ class Triplet:
         for key in ("source_words", "target_words", "paraphrases", "group"):
             row[key] = list(row.get(key) or [])
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in row.items() if k in known})
+        return cls(**{k: v for k, v in row.items() if k in known}).validate()

@@ -1,0 +1,143 @@
+"""FashionIQ (Wu et al. 2021) layout: import the real benchmark, export a ``TripletDataset`` to it.
+
+On disk (the folder CLIP4Cir calls ``fashionIQ_dataset``)::
+
+    ROOT/captions/cap.{dress,shirt,toptee}.{train,val,test}.json   # [{"candidate", "target", "captions": [2]}]
+    ROOT/image_splits/split.{dress,shirt,toptee}.{train,val,test}.json  # [image names]
+    ROOT/images/<name>.png
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cirsynth.config import atomic_write_json
+from cirsynth.data.cirr import image_name
+from cirsynth.data.dataset import TripletDataset
+from cirsynth.data.errors import Collector, Rejection
+from cirsynth.data.io_utils import link_or_copy, load_json, staged_output_dir
+
+FASHIONIQ_CATEGORIES = ("dress", "shirt", "toptee")
+FASHIONIQ_SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class FashionIQQuery:
+    index: int  # position in the caption file
+    candidate: str  # reference image name
+    target: str | None
+    captions: list[str]  # two relative captions
+
+
+@dataclass
+class FashionIQSplit:
+    category: str
+    split: str
+    queries: list[FashionIQQuery]
+    images: dict[str, Path]
+    rejections: list[Rejection] = field(default_factory=list)
+
+
+def join_captions(captions: list[str]) -> str:
+    """The deterministic test-time caption joining: "<first> and <second>", trailing punctuation stripped."""
+    parts = [c.strip().strip(".?!, ").strip() for c in captions if c and c.strip(" .?!,")]
+    if not parts:
+        return ""
+    first = parts[0][:1].upper() + parts[0][1:]
+    return " and ".join([first] + parts[1:])
+
+
+def read_fashioniq(
+    root: str | os.PathLike, category: str, split: str, strict: bool = True, check_images: bool = True
+) -> FashionIQSplit:
+    """Read one FashionIQ category/split; problems raise ``DataError`` or, if not ``strict``, become rejections."""
+    if split not in FASHIONIQ_SPLITS:
+        raise ValueError(f"FashionIQ split must be one of {FASHIONIQ_SPLITS}, got {split!r}")
+    root = Path(root)
+    cap_file = root / "captions" / f"cap.{category}.{split}.json"
+    img_file = root / "image_splits" / f"split.{category}.{split}.json"
+    col = Collector(strict)
+
+    names = load_json(img_file)
+    if not isinstance(names, list):
+        col.reject(str(img_file), "<root>", "expected a JSON list of image names")
+        names = []
+    images: dict[str, Path] = {}
+    for i, name in enumerate(names):
+        if not isinstance(name, str):
+            col.reject(str(img_file), f"#{i}", "image name is not a string")
+            continue
+        path = root / "images" / f"{name}.png"
+        if check_images and not path.is_file():
+            col.reject(str(img_file), name, f"image file missing: {path}")
+            continue
+        images[name] = path
+
+    entries = load_json(cap_file)
+    if not isinstance(entries, list):
+        col.reject(str(cap_file), "<root>", "expected a JSON list of query entries")
+        entries = []
+    queries = []
+    for i, e in enumerate(entries):
+        entry = f"#{i}"
+        if not isinstance(e, dict):
+            col.reject(str(cap_file), entry, "entry is not a JSON object")
+            continue
+        caps = e.get("captions")
+        if not isinstance(e.get("candidate"), str):
+            col.reject(str(cap_file), entry, "field 'candidate' missing or not a string")
+            continue
+        if not isinstance(caps, list) or not caps or not all(isinstance(c, str) for c in caps):
+            col.reject(str(cap_file), entry, "field 'captions' missing or not a list of strings")
+            continue
+        target = e.get("target")
+        if split != "test" and not isinstance(target, str):
+            col.reject(str(cap_file), entry, "field 'target' missing or not a string")
+            continue
+        bad = [(r, n) for r, n in (("candidate", e["candidate"]), ("target", target)) if n is not None and n not in images]
+        if bad:
+            col.reject(str(cap_file), entry, f"{bad[0][0]} {bad[0][1]!r} is not in the gallery (image_splits)")
+            continue
+        queries.append(FashionIQQuery(i, e["candidate"], target, list(caps)))
+    return FashionIQSplit(category, split, queries, images, col.rejections)
+
+
+def export_fashioniq(
+    dataset: TripletDataset | str | os.PathLike, dst: str | os.PathLike, *, category: str = "dress", overwrite: bool = False
+) -> dict[str, int]:
+    """Write the accepted triplets as a FashionIQ folder under one ``category``.
+
+    Each pair gets two captions, as FashionIQ has: the modification text and its first paraphrase
+    (the modification text twice when the triplet has no paraphrase).
+
+    Returns:
+        pairs written per split.
+    """
+    if not category or "." in category or "/" in category:
+        raise ValueError(f"category must be a plain name without dots or slashes, got {category!r}")
+    ds = dataset if isinstance(dataset, TripletDataset) else TripletDataset(dataset)
+    by_split: dict[str, list] = {}
+    for t in ds.triplets(status="accepted"):
+        if t.split not in FASHIONIQ_SPLITS:
+            raise ValueError(f"triplet {t.id}: split {t.split!r} is not a FashionIQ split {FASHIONIQ_SPLITS}")
+        by_split.setdefault(t.split, []).append(t)
+    counts = {}
+    with staged_output_dir(dst, overwrite) as out:
+        for split, triplets in sorted(by_split.items()):
+            names: dict[str, str] = {}
+            entries = []
+            for t in triplets:
+                ref, tgt = image_name(t.reference), image_name(t.target)
+                names[ref], names[tgt] = t.reference, t.target
+                second = t.paraphrases[0] if t.paraphrases else t.modification_text
+                entries.append({"candidate": ref, "target": tgt, "captions": [t.modification_text, second], "cirsynth_id": t.id})
+            for name, rel in sorted(names.items()):
+                dst_img = out / "images" / f"{name}.png"
+                if not dst_img.exists():
+                    link_or_copy(ds.image_path(rel), dst_img)
+            atomic_write_json(out / "captions" / f"cap.{category}.{split}.json", entries, indent=1)
+            atomic_write_json(out / "image_splits" / f"split.{category}.{split}.json", sorted(names), indent=1)
+            counts[split] = len(entries)
+    return counts

@@ -1,0 +1,69 @@
+"""Small I/O helpers shared by the benchmark importers and exporters."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from cirsynth.data.errors import DataError
+
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def load_json(path: str | os.PathLike) -> Any:
+    """Read a JSON file; a missing, truncated or malformed file raises ``DataError`` with the position."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("file not found", file=str(path))
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise DataError(f"malformed or truncated JSON at line {e.lineno} column {e.colno}: {e.msg}", file=str(path)) from e
+    except UnicodeDecodeError as e:
+        raise DataError(f"not UTF-8 text: {e}", file=str(path)) from e
+
+
+def link_or_copy(src: Path, dst: Path) -> None:
+    """Hard-link ``src`` to ``dst`` when on one file system, else copy it."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+@contextmanager
+def staged_output_dir(dst: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temp folder beside ``dst`` that becomes ``dst`` only when the block succeeds.
+
+    A crash or an exception leaves no half-written export at ``dst``.
+    """
+    dst = Path(dst)
+    if dst.exists() and not overwrite:
+        raise FileExistsError(f"{dst} already exists (pass overwrite=True / --overwrite true to replace it)")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent))
+    try:
+        yield tmp
+        if dst.exists():
+            old = dst.with_name(f".{dst.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            dst.rename(old)
+            tmp.rename(dst)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(dst)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def caption_tokens(text: str | None) -> frozenset[str]:
+    return frozenset(_WORD.findall((text or "").lower()))
