@@ -16,8 +16,6 @@ from typing import Any, Callable
 COMMANDS: dict[str, Any] = {
     "export": "cirsynth.commands.export:export",
     "evaluate": "cirsynth.commands.evaluate:evaluate",
-    "train-cir": "cirsynth.commands.train_cir:train_cir",
-    "experiment": {"data-scarcity": "cirsynth.commands.experiment:data_scarcity"},
 }
 
 
