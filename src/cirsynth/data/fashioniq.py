@@ -4,20 +4,21 @@ On disk (the folder CLIP4Cir calls ``fashionIQ_dataset``)::
 
     ROOT/captions/cap.{dress,shirt,toptee}.{train,val,test}.json   # [{"candidate", "target", "captions": [2]}]
     ROOT/image_splits/split.{dress,shirt,toptee}.{train,val,test}.json  # [image names]
-    ROOT/images/<name>.png
+    ROOT/images/<name>.jpg   # the file name CLIP4Cir's loader opens (``.png`` is accepted on import)
 """
 
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cirsynth.config import atomic_write_json
+from cirsynth.config import atomic_write_bytes, atomic_write_json
 from cirsynth.data.cirr import image_name
 from cirsynth.data.dataset import TripletDataset
 from cirsynth.data.errors import Collector, Rejection
-from cirsynth.data.io_utils import link_or_copy, load_json, staged_output_dir
+from cirsynth.data.io_utils import load_json, staged_output_dir
 
 FASHIONIQ_CATEGORIES = ("dress", "shirt", "toptee")
 FASHIONIQ_SPLITS = ("train", "val", "test")
@@ -69,7 +70,9 @@ def read_fashioniq(
         if not isinstance(name, str):
             col.reject(str(img_file), f"#{i}", "image name is not a string")
             continue
-        path = root / "images" / f"{name}.png"
+        path = root / "images" / f"{name}.jpg"
+        if not path.is_file() and (root / "images" / f"{name}.png").is_file():
+            path = root / "images" / f"{name}.png"
         if check_images and not path.is_file():
             col.reject(str(img_file), name, f"image file missing: {path}")
             continue
@@ -110,7 +113,8 @@ def export_fashioniq(
     """Write the accepted triplets as a FashionIQ folder under one ``category``.
 
     Each pair gets two captions, as FashionIQ has: the modification text and its first paraphrase
-    (the modification text twice when the triplet has no paraphrase).
+    (the modification text twice when the triplet has no paraphrase). Images are written as
+    ``images/<name>.jpg`` (JPEG, quality 95), the name CLIP4Cir's FashionIQ loader opens.
 
     Returns:
         pairs written per split.
@@ -134,9 +138,11 @@ def export_fashioniq(
                 second = t.paraphrases[0] if t.paraphrases else t.modification_text
                 entries.append({"candidate": ref, "target": tgt, "captions": [t.modification_text, second], "cirsynth_id": t.id})
             for name, rel in sorted(names.items()):
-                dst_img = out / "images" / f"{name}.png"
+                dst_img = out / "images" / f"{name}.jpg"
                 if not dst_img.exists():
-                    link_or_copy(ds.image_path(rel), dst_img)
+                    buf = io.BytesIO()
+                    ds.open_image(rel).save(buf, format="JPEG", quality=95)
+                    atomic_write_bytes(dst_img, buf.getvalue())
             atomic_write_json(out / "captions" / f"cap.{category}.{split}.json", entries, indent=1)
             atomic_write_json(out / "image_splits" / f"split.{category}.{split}.json", sorted(names), indent=1)
             counts[split] = len(entries)

@@ -1,0 +1,60 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+
+from cirsynth.cli import main
+from tests.data.helpers import make_dataset
+
+
+def test_python_dash_m_help():
+    r = subprocess.run([sys.executable, "-m", "cirsynth", "--help"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0
+    assert "export" in r.stdout and "evaluate" in r.stdout
+
+
+def test_export_then_evaluate_cirr_from_saved_features(tmp_path, capsys):
+    make_dataset(tmp_path / "ds")
+    assert main(["export", "--format", "cirr", str(tmp_path / "ds"), str(tmp_path / "cirr_dataset")]) == 0
+    assert (tmp_path / "cirr_dataset" / "cirsynth.export.yaml").is_file()  # resolved config saved
+    capsys.readouterr()
+    caps = json.loads((tmp_path / "cirr_dataset/cirr/captions/cap.rc2.val.json").read_text())
+    gallery = sorted(json.loads((tmp_path / "cirr_dataset/cirr/image_splits/split.rc2.val.json").read_text()))
+    pos = {n: i for i, n in enumerate(gallery)}
+    # an oracle model: each query's feature is its target's feature
+    rng = np.random.default_rng(0)
+    g = rng.standard_normal((len(gallery), 16)).astype(np.float32)
+    q = np.stack([g[pos[e["target_hard"]]] for e in caps])
+    feats = tmp_path / "val.npz"
+    np.savez(feats, query_feats=q, gallery_feats=g, gallery_names=np.array(gallery), pairids=np.array([e["pairid"] for e in caps]))
+    out = tmp_path / "eval"
+    rc = main(["evaluate", "--features", str(feats), "--protocol", "cirr", "--dataset", str(tmp_path / "cirr_dataset"), "--split", "val", "--out", str(out)])
+    assert rc == 0
+    metrics = json.loads((out / "metrics.json").read_text())["metrics"]
+    assert metrics["R@1"] == 100.0 and metrics["Rsubset@1"] == 100.0
+    assert (out / "cirsynth.evaluate.yaml").is_file()
+
+    # test1: submission files with top-50 (capped by the gallery) per pair id
+    caps1 = json.loads((tmp_path / "cirr_dataset/cirr/captions/cap.rc2.test1.json").read_text())
+    gal1 = sorted(json.loads((tmp_path / "cirr_dataset/cirr/image_splits/split.rc2.test1.json").read_text()))
+    g1 = rng.standard_normal((len(gal1), 16)).astype(np.float32)
+    np.savez(tmp_path / "t.npz", query_feats=g1[: len(caps1)], gallery_feats=g1, gallery_names=np.array(gal1), pairids=np.array([e["pairid"] for e in caps1]))
+    rc = main(["evaluate", "--features", str(tmp_path / "t.npz"), "--protocol", "cirr", "--dataset", str(tmp_path / "cirr_dataset"), "--split", "test1", "--out", str(tmp_path / "sub")])
+    assert rc == 0
+    sub = json.loads((tmp_path / "sub/recall_submission_test1.json").read_text())
+    assert sub["version"] == "rc2" and len(sub) == 2 + len(caps1)
+    assert all(len(v) == len(gal1) - 1 for k, v in sub.items() if k not in ("version", "metric"))
+
+
+def test_evaluate_plain_and_errors(tmp_path, capsys):
+    g = np.eye(5, dtype=np.float32)
+    np.savez(tmp_path / "f.npz", query_feats=g[[1, 2]], gallery_feats=g, targets=np.array([1, 3]))
+    assert main(["evaluate", "--features", str(tmp_path / "f.npz"), "--ks", "[1, 5]"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["metrics"] == {"R@1": 50.0, "R@5": 100.0}
+    np.savez(tmp_path / "bad.npz", query_feats=g)
+    assert main(["evaluate", "--features", str(tmp_path / "bad.npz")]) == 2
+    assert "lacks array 'gallery_feats'" in capsys.readouterr().err
+    assert main(["export", str(tmp_path / "nope"), str(tmp_path / "x")]) == 2
+    assert "dataset.json missing" in capsys.readouterr().err
