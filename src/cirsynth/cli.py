@@ -16,6 +16,8 @@ from typing import Any, Callable
 COMMANDS: dict[str, Any] = {
     "export": "cirsynth.commands.export:export",
     "evaluate": "cirsynth.commands.evaluate:evaluate",
+    "train-cir": "cirsynth.commands.train_cir:train_cir",
+    "experiment": {"data-scarcity": "cirsynth.commands.experiment:data_scarcity"},
 }
 
 
@@ -26,12 +28,46 @@ def _resolve(spec: Any) -> Any:
     return getattr(importlib.import_module(module), func)
 
 
+_BOOL_WORDS = {"true", "false", "yes", "no", "1", "0", "on", "off"}
+
+
+def normalise_argv(args: list[str], spec: Any = None) -> list[str]:
+    """Accept ``--edits-per-image`` for ``--edits_per_image`` and a bare ``--flag`` for ``--flag true``.
+
+    Bare flags are completed only for parameters annotated ``bool`` in the chosen command's signature.
+    """
+    import inspect
+
+    spec = COMMANDS if spec is None else spec
+    func = None
+    out: list[str] = []
+    for i, a in enumerate(args):
+        if isinstance(spec, dict) and not a.startswith("-") and a in spec:
+            spec = spec[a]
+            if isinstance(spec, str):
+                func = _resolve(spec)
+            out.append(a)
+            continue
+        if a.startswith("--") and len(a) > 2:
+            name, eq, val = a[2:].partition("=")
+            name = name.replace("-", "_")
+            a = f"--{name}{eq}{val}"
+            if func is not None and not eq:
+                param = inspect.signature(func).parameters.get(name)
+                nxt = args[i + 1] if i + 1 < len(args) else None
+                if param is not None and param.annotation in (bool, "bool") and (nxt is None or nxt.lower() not in _BOOL_WORDS):
+                    out.extend([a, "true"])
+                    continue
+        out.append(a)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line with ``argv`` (defaults to ``sys.argv[1:]``); returns the exit code."""
     from jsonargparse import CLI
 
     components: dict[str, Callable | dict] = _resolve(COMMANDS)
-    args = sys.argv[1:] if argv is None else list(argv)
+    args = normalise_argv(sys.argv[1:] if argv is None else list(argv))
     from cirsynth.data.errors import DataError
 
     try:

@@ -13,8 +13,15 @@ def evaluate(
     categories: list[str] = ["dress", "shirt", "toptee"],
     ks: list[int] = [1, 5, 10, 50],
     out: Optional[Path] = None,
+    model: Optional[str] = None,
+    cache_dir: Optional[Path] = None,
+    device: Optional[str] = None,
 ) -> int:
-    """Compute retrieval metrics from saved features (an .npz file), following a benchmark protocol.
+    """Compute retrieval metrics from saved features (an .npz file) or a CIR model, following a benchmark protocol.
+
+    With --model CKPT (a train-cir model folder, or a CLIP id/folder for zero-shot sum fusion),
+    --dataset is a dataset spec: triplets:<root>[:<split>], cirr:<root>:<split>, or
+    fashioniq:<root>:<category>:<split> (repeat categories with commas: fashioniq:<root>:dress,shirt:val).
 
     Features file contents by protocol:
       plain: query_feats (Q, D), gallery_feats (G, D), targets (Q,) gallery indices, optional exclude (Q,).
@@ -32,14 +39,19 @@ def evaluate(
         categories: FashionIQ categories to evaluate.
         ks: cut-offs for the plain protocol.
         out: folder for metrics.json (and CIRR submission files) plus the resolved config.
+        model: CIR model checkpoint folder or CLIP id/folder; evaluates it on --dataset (a spec).
+        cache_dir: feature cache folder for --model.
+        device: device for --model (default: CUDA when available).
     """
     import numpy as np
 
     from cirsynth.config import atomic_write_json, save_resolved_config
     from cirsynth.metrics import cirr_recall, cirr_submission, fashioniq_recall, recall_at_k
 
+    if model is not None:
+        return _evaluate_model(model, dataset, out, cache_dir, device)
     if features is None:
-        raise SystemExit("evaluate: --features is required (an .npz of saved features)")
+        raise SystemExit("evaluate: pass --features (an .npz of saved features) or --model CKPT --dataset SPEC")
     if protocol != "plain" and dataset is None:
         raise SystemExit(f"evaluate: --dataset is required for the {protocol} protocol")
     with np.load(features, allow_pickle=False) as z:
@@ -101,4 +113,26 @@ def evaluate(
         atomic_write_json(out / "metrics.json", result, indent=2)
         save_resolved_config(out, "evaluate", dict(features=str(features), protocol=protocol, dataset=str(dataset),
                                                    split=split, categories=categories, ks=ks, out=str(out)))
+    return 0
+
+
+def _evaluate_model(model: str, dataset, out, cache_dir, device) -> int:
+    from cirsynth.cir import evaluate_model
+    from cirsynth.cir.data import load_split
+    from cirsynth.config import atomic_write_json, save_resolved_config
+
+    if dataset is None:
+        raise SystemExit("evaluate: --model needs --dataset SPEC (triplets:<root>[:<split>] | cirr:<root>:<split> | fashioniq:<root>:<cats>:<split>)")
+    spec = str(dataset)
+    if spec.startswith("fashioniq:"):
+        root, cats, split = spec[len("fashioniq:"):].rsplit(":", 2)
+        splits = [load_split(f"fashioniq:{root}:{c}:{split}") for c in cats.split(",")]
+    else:
+        splits = [load_split(spec)]
+    metrics = evaluate_model(model, splits, cache_dir=cache_dir, out_dir=out, device=device)
+    result = {"model": model, "dataset": spec, "metrics": metrics}
+    print(json.dumps(result, indent=2))
+    if out is not None:
+        atomic_write_json(out / "metrics.json", result, indent=2)
+        save_resolved_config(out, "evaluate", dict(model=model, dataset=spec, cache_dir=str(cache_dir), device=device, out=str(out)))
     return 0

@@ -1,0 +1,28 @@
+"""Composed image retrieval models, the one trainer, evaluation and experiments."""
+
+from cirsynth.cir.combiner import Combiner, CombinerConfig, batch_classification_loss, sum_combine
+from cirsynth.cir.data import (
+    CIRQuery,
+    CIRSplit,
+    TrainingPart,
+    build_training_set,
+    fashioniq_text_variants,
+    from_cirr,
+    from_fashioniq,
+    from_triplet_dataset,
+    load_split,
+    sample_fraction,
+)
+from cirsynth.cir.evaluate import evaluate_model, split_features
+from cirsynth.cir.experiment import ScarcityReport, run_data_scarcity
+from cirsynth.cir.model import ClipCIR, extract_image_features, extract_text_features, load_cir_model
+from cirsynth.cir.preprocess import pad_image, target_pad
+from cirsynth.cir.train import TrainConfig, TrainResult, train_cir
+
+__all__ = [
+    "CIRQuery", "CIRSplit", "ClipCIR", "Combiner", "CombinerConfig", "ScarcityReport", "TrainConfig", "TrainResult",
+    "TrainingPart", "batch_classification_loss", "build_training_set", "evaluate_model", "extract_image_features",
+    "extract_text_features", "fashioniq_text_variants", "from_cirr", "from_fashioniq", "from_triplet_dataset",
+    "load_cir_model", "load_split", "pad_image", "run_data_scarcity", "sample_fraction", "split_features",
+    "sum_combine", "target_pad", "train_cir",
+]
