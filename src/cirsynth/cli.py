@@ -17,7 +17,12 @@ COMMANDS: dict[str, Any] = {
     "export": "cirsynth.commands.export:export",
     "evaluate": "cirsynth.commands.evaluate:evaluate",
     "train-cir": "cirsynth.commands.train_cir:train_cir",
-    "experiment": {"data-scarcity": "cirsynth.commands.experiment:data_scarcity"},
+    "caption": "cirsynth.commands.caption:caption",
+    "perturb": "cirsynth.commands.perturb:perturb",
+    "train-perturber": "cirsynth.commands.train_perturber:train_perturber",
+    "experiment": {
+        "data-scarcity": "cirsynth.commands.experiment:data_scarcity",
+    },
 }
 
 

@@ -1,0 +1,159 @@
+"""Captions for images: from any HF image-to-text model (batched, device-aware), or from a file.
+
+``Captioner.from_pretrained("Salesforce/blip2-opt-2.7b", prompt="a photo of")`` is the paper's setting;
+BLIP, GIT, VisionEncoderDecoder and the tiny test captioner load the same way. Users who already have
+captions pass a CSV / JSONL / Parquet file of ``image, caption`` rows to ``read_caption_file``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+
+
+@dataclass
+class CaptionerConfig:
+    """Generation settings of a captioner."""
+
+    prompt: str | None = None  # text prefix the caption continues ("a photo of"); kept in the returned caption
+    batch_size: int = 8  # images per generate() call
+    max_new_tokens: int = 30  # caption length cap in tokens
+    num_beams: int = 1  # beam search width (1: greedy)
+
+
+class Captioner:
+    """Batched image captioning with a transformers image-to-text model."""
+
+    def __init__(self, model: Any, processor: Any, config: CaptionerConfig | None = None):
+        self.model, self.processor = model, processor
+        self.config = config or CaptionerConfig()
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike, config: CaptionerConfig | None = None,
+                        device: str | None = None, dtype: str | None = None) -> "Captioner":
+        """Load model + processor by hub id or folder (``cirsynth.models.text.load_image_to_text``)."""
+        from cirsynth.models.text import load_image_to_text
+
+        return cls(*load_image_to_text(name_or_path, device=device, dtype=dtype), config=config)
+
+    def caption(self, images: "list[Image.Image]") -> list[str]:
+        """One caption per image, in order.
+
+        Args:
+            images: PIL images (any size and mode; converted to RGB).
+
+        Returns:
+            Captions, whitespace-normalised; with a prompt, the caption starts with it.
+        """
+        import torch
+
+        cfg = self.config
+        device = next(self.model.parameters()).device
+        dtype = next(self.model.parameters()).dtype
+        out: list[str] = []
+        for b in range(0, len(images), cfg.batch_size):
+            batch = [im.convert("RGB") for im in images[b:b + cfg.batch_size]]
+            kw: dict[str, Any] = {"images": batch, "return_tensors": "pt"}
+            if cfg.prompt:
+                kw["text"] = [cfg.prompt] * len(batch)
+            enc = self.processor(**kw).to(device)
+            if "pixel_values" in enc:
+                enc["pixel_values"] = enc["pixel_values"].to(dtype)
+            with torch.inference_mode():
+                gen = self.model.generate(**enc, max_new_tokens=cfg.max_new_tokens, num_beams=cfg.num_beams)
+            texts = self.processor.batch_decode(gen, skip_special_tokens=True)
+            for t in texts:
+                t = " ".join(t.split())
+                if cfg.prompt and not t.lower().startswith(cfg.prompt.lower()):
+                    t = f"{cfg.prompt} {t}"  # decoder-only captioners return only the continuation
+                out.append(t)
+        return out
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """Image files under ``folder`` (recursive, sorted)."""
+    files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {folder}")
+    return files
+
+
+def read_caption_file(path: str | os.PathLike, image_column: str = "image",
+                      caption_column: str = "caption") -> list[dict[str, Any]]:
+    """Rows ``{"image": ..., "caption": ...}`` from a CSV, JSONL or Parquet file, in file order.
+
+    Raises:
+        ValueError: naming the file (and line) for an unknown format, a missing column or a bad line.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        rows = pq.read_table(path).to_pylist()
+    elif suffix == ".csv":
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    elif suffix in (".jsonl", ".json"):
+        rows = []
+        for k, line in enumerate(path.read_text("utf-8").splitlines(), 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"{path}:{k}: not JSON ({e})") from e
+    else:
+        raise ValueError(f"{path}: caption files must be .csv, .jsonl or .parquet")
+    for k, row in enumerate(rows):
+        missing = [c for c in (image_column, caption_column) if not isinstance(row, dict) or c not in row]
+        if missing:
+            raise ValueError(f"{path} [row {k}]: missing column(s) {missing}")
+    return [{"image": r[image_column], "caption": r[caption_column]} for r in rows]
+
+
+def read_captions(path: str | os.PathLike, caption_column: str = "caption") -> list[dict[str, Any]]:
+    """Captions to perturb, as rows with ``caption`` and (when the file has one) ``image``.
+
+    ``.txt``: one caption per line (blank lines are kept: they become rejections, not silent gaps);
+    ``.jsonl``: JSON strings or objects with ``caption_column``; ``.csv`` / ``.parquet``: a ``caption_column``.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".txt":
+        return [{"caption": line} for line in path.read_text("utf-8").splitlines()]
+    rows: Iterable[Any]
+    if suffix in (".jsonl", ".json"):
+        rows = []
+        for k, line in enumerate(path.read_text("utf-8").splitlines(), 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"{path}:{k}: not JSON ({e})") from e
+    elif suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        rows = pq.read_table(path).to_pylist()
+    elif suffix == ".csv":
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    else:
+        raise ValueError(f"{path}: caption inputs must be .txt, .jsonl, .csv or .parquet")
+    out = []
+    for k, r in enumerate(rows):
+        if isinstance(r, str):
+            out.append({"caption": r})
+        elif isinstance(r, dict) and caption_column in r:
+            out.append({"caption": r[caption_column], **({"image": r["image"]} if "image" in r else {})})
+        else:
+            raise ValueError(f"{path} [row {k}]: expected a string or an object with {caption_column!r}")
+    return out
