@@ -23,6 +23,15 @@ COMMANDS: dict[str, Any] = {
     "experiment": {
         "data-scarcity": "cirsynth.commands.experiment:data_scarcity",
     },
+    "world": {
+        "train": {
+            "classifier": "cirsynth.commands.world:train_classifier",
+            "diffusion": "cirsynth.commands.world:train_diffusion",
+            "clip": "cirsynth.commands.world:train_clip",
+        },
+        "models": "cirsynth.commands.world:models",
+        "benchmark": "cirsynth.commands.world:benchmark",
+    },
 }
 
 

@@ -8,11 +8,12 @@ captions pass a CSV / JSONL / Parquet file of ``image, caption`` rows to ``read_
 from __future__ import annotations
 
 import csv
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
+
+from cirsynth.data.io_utils import read_jsonl
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -104,13 +105,7 @@ def read_caption_file(path: str | os.PathLike, image_column: str = "image",
         with open(path, newline="", encoding="utf-8") as f:
             rows = list(csv.DictReader(f))
     elif suffix in (".jsonl", ".json"):
-        rows = []
-        for k, line in enumerate(path.read_text("utf-8").splitlines(), 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{path}:{k}: not JSON ({e})") from e
+        rows = read_jsonl(path)
     else:
         raise ValueError(f"{path}: caption files must be .csv, .jsonl or .parquet")
     for k, row in enumerate(rows):
@@ -132,13 +127,7 @@ def read_captions(path: str | os.PathLike, caption_column: str = "caption") -> l
         return [{"caption": line} for line in path.read_text("utf-8").splitlines()]
     rows: Iterable[Any]
     if suffix in (".jsonl", ".json"):
-        rows = []
-        for k, line in enumerate(path.read_text("utf-8").splitlines(), 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{path}:{k}: not JSON ({e})") from e
+        rows = read_jsonl(path)
     elif suffix == ".parquet":
         import pyarrow.parquet as pq
 

@@ -30,6 +30,19 @@ def load_json(path: str | os.PathLike) -> Any:
         raise DataError(f"not UTF-8 text: {e}", file=str(path)) from e
 
 
+def read_jsonl(path: str | os.PathLike) -> list[Any]:
+    """Records of a JSON-lines file (blank lines skipped); a bad line raises ``ValueError`` naming file and line."""
+    path = Path(path)
+    rows = []
+    for k, line in enumerate(path.read_text("utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{k}: not JSON ({e.msg})") from e
+    return rows
+
+
 def link_or_copy(src: Path, dst: Path) -> None:
     """Hard-link ``src`` to ``dst`` when on one file system, else copy it."""
     dst.parent.mkdir(parents=True, exist_ok=True)

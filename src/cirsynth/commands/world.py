@@ -1,0 +1,291 @@
+"""``cirsynth world ...``: the mini world's benchmark, model training and bundled models."""
+
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+from typing import Optional
+
+
+def _machine() -> str:
+    import os
+
+    return f"{platform.machine()} CPU, {os.cpu_count()} cores ({platform.processor() or platform.system()})"
+
+
+def models() -> int:
+    """Print each bundled world model's name and folder (one JSON object per line)."""
+    from cirsynth.world.assets import ASSETS_DIR, bundled_models
+
+    found = bundled_models()
+    for name, folder in found.items():
+        print(json.dumps({"name": name, "folder": str(folder)}))
+    if not found:
+        print(json.dumps({"name": None, "folder": str(ASSETS_DIR), "note": "no bundled models yet"}))
+    return 0
+
+
+def benchmark(
+    out: Path,
+    num_train: int = 2000,
+    num_val: int = 200,
+    num_test: int = 500,
+    num_held_out_combos: int = 4,
+    held_out_fraction: float = 0.5,
+    size: int = 64,
+    seed: int = 0,
+    cirr: Optional[Path] = None,
+) -> int:
+    """Generate the world CIR benchmark (ground-truth triplets) as a TripletDataset.
+
+    Args:
+        out: dataset folder to create.
+        num_train: triplets in train.
+        num_val: triplets in val.
+        num_test: triplets in test.
+        num_held_out_combos: (shape, colour) pairs seen only in test.
+        held_out_fraction: share of test references built around a held-out pair.
+        size: render size in pixels.
+        seed: generation seed.
+        cirr: also export the benchmark in CIRR layout to this folder.
+    """
+    params = dict(locals())  # first: the arguments only, before any import
+    from cirsynth.config import save_resolved_config
+    from cirsynth.world.benchmark import BenchmarkConfig, build_benchmark, write_benchmark
+
+    cfg = BenchmarkConfig(
+        num_train=num_train,
+        num_val=num_val,
+        num_test=num_test,
+        num_held_out_combos=num_held_out_combos,
+        held_out_fraction=held_out_fraction,
+        seed=seed,
+    )
+    bench = build_benchmark(cfg)
+    ds = write_benchmark(bench, out, size=size)
+    save_resolved_config(out, "world benchmark", params)
+    result = {"out": str(out), "triplets": len(ds), "scenes": len(bench.scenes)}
+    if cirr is not None:
+        from cirsynth.data.cirr import export_cirr
+
+        result["cirr"] = export_cirr(ds, cirr, seed=seed)
+    print(json.dumps(result))
+    return 0
+
+
+def train_classifier(
+    out: Path,
+    num_train: int = 8000,
+    num_eval: int = 1000,
+    epochs: int = 8,
+    batch_size: int = 64,
+    lr: float = 2e-3,
+    seed: int = 0,
+    threads: int = 1,
+    blur_max: float = 0.0,
+) -> int:
+    """Train the attribute classifier (the ground-truth judge of world evaluate) on renders.
+
+    Args:
+        out: folder for model.safetensors (fp16), config.json, card.json and README.md.
+        num_train: training renders.
+        num_eval: held-out renders for the reported accuracy.
+        epochs: passes over the training renders.
+        batch_size: images per step.
+        lr: peak learning rate.
+        seed: seed of scenes, init and order.
+        threads: torch CPU threads.
+        blur_max: train on images blurred by a random Gaussian sigma in [0, blur_max] pixels.
+    """
+    params = dict(locals())  # first: the arguments only, before any import
+    import torch
+
+    from cirsynth.config import save_resolved_config
+    from cirsynth.world.assets import command_line, write_card
+    from cirsynth.world.classifier import ClassifierTrainConfig, train_classifier as _train
+
+    torch.set_num_threads(threads)
+    cfg = ClassifierTrainConfig(
+        num_train=num_train, num_eval=num_eval, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, blur_max=blur_max
+    )
+    model, report = _train(cfg, log=lambda line: print(line, flush=True))
+    model.save_pretrained(out)
+    save_resolved_config(out, "world train classifier", params)
+    write_card(
+        out,
+        "classifier",
+        "Attribute classifier of the mini world: reads every scene label (per slot: shape, colour, size, "
+        "material, pattern; background; light) off a 64x64 picture. The ground-truth judge of `world evaluate`.",
+        {
+            "command": command_line("world train classifier", params),
+            "seed": seed,
+            "data": f"{num_train} random renders (seed {seed * 2 + 1}); evaluated on {num_eval} other renders (seed {seed * 2 + 2})",
+            "seconds_total": round(report["seconds_total"], 1),
+            "threads": threads,
+            "machine": _machine(),
+            "quality": {"held_out_accuracy": report["accuracy"], "history": report["history"]},
+        },
+    )
+    print(json.dumps({"out": str(out), "accuracy_mean": report["accuracy"]["mean"], "accuracy_all": report["accuracy"]["all"],
+                      "seconds": round(report["seconds_total"], 1)}))
+    return 0
+
+
+def train_diffusion(
+    out: Path,
+    vae_steps: int = 3000,
+    unet_steps: int = 10000,
+    num_scenes: int = 10000,
+    batch_size: int = 32,
+    seed: int = 0,
+    image_size: int = 64,
+    vae_channels: tuple[int, ...] = (16, 32, 64),
+    unet_channels: tuple[int, ...] = (48, 96, 96),
+    unet_layers_per_block: int = 1,
+    norm_num_groups: int = 16,
+    max_length: int = 77,
+    num_eval: int = 256,
+    log_every: int = 50,
+    save_dtype: str = "float32",
+    threads: int = 1,
+    card: bool = True,
+) -> int:
+    """Train the world's latent diffusion model and save a StableDiffusionPipeline folder.
+
+    Args:
+        out: pipeline folder to write (loads with StableDiffusionPipeline.from_pretrained).
+        vae_steps: autoencoder optimiser steps.
+        unet_steps: UNet optimiser steps.
+        num_scenes: random renders (with captions) trained on.
+        batch_size: images per step.
+        seed: seed of scenes, init and noise.
+        image_size: render / model resolution in pixels.
+        vae_channels: VAE widths (3 levels = 16x16 latents at 64x64).
+        unet_channels: UNet widths.
+        unet_layers_per_block: resnets (+ attention) per UNet level.
+        norm_num_groups: GroupNorm groups (divides every width).
+        max_length: tokenizer context length.
+        num_eval: held-out renders for the VAE's PSNR.
+        log_every: steps between log lines.
+        save_dtype: float32 or float16 weights on disk.
+        threads: torch CPU threads.
+        card: write card.json / README.md (model card) and training_report.json beside the weights.
+    """
+    params = dict(locals())  # first: the arguments only, before any import
+    import torch
+
+    from cirsynth.config import atomic_write_json, save_resolved_config
+    from cirsynth.world.assets import command_line, write_card
+    from cirsynth.world.diffusion import WorldDiffusionConfig, train_world_diffusion
+
+    torch.set_num_threads(threads)
+    cfg = WorldDiffusionConfig(
+        vae_steps=vae_steps,
+        unet_steps=unet_steps,
+        num_scenes=num_scenes,
+        batch_size=batch_size,
+        seed=seed,
+        image_size=image_size,
+        vae_channels=vae_channels,
+        unet_channels=unet_channels,
+        unet_layers_per_block=unet_layers_per_block,
+        norm_num_groups=norm_num_groups,
+        max_length=max_length,
+        num_eval=num_eval,
+        log_every=log_every,
+        save_dtype=save_dtype,
+    )
+    report = train_world_diffusion(cfg, out, log=lambda s: print(s, flush=True))
+    save_resolved_config(out, "world train diffusion", params)
+    atomic_write_json(Path(out) / "training_report.json", report, indent=1)
+    if card:
+        write_card(
+            out,
+            "diffusion",
+            "Latent diffusion model of the mini world as a diffusers StableDiffusionPipeline folder: "
+            "AutoencoderKL (64x64 -> 16x16x4) + UNet2DConditionModel on frozen all-MiniLM-L6-v2 (BertModel).",
+            {
+                "command": command_line("world train diffusion", params),
+                "seed": seed,
+                "data": f"{num_scenes} random renders with grammar captions (seed {seed * 2 + 1})",
+                "seconds_total": round(report["seconds_total"], 1),
+                "threads": threads,
+                "machine": _machine(),
+                "quality": {
+                    "vae_eval_psnr_db": report["vae"]["eval_psnr_db"],
+                    "vae_loss_last50": report["vae"]["loss_last50"],
+                    "unet_loss_first": report["unet"]["loss_first"],
+                    "unet_loss_last50": report["unet"]["loss_last50"],
+                },
+            },
+        )
+    print(json.dumps({"out": str(out), "vae_psnr_db": round(report["vae"]["eval_psnr_db"], 2),
+                      "unet_loss_last50": report["unet"]["loss_last50"], "seconds": round(report["seconds_total"], 1)}))
+    return 0
+
+
+def train_clip(
+    out: Path,
+    steps: int = 4000,
+    num_scenes: int = 20000,
+    batch_size: int = 128,
+    lr: float = 5e-4,
+    hidden_size: int = 128,
+    num_layers: int = 4,
+    projection_dim: int = 128,
+    num_eval: int = 500,
+    seed: int = 0,
+    log_every: int = 50,
+    threads: int = 1,
+    card: bool = True,
+) -> int:
+    """Train the world's image-text model, saved as a transformers CLIPModel + CLIPProcessor folder.
+
+    Args:
+        out: folder to write (loads with CLIPModel.from_pretrained / CLIPProcessor.from_pretrained).
+        steps: optimiser steps.
+        num_scenes: training renders (one caption paraphrase each).
+        batch_size: pairs per step (the contrastive negatives).
+        lr: peak learning rate.
+        hidden_size: width of both towers.
+        num_layers: transformer layers per tower.
+        projection_dim: joint embedding size.
+        num_eval: held-out pairs for top-1 retrieval accuracy.
+        seed: seed of scenes, init and order.
+        log_every: steps between log lines.
+        threads: torch CPU threads.
+        card: write card.json / README.md beside the weights.
+    """
+    params = dict(locals())  # first: the arguments only, before any import
+    import torch
+
+    from cirsynth.config import atomic_write_json, save_resolved_config
+    from cirsynth.world.assets import command_line, write_card
+    from cirsynth.world.clip import WorldClipConfig, train_world_clip
+
+    torch.set_num_threads(threads)
+    cfg = WorldClipConfig(steps=steps, num_scenes=num_scenes, batch_size=batch_size, lr=lr, hidden_size=hidden_size,
+                          num_layers=num_layers, projection_dim=projection_dim, num_eval=num_eval, seed=seed, log_every=log_every)
+    report = train_world_clip(cfg, out, log=lambda s: print(s, flush=True))
+    save_resolved_config(out, "world train clip", params)
+    atomic_write_json(Path(out) / "training_report.json", report, indent=1)
+    if card:
+        write_card(
+            out,
+            "clip",
+            "Image-text model of the mini world as a transformers CLIPModel + CLIPProcessor (BPE tokenizer "
+            "with one token per world word): the CLIP filter and the CIR backbone of the world path.",
+            {
+                "command": command_line("world train clip", params),
+                "seed": seed,
+                "data": f"{num_scenes} random renders with grammar captions (seed {seed * 2 + 1})",
+                "seconds_total": round(report["seconds_total"], 1),
+                "threads": threads,
+                "machine": _machine(),
+                "quality": {"eval_retrieval_top1": report["eval_retrieval"], "num_eval": num_eval,
+                            "loss_last50": report["loss_last50"]},
+            },
+        )
+    print(json.dumps({"out": str(out), **report["eval_retrieval"], "seconds": round(report["seconds_total"], 1)}))
+    return 0

