@@ -16,13 +16,13 @@ from typing import Any, Callable
 COMMANDS: dict[str, Any] = {
     "export": "cirsynth.commands.export:export",
     "evaluate": "cirsynth.commands.evaluate:evaluate",
+    "synthesize": "cirsynth.commands.synthesize:synthesize",
+    "demo": "cirsynth.commands.demo:demo",
     "train-cir": "cirsynth.commands.train_cir:train_cir",
     "caption": "cirsynth.commands.caption:caption",
     "perturb": "cirsynth.commands.perturb:perturb",
     "train-perturber": "cirsynth.commands.train_perturber:train_perturber",
-    "experiment": {
-        "data-scarcity": "cirsynth.commands.experiment:data_scarcity",
-    },
+    "experiment": {"data-scarcity": "cirsynth.commands.experiment:data_scarcity"},
     "world": {
         "train": {
             "classifier": "cirsynth.commands.world:train_classifier",

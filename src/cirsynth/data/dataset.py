@@ -235,7 +235,8 @@ class TripletWriter:
             rel = f"images/tgt/{safe_name(triplet.id)}.png"
             atomic_write_bytes(self.dataset.root / rel, encode_png(target_image.convert("RGB")))
             triplet.target = rel
-        for rel in (triplet.reference, triplet.target):
+        # A failed row may point at an input that could not be read; every other row's images must exist.
+        for rel in (triplet.reference, triplet.target) if triplet.status != "failed" else ():
             if rel is not None and not self.dataset.image_path(rel).is_file():
                 raise DataError(f"image file missing: {rel}", file=str(self.dataset.root), entry=triplet.id)
         triplet.validate()

@@ -1,0 +1,495 @@
+"""``CounterfactualEditor``: invert real images into SD's DDIM trajectory and regenerate them under edited prompts.
+
+Conventions: latents and optimised embeddings are float32 ("master" copies); only the UNet / VAE / text encoder run
+in the pipeline's dtype (e.g. bf16 on a GPU), so a bf16 UNet still optimises fp32 null embeddings.
+Classifier-free guidance (Ho & Salimans 2022, eq. 6): eps = eps_u + w * (eps_c - eps_u).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from cirsynth.editing.attention import (
+    AttentionReweight,
+    LocalBlend,
+    P2PController,
+    PairEdit,
+    cross_attention_edit,
+    p2p_attention,
+)
+from cirsynth.editing.images import fit_image, image_hash, images_to_tensor, model_image_size, tensor_to_images
+from cirsynth.editing.inversion import METHODS, Inversion, InversionCache, inversion_key
+
+
+@dataclass
+class NullTextConfig:
+    """Null-text inversion optimiser (Mokady et al. 2022, Alg. 1; defaults are the reference notebook's)."""
+
+    inner_steps: int = 10  # Adam steps per timestep
+    lr: float = 1e-2  # Adam learning rate at the first timestep
+    lr_decay: float = 1e-2  # lr at timestep i = lr * (1 - lr_decay * i)
+    early_stop: float = 1e-5  # stop an image's inner loop once its MSE < early_stop + i * early_stop_growth
+    early_stop_growth: float = 2e-5  # later (less noisy) steps tolerate a larger error
+
+
+@dataclass
+class EditorConfig:
+    """Settings of the editor that are not per-call arguments."""
+
+    null_text: NullTextConfig = field(default_factory=NullTextConfig)
+    batch_size: int = 8  # images per UNet call when inverting; (image, edit) pairs per call when editing
+    self_replace_max_tokens: int = 32 * 32  # self-attention is swapped only in layers with <= this many queries (P2P)
+    blend_threshold: float = 0.3  # LocalBlend threshold on the max-normalised word map (P2P)
+    blend_start: float = 0.2  # fraction of steps before LocalBlend starts pinning latents
+    blend_grid_divisor: int = 4  # word maps are pooled onto a (h / 4, w / 4) latent grid (SD-1.5: 16 x 16, as P2P)
+    paste_background: bool = False  # composite pixels outside the final LocalBlend mask from the source branch
+
+
+@dataclass
+class EditResult:
+    """All candidates of one (image, target prompt) pair.
+
+    Attributes:
+        images: one edited image per ``self_replace_steps`` candidate.
+        self_replace_steps: the candidate values, aligned with ``images``.
+        masks: per candidate, (H, W) bool at image resolution, True where LocalBlend let the edit act
+            (nearest-upsampled from the latent mask); ``None`` without LocalBlend.
+        source: the source branch decoded (the reconstruction computed alongside the edit).
+        mode: "replace" (same token count) or "refine" (token alignment).
+    """
+
+    images: list[Image.Image]
+    self_replace_steps: list[float]
+    masks: list[np.ndarray | None]
+    source: Image.Image
+    mode: str
+
+
+class CounterfactualEditor:
+    """Inversion + prompt-to-prompt over the components of a diffusers ``StableDiffusionPipeline``.
+
+    Works with any SD-1.x/2.x-compatible pipeline and whatever tokenizer/text encoder it holds (CLIP, BERT, ...).
+
+    Args:
+        pipe: the pipeline (its modules are used in place; their device and dtype are the editor's).
+        config: editor settings.
+        model_id: id recorded in inversions and cache keys (default: the pipeline's ``name_or_path``).
+    """
+
+    def __init__(self, pipe: Any, config: EditorConfig | None = None, model_id: str | None = None) -> None:
+        from diffusers import DDIMInverseScheduler, DDIMScheduler
+
+        from cirsynth.models.diffusion import model_id_of
+
+        self.pipe = pipe
+        self.config = config or EditorConfig()
+        self.unet, self.vae, self.tokenizer = pipe.unet, pipe.vae, pipe.tokenizer
+        self.model_id = model_id or model_id_of(pipe)
+        self.device = self.unet.device
+        self.dtype = self.unet.dtype
+        self.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+        self.inverse_scheduler = DDIMInverseScheduler.from_config(pipe.scheduler.config)
+        if self.scheduler.config.timestep_spacing not in ("leading", "trailing"):
+            raise ValueError(f"DDIM inversion supports 'leading'/'trailing' spacing, not {self.scheduler.config.timestep_spacing!r}")
+        self.image_size = model_image_size(pipe)  # (H, W) pixels
+
+    @classmethod
+    def from_pretrained(
+        cls, path_or_id: str | os.PathLike, device: Any = None, dtype: Any = None, config: EditorConfig | None = None
+    ) -> "CounterfactualEditor":
+        """Load a pipeline folder or HF id (see ``cirsynth.models.diffusion.load_sd_pipeline``) and wrap it."""
+        from cirsynth.models.diffusion import load_sd_pipeline
+
+        return cls(load_sd_pipeline(path_or_id, device=device, dtype=dtype), config=config, model_id=str(path_or_id))
+
+    # ------------------------------------------------------------------------------------------- primitives
+    def prepare(self, images: Sequence[Image.Image]) -> list[Image.Image]:
+        """Fit images to the model size (``fit_image``: cover-resize + centre-crop to ``self.image_size``)."""
+        return [fit_image(im, self.image_size) for im in images]
+
+    @torch.no_grad()
+    def encode_images(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """Fitted RGB images -> (N, C, h, w) float32 latents (posterior mean, times the VAE's scaling factor)."""
+        pixels = images_to_tensor(images).to(self.device, self.vae.dtype)  # (N, 3, H, W)
+        latents = self.vae.encode(pixels).latent_dist.mean.float()  # (N, C, h, w)
+        shift = getattr(self.vae.config, "shift_factor", None) or 0.0
+        return (latents - shift) * self.vae.config.scaling_factor
+
+    @torch.no_grad()
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """(N, C, h, w) latents -> (N, 3, H, W) float32 pixels in [-1, 1]."""
+        shift = getattr(self.vae.config, "shift_factor", None) or 0.0
+        z = latents / self.vae.config.scaling_factor + shift
+        out = [self.vae.decode(chunk.to(self.vae.dtype)).sample.float() for chunk in z.split(self.config.batch_size)]
+        return torch.cat(out).clamp(-1, 1)
+
+    @torch.no_grad()
+    def encode_text(self, prompts: Sequence[str]) -> torch.Tensor:
+        """Prompts -> (N, L, D) float32 embeddings through the pipeline's own ``encode_prompt``."""
+        embeds, _ = self.pipe.encode_prompt(list(prompts), self.device, 1, False)
+        return embeds.float()
+
+    def _unet(self, latents: torch.Tensor, t: torch.Tensor, embeds: torch.Tensor) -> torch.Tensor:
+        """eps for (B, C, h, w) fp32 latents and (B, L, D) fp32 embeddings; runs in the UNet dtype, returns fp32."""
+        return self.unet(latents.to(self.dtype), t, encoder_hidden_states=embeds.to(self.dtype)).sample.float()
+
+    def _settings(self, method: str) -> dict[str, Any]:
+        settings: dict[str, Any] = {"dtype": str(self.dtype).removeprefix("torch."), "scheduler": "DDIM"}
+        if method == "null-text":
+            settings["null_text"] = dataclasses.asdict(self.config.null_text)
+        return settings
+
+    # ------------------------------------------------------------------------------------------- inversion
+    def invert(
+        self,
+        images: Sequence[Image.Image],
+        prompts: Sequence[str],
+        method: str = "null-text",
+        num_steps: int = 50,
+        guidance_scale: float = 7.5,
+        cache: InversionCache | None = None,
+    ) -> list[Inversion]:
+        """Invert images under their source prompts.
+
+        Methods: ``ddim`` (DDIM inversion, no guidance while inverting), ``null-text`` (Mokady et al. 2022),
+        ``negative-prompt`` (Miyake et al. 2023: the source embedding stands in for the unconditional one),
+        ``direct`` (Ju et al. 2023: the source branch is pinned to the inversion trajectory).
+
+        Args:
+            images: PIL images of any size (fitted with ``prepare``).
+            prompts: one source prompt per image.
+            method: see above.
+            num_steps: DDIM steps T.
+            guidance_scale: CFG scale w used when reconstructing/editing (and in null-text's objective).
+            cache: optional ``InversionCache``; hits are loaded, misses computed and stored.
+
+        Returns:
+            One ``Inversion`` per image, in order.
+        """
+        if method not in METHODS:
+            raise ValueError(f"unknown inversion method {method!r}; expected one of {METHODS}")
+        if len(images) != len(prompts):
+            raise ValueError(f"got {len(images)} images but {len(prompts)} prompts")
+        if num_steps < 1:
+            raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+        fitted = self.prepare(images)
+        hashes = [image_hash(im) for im in fitted]
+        settings = self._settings(method)
+        keys = [inversion_key(h, self.model_id, p, method, num_steps, guidance_scale, settings) for h, p in zip(hashes, prompts)]
+        results: list[Inversion | None] = [cache.get(k) if cache else None for k in keys]
+        todo = [i for i, r in enumerate(results) if r is None]
+        for start in range(0, len(todo), self.config.batch_size):
+            chunk = todo[start : start + self.config.batch_size]
+            invs = self._invert_batch(
+                [fitted[i] for i in chunk], [prompts[i] for i in chunk], [hashes[i] for i in chunk],
+                method, num_steps, guidance_scale, settings,
+            )  # fmt: skip
+            for i, inv in zip(chunk, invs):
+                results[i] = inv
+                if cache is not None:
+                    cache.put(keys[i], inv)
+        return results  # type: ignore[return-value]
+
+    @torch.no_grad()
+    def _invert_batch(self, fitted, prompts, hashes, method, num_steps, guidance_scale, settings) -> list[Inversion]:
+        z0 = self.encode_images(fitted)  # (N, C, h, w)
+        cond = self.encode_text(prompts)  # (N, L, D)
+        trajectory = self._ddim_inversion(z0, cond, num_steps)  # (N, T+1, C, h, w)
+        nulls, stats = None, [{} for _ in prompts]
+        if method == "null-text":
+            nulls, stats = self._null_text(trajectory, cond, guidance_scale)  # (N, T, L, D)
+        return [
+            Inversion(
+                method=method,
+                prompt=prompt,
+                num_steps=num_steps,
+                guidance_scale=float(guidance_scale),
+                model_id=self.model_id,
+                image_hash=h,
+                x_T=trajectory[n, -1].cpu(),
+                null_embeddings=None if nulls is None else nulls[n].cpu(),
+                latents=trajectory[n].cpu() if method == "direct" else None,
+                settings=settings,
+                stats=stats[n],
+            )
+            for n, (prompt, h) in enumerate(zip(prompts, hashes))
+        ]
+
+    def _ddim_inversion(self, z0: torch.Tensor, cond: torch.Tensor, num_steps: int) -> torch.Tensor:
+        """DDIM inversion under the source prompt without guidance (DDIM paper eq. 13 run backwards).
+
+        Returns:
+            (N, T+1, C, h, w) latents; index k is after k inversion steps (0 = clean, T = x_T).
+        """
+        self.inverse_scheduler.set_timesteps(num_steps, device=self.device)
+        latents = [z0]
+        z = z0
+        for t in self.inverse_scheduler.timesteps:
+            eps = self._unet(z, t, cond)  # (N, C, h, w)
+            z = self.inverse_scheduler.step(eps, t, z).prev_sample
+            latents.append(z)
+        return torch.stack(latents, dim=1)
+
+    def _null_text(self, trajectory: torch.Tensor, cond: torch.Tensor, guidance: float):
+        """Null-text optimisation (Mokady et al. 2022, eq. 3 / Alg. 1), batched over images.
+
+        Each image has its own null embedding; the loss is a sum of per-image means, so gradients (and Adam's
+        element-wise updates) stay independent, and an image whose loss passed the early-stop threshold is frozen
+        and leaves the UNet batch: N images together give what N single runs give.
+
+        Args:
+            trajectory: (N, T+1, C, h, w) DDIM-inversion latents.
+            cond: (N, L, D) source-prompt embeddings.
+
+        Returns:
+            ``(nulls, stats)``: (N, T, L, D) float32 embeddings and per-image diagnostics.
+        """
+        cfg = self.config.null_text
+        N, T = trajectory.shape[0], trajectory.shape[1] - 1
+        self.scheduler.set_timesteps(T, device=self.device)
+        null = self.encode_text([""]).expand(N, -1, -1).clone()  # (N, L, D) fp32 master copy
+        latent = trajectory[:, T]  # (N, C, h, w)
+        nulls, inner_steps, last_loss = [], [[] for _ in range(N)], [0.0] * N
+        for i, t in enumerate(self.scheduler.timesteps):
+            target = trajectory[:, T - i - 1]  # (N, C, h, w) where the guided step should land
+            eps_c = self._unet(latent, t, cond)  # (N, C, h, w)
+            null = null.clone().requires_grad_(True)
+            optimizer = torch.optim.Adam([null], lr=cfg.lr * (1.0 - cfg.lr_decay * i))
+            active = torch.ones(N, dtype=torch.bool, device=self.device)
+            steps = [0] * N
+            for _ in range(cfg.inner_steps):
+                idx = active.nonzero().squeeze(1)  # (n,)
+                frozen = null.detach().clone()
+                with torch.enable_grad():
+                    eps_u = self._unet(latent[idx], t, null[idx])  # (n, C, h, w)
+                    eps = eps_u + guidance * (eps_c[idx] - eps_u)
+                    prev = self.scheduler.step(eps, t, latent[idx]).prev_sample
+                    loss = ((prev - target[idx]) ** 2).mean(dim=(1, 2, 3))  # (n,) per-image MSE
+                    (null.grad,) = torch.autograd.grad(loss.sum(), [null])
+                optimizer.step()
+                with torch.no_grad():
+                    null[~active] = frozen[~active]  # Adam momentum must not move frozen images
+                for k, n in enumerate(idx.tolist()):
+                    steps[n] += 1
+                    last_loss[n] = float(loss[k])
+                done = loss.detach() < cfg.early_stop + i * cfg.early_stop_growth
+                active[idx[done]] = False
+                if not active.any():
+                    break
+            null = null.detach()
+            for n in range(N):
+                inner_steps[n].append(steps[n])
+            eps_u = self._unet(latent, t, null)
+            latent = self.scheduler.step(eps_u + guidance * (eps_c - eps_u), t, latent).prev_sample
+            nulls.append(null)
+        stats = [{"inner_steps": inner_steps[n], "last_loss": last_loss[n]} for n in range(N)]
+        return torch.stack(nulls, dim=1), stats
+
+    # ------------------------------------------------------------------------------------------- sampling
+    @torch.no_grad()
+    def _sample(
+        self, sources: Sequence[Inversion], targets: Sequence[str] = (), edits: Sequence[PairEdit] = ()
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Run S source branches (reconstruction) and J edited target branches in shared UNet calls.
+
+        Args:
+            sources: S inversions with one ``group_key``.
+            targets: J target prompts; ``edits[j]`` says which source target j edits against and how.
+
+        Returns:
+            ``(x_src, x_tgt, mask)``: (S, C, h, w) and (J, C, h, w) clean latents, (J, 1, h, w) LocalBlend mask
+            (``None`` when nothing was blended).
+        """
+        first = sources[0]
+        method, T, w = first.method, first.num_steps, first.guidance_scale
+        S, J = len(sources), len(targets)
+        dev = self.device
+        self.scheduler.set_timesteps(T, device=dev)
+        x_src = torch.stack([s.x_T for s in sources]).to(dev)  # (S, C, h, w)
+        if method == "direct" and J == 0:  # the source branch is the stored trajectory itself
+            return torch.stack([s.latents[0] for s in sources]).to(dev), None, None
+        cond_src = self.encode_text([s.prompt for s in sources])  # (S, L, D)
+        empty = self.encode_text([""])  # (1, L, D)
+        nulls = torch.stack([s.null_embeddings for s in sources]).to(dev) if method == "null-text" else None  # (S,T,L,D)
+        traj = torch.stack([s.latents for s in sources]).to(dev) if method == "direct" else None  # (S,T+1,C,h,w)
+        src_cfg = method in ("null-text", "ddim")  # negative-prompt: eps_u == eps_c; direct: source is pinned
+        controller = None
+        if J:
+            src_idx = torch.tensor([e.source_index for e in edits], device=dev)  # (J,)
+            x_tgt = x_src[src_idx].clone()  # (J, C, h, w)
+            cond_tgt = self.encode_text(targets)  # (J, L, D)
+            h, w_lat = x_src.shape[-2:]
+            grid = (max(1, h // self.config.blend_grid_divisor), max(1, w_lat // self.config.blend_grid_divisor))
+            controller = P2PController(edits, S, (h, w_lat), self.config.self_replace_max_tokens, grid, dev)
+        blend_from = int(self.config.blend_start * T)
+        mask = None
+        ctx = p2p_attention(self.unet, controller) if controller else contextlib.nullcontext()
+        with ctx:
+            for i, t in enumerate(self.scheduler.timesteps):
+                if method == "null-text":
+                    u_src, u_tgt = nulls[:, i], (nulls[src_idx, i] if J else None)
+                elif method == "negative-prompt":
+                    u_src, u_tgt = None, (cond_src[src_idx] if J else None)
+                else:
+                    u_src, u_tgt = empty.expand(S, -1, -1), (empty.expand(J, -1, -1) if J else None)
+                lat, emb = [], []
+                if src_cfg:
+                    lat.append(x_src), emb.append(u_src)
+                if J:
+                    lat.append(x_tgt), emb.append(u_tgt)
+                n_uncond = sum(len(x) for x in lat)
+                lat.append(x_src), emb.append(cond_src)
+                if J:
+                    lat.append(x_tgt), emb.append(cond_tgt)
+                if controller:
+                    controller.begin_step(i, n_uncond)
+                eps = self._unet(torch.cat(lat), t, torch.cat(emb))  # (n_uncond + S + J, C, h, w)
+                parts = list(eps.split([len(x) for x in lat]))
+                eps_u_src = parts.pop(0) if src_cfg else None
+                eps_u_tgt = parts.pop(0) if J else None
+                eps_c_src = parts.pop(0)
+                eps_c_tgt = parts.pop(0) if J else None
+                if method == "direct":
+                    x_src_next = traj[:, T - i - 1]
+                else:
+                    e_src = eps_u_src + w * (eps_c_src - eps_u_src) if src_cfg else eps_c_src
+                    x_src_next = self.scheduler.step(e_src, t, x_src).prev_sample
+                if J:
+                    e_tgt = eps_u_tgt + w * (eps_c_tgt - eps_u_tgt)
+                    x_tgt = self.scheduler.step(e_tgt, t, x_tgt).prev_sample
+                    if controller.has_blend.any() and i >= blend_from:
+                        x_tgt, mask = controller.blend(x_src_next, x_tgt)
+                x_src = x_src_next
+        return x_src, (x_tgt if J else None), mask
+
+    def _groups(self, inversions: Sequence[Inversion]) -> dict[tuple, list[int]]:
+        groups: dict[tuple, list[int]] = {}
+        for i, inv in enumerate(inversions):
+            if inv.model_id != self.model_id:
+                raise ValueError(f"inversion {i} belongs to model {inv.model_id!r}, this editor is {self.model_id!r}")
+            groups.setdefault(inv.group_key(), []).append(i)
+        return groups
+
+    def reconstruct(self, inversions: Sequence[Inversion]) -> list[Image.Image]:
+        """Regenerate each inverted image under its own prompt and method (no attention control, SDPA everywhere)."""
+        out: list[Image.Image | None] = [None] * len(inversions)
+        for members in self._groups(inversions).values():
+            for start in range(0, len(members), self.config.batch_size):
+                chunk = members[start : start + self.config.batch_size]
+                x_src, _, _ = self._sample([inversions[i] for i in chunk])
+                for i, im in zip(chunk, tensor_to_images(self.decode_latents(x_src))):
+                    out[i] = im
+        return out  # type: ignore[return-value]
+
+    # ------------------------------------------------------------------------------------------- editing
+    def edit(
+        self,
+        inversions: Sequence[Inversion],
+        target_prompts: Sequence[str],
+        *,
+        cross_replace_steps: float = 0.8,
+        self_replace_steps: float | Sequence[float] = 0.6,
+        blend_words: Sequence[tuple[Sequence[str], Sequence[str]] | None] | None = None,
+        reweight: Sequence[dict[str, float] | None] | None = None,
+        mode: str = "auto",
+        return_details: bool = False,
+    ) -> list[Image.Image] | list[list[Image.Image]] | list[EditResult]:
+        """Prompt-to-prompt edits of inverted images; many (image, edit) pairs share each UNet call.
+
+        Args:
+            inversions: one per pair (the same inversion may appear in several pairs).
+            target_prompts: one per pair.
+            cross_replace_steps: fraction of steps whose cross-attention is taken from the source.
+            self_replace_steps: fraction of steps whose self-attention is taken from the source; a list runs a sweep
+                (as LANCE does) and yields one candidate per value.
+            blend_words: per pair ``(source_words, target_words)`` for LocalBlend, or ``None`` (no blend).
+            reweight: per pair ``{target word: scale}`` for AttentionReweight, or ``None``.
+            mode: "auto" (replace when token counts match, else refine), "replace" or "refine".
+            return_details: return ``EditResult``s (candidates, masks, source branch).
+
+        Returns:
+            ``list[Image]`` for a single ``self_replace_steps``; ``list[list[Image]]`` (pair -> candidates) for a
+            sweep; ``list[EditResult]`` with ``return_details``.
+
+        Raises:
+            ValueError: length mismatches, unknown words, or a replace edit between prompts of different lengths.
+        """
+        P = len(inversions)
+        if len(target_prompts) != P:
+            raise ValueError(f"got {P} inversions but {len(target_prompts)} target prompts")
+        for name, per_pair in (("blend_words", blend_words), ("reweight", reweight)):
+            if per_pair is not None and len(per_pair) != P:
+                raise ValueError(f"{name} must have one entry per pair ({P}), got {len(per_pair)}")
+        sweep = not isinstance(self_replace_steps, (int, float))
+        fractions = [float(f) for f in (self_replace_steps if sweep else [self_replace_steps])]
+        for f in [*fractions, cross_replace_steps]:
+            if not 0.0 <= f <= 1.0:
+                raise ValueError(f"replace-step fractions must lie in [0, 1], got {f}")
+        results: list[EditResult | None] = [None] * P
+        for members in self._groups(inversions).values():
+            per_call = max(1, self.config.batch_size // len(fractions))
+            for start in range(0, len(members), per_call):
+                chunk = members[start : start + per_call]
+                for i, res in zip(chunk, self._edit_chunk(
+                    [inversions[i] for i in chunk], [target_prompts[i] for i in chunk],
+                    [blend_words[i] if blend_words else None for i in chunk],
+                    [reweight[i] if reweight else None for i in chunk],
+                    cross_replace_steps, fractions, mode,
+                )):  # fmt: skip
+                    results[i] = res
+        if return_details:
+            return results  # type: ignore[return-value]
+        if sweep:
+            return [r.images for r in results]  # type: ignore[union-attr]
+        return [r.images[0] for r in results]  # type: ignore[union-attr]
+
+    def _edit_chunk(self, invs, targets, blends, reweights, cross_frac, fractions, mode) -> list[EditResult]:
+        T = invs[0].num_steps
+        sources: list[Inversion] = []
+        slot: dict[int, int] = {}
+        for inv in invs:  # pairs sharing an inversion share its source branch
+            slot.setdefault(id(inv), len(sources))
+            if slot[id(inv)] == len(sources):
+                sources.append(inv)
+        edits, prompts, modes = [], [], []
+        for inv, target, blend, weights in zip(invs, targets, blends, reweights):
+            cross = cross_attention_edit(self.tokenizer, inv.prompt, target, mode)
+            modes.append(cross.name)
+            local = None
+            if blend is not None:
+                src_words, tgt_words = blend
+                local = LocalBlend.from_words(
+                    self.tokenizer, inv.prompt, target, list(src_words), list(tgt_words), self.config.blend_threshold
+                )
+            rw = AttentionReweight.from_words(self.tokenizer, target, weights) if weights else None
+            for frac in fractions:
+                edits.append(PairEdit(slot[id(inv)], cross, rw, local, int(cross_frac * T), int(frac * T)))
+                prompts.append(target)
+        x_src, x_tgt, mask = self._sample(sources, prompts, edits)
+        pixels = self.decode_latents(torch.cat([x_src, x_tgt]))  # (S + J, 3, H, W)
+        src_px, tgt_px = pixels[: len(sources)], pixels[len(sources) :]
+        mask_px = None
+        if mask is not None:
+            mask_px = F.interpolate(mask.float(), size=tgt_px.shape[-2:], mode="nearest").bool()  # (J, 1, H, W)
+            if self.config.paste_background:
+                src_for_tgt = src_px[torch.tensor([e.source_index for e in edits], device=src_px.device)]
+                tgt_px = torch.where(mask_px, tgt_px, src_for_tgt)
+        src_images, tgt_images = tensor_to_images(src_px), tensor_to_images(tgt_px)
+        results, j = [], 0
+        for k, (inv, blend) in enumerate(zip(invs, blends)):
+            n = len(fractions)
+            masks = [
+                mask_px[j + c, 0].cpu().numpy() if (mask_px is not None and blend is not None) else None for c in range(n)
+            ]
+            results.append(EditResult(tgt_images[j : j + n], list(fractions), masks, src_images[slot[id(inv)]], modes[k]))
+            j += n
+        return results

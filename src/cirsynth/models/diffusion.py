@@ -1,0 +1,85 @@
+"""Loading Stable Diffusion components (any SD-1.x/2.x-compatible folder or HF id) with device/dtype handling."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+_DTYPE_NAMES = {
+    "fp32": "float32",
+    "float32": "float32",
+    "float": "float32",
+    "fp16": "float16",
+    "float16": "float16",
+    "half": "float16",
+    "bf16": "bfloat16",
+    "bfloat16": "bfloat16",
+}
+
+
+def resolve_device(device: "str | torch.device | None" = None) -> "torch.device":
+    """``None`` -> ``cuda`` when available, else ``cpu``; strings and devices pass through."""
+    import torch
+
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: "str | torch.dtype | None" = None) -> "torch.dtype":
+    """``None`` -> float32 (the precision every path supports); accepts ``"bf16"``, ``"fp16"``, torch dtypes."""
+    import torch
+
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    name = _DTYPE_NAMES.get(str(dtype).lower().removeprefix("torch."))
+    if name is None:
+        raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(_DTYPE_NAMES)} or a torch.dtype")
+    return getattr(torch, name)
+
+
+def load_sd_pipeline(
+    path_or_id: str | os.PathLike,
+    device: "str | torch.device | None" = None,
+    dtype: "str | torch.dtype | None" = None,
+    **kwargs: Any,
+) -> "StableDiffusionPipeline":
+    """Load a ``StableDiffusionPipeline`` (local folder or HF id) without a safety checker.
+
+    Whatever tokenizer / text encoder the folder's ``model_index.json`` declares is used (CLIP, BERT, ...).
+    In fp16 the VAE stays in fp32 when its config asks for it (``force_upcast``; SD's VAE overflows in fp16).
+
+    Args:
+        path_or_id: a diffusers pipeline folder or a hub id (downloaded only when online).
+        device: target device; ``None`` picks ``cuda`` when available.
+        dtype: UNet / text-encoder dtype; ``None`` means float32.
+        kwargs: passed to ``StableDiffusionPipeline.from_pretrained``.
+
+    Returns:
+        The pipeline on ``device`` with ``safety_checker=None``.
+    """
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+    device = resolve_device(device)
+    dtype = resolve_dtype(dtype)
+    kwargs.setdefault("safety_checker", None)
+    kwargs.setdefault("requires_safety_checker", False)
+    pipe = StableDiffusionPipeline.from_pretrained(str(path_or_id), dtype=dtype, **kwargs)
+    pipe.to(device)
+    if dtype == torch.float16 and getattr(pipe.vae.config, "force_upcast", False):
+        pipe.vae.to(torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def model_id_of(pipe: Any) -> str:
+    """The id or folder a pipeline was loaded from (``"<in-memory>"`` for one built in code)."""
+    name = getattr(pipe, "name_or_path", None) or getattr(getattr(pipe, "config", None), "_name_or_path", None)
+    return str(name) if name else "<in-memory>"

@@ -1,0 +1,157 @@
+"""Edit filters: CLIP similarities (InstructPix2Pix / LANCE rules) and structure preservation.
+
+Scores per candidate (reference image R, edited image E, source caption S, target caption T,
+changed words s -> t):
+- ``clip_i2i``      cos(E_img(R), E_img(E))                      image-image: same scene kept
+- ``clip_src_text`` cos(E_img(R), E_txt(S))                      the reference matches its caption
+- ``clip_tgt_text`` cos(E_img(E), E_txt(T))                      the edit matches the target caption
+- ``clip_dir``      cos(E_img(E) - E_img(R), E_txt(T) - E_txt(S)) directional similarity (Gal et al. 2022)
+- ``words_margin``  cos(E_img(E), E_txt(t)) - cos(E_img(E), E_txt(s)) the edit is closer to the target words
+- ``psnr_outside``  PSNR between R and E outside the LocalBlend mask (whole image without a mask)
+Each rule compares one score with a threshold; a candidate passes when every enabled rule does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+from PIL import Image
+
+from cirsynth.metrics import psnr
+
+
+@dataclass
+class FilterConfig:
+    clip: str | None = None  # CLIP id or folder; None: no CLIP rules (structure rule only)
+    min_clip_i2i: float = 0.7  # InstructPix2Pix / LANCE default
+    min_clip_src_text: float = 0.2  # reference image vs its caption
+    min_clip_tgt_text: float = 0.2  # edited image vs target caption
+    min_clip_dir: float = 0.2  # directional similarity
+    min_words_margin: float = 0.0  # edited image closer to the target words than to the source words
+    min_psnr_outside: float = 18.0  # dB outside the blend mask: the rest of the scene is preserved
+    device: str | None = None  # None: CUDA when available
+
+
+RULES = (
+    ("clip_i2i", "min_clip_i2i"),
+    ("clip_src_text", "min_clip_src_text"),
+    ("clip_tgt_text", "min_clip_tgt_text"),
+    ("clip_dir", "min_clip_dir"),
+    ("words_margin", "min_words_margin"),
+    ("psnr_outside", "min_psnr_outside"),
+)
+
+
+@dataclass
+class FilterVerdict:
+    scores: dict[str, float]
+    failed: list[str] = field(default_factory=list)  # rule descriptions that failed, e.g. "clip_dir 0.12 < 0.2"
+
+    @property
+    def passed(self) -> bool:
+        return not self.failed
+
+
+class EditFilter:
+    """Scores and judges edited candidates in batches."""
+
+    def __init__(self, config: FilterConfig):
+        self.config = config
+        self.clip = None
+        if config.clip is not None:
+            from cirsynth.models.clip import load_clip
+
+            self.clip = load_clip(config.clip, device=config.device)
+
+    @property
+    def model_id(self) -> str | None:
+        return self.config.clip
+
+    def _embed_images(self, images: Sequence[Image.Image]):
+        import torch
+
+        from cirsynth.models.clip import image_features
+
+        model, proc = self.clip
+        px = proc(images=list(images), return_tensors="pt")["pixel_values"].to(model.device, model.dtype)
+        with torch.no_grad():
+            f = image_features(model, px).float()  # (B, D)
+        return torch.nn.functional.normalize(f, dim=-1)
+
+    def _embed_texts(self, texts: Sequence[str]):
+        import torch
+
+        from cirsynth.models.clip import text_features
+
+        model, proc = self.clip
+        tok = proc.tokenizer(list(texts), padding=True, truncation=True, return_tensors="pt").to(model.device)
+        with torch.no_grad():
+            f = text_features(model, tok["input_ids"], tok.get("attention_mask")).float()  # (B, D)
+        return torch.nn.functional.normalize(f, dim=-1)
+
+    def score(
+        self,
+        references: Sequence[Image.Image],
+        edited: Sequence[Image.Image],
+        source_captions: Sequence[str],
+        target_captions: Sequence[str],
+        source_words: Sequence[Sequence[str]],
+        target_words: Sequence[Sequence[str]],
+        masks: Sequence[np.ndarray | None],
+    ) -> list[FilterVerdict]:
+        """Score N candidates (all sequences aligned) and apply the rules."""
+        n = len(edited)
+        scores: list[dict[str, float]] = [{} for _ in range(n)]
+        for i in range(n):
+            ref = np.asarray(references[i].convert("RGB").resize(edited[i].size))
+            keep = None if masks[i] is None else ~np.asarray(masks[i], dtype=bool)
+            if keep is not None and keep.shape != ref.shape[:2]:
+                keep = np.asarray(Image.fromarray(keep.astype(np.uint8) * 255).resize(edited[i].size, Image.NEAREST)) > 0
+            if keep is not None and not keep.any():
+                keep = None  # the mask covers everything: judge the whole image
+            scores[i]["psnr_outside"] = min(psnr(ref, np.asarray(edited[i].convert("RGB")), mask=keep), 99.0)
+        if self.clip is not None and n:
+            r, e = self._embed_images(references), self._embed_images(edited)
+            s = self._embed_texts(source_captions)
+            t = self._embed_texts(target_captions)
+            sw = self._embed_texts([" ".join(w) or "." for w in source_words])
+            tw = self._embed_texts([" ".join(w) or "." for w in target_words])
+            d_img = torch_normalize(e - r)
+            d_txt = torch_normalize(t - s)
+            vals = {
+                "clip_i2i": (r * e).sum(-1),
+                "clip_src_text": (r * s).sum(-1),
+                "clip_tgt_text": (e * t).sum(-1),
+                "clip_dir": (d_img * d_txt).sum(-1),
+                "words_margin": (e * tw).sum(-1) - (e * sw).sum(-1),
+            }
+            for name, v in vals.items():
+                for i, x in enumerate(v.tolist()):
+                    scores[i][name] = float(x)
+        return [self.judge(sc) for sc in scores]
+
+    def judge(self, scores: dict[str, float]) -> FilterVerdict:
+        failed = []
+        for name, attr in RULES:
+            if name in scores and scores[name] < getattr(self.config, attr):
+                failed.append(f"{name} {scores[name]:.3f} < {getattr(self.config, attr)}")
+        return FilterVerdict(scores, failed)
+
+
+def torch_normalize(x: Any):
+    import torch
+
+    return torch.nn.functional.normalize(x, dim=-1)
+
+
+def pick_best(verdicts: Sequence[FilterVerdict]) -> int:
+    """Index of the best candidate: passing ones first, then fewest failed rules, then highest clip_dir
+    (then image-image similarity, then PSNR outside the mask)."""
+    def key(i: int):
+        v = verdicts[i]
+        s = v.scores
+        return (v.passed, -len(v.failed), s.get("clip_dir", 0.0), s.get("clip_i2i", 0.0), s.get("psnr_outside", 0.0))
+
+    return max(range(len(verdicts)), key=key)

@@ -1,0 +1,391 @@
+"""The synthesis pipeline: images in, a filtered TripletDataset out, resumable.
+
+Stages, each batch-in / batch-out: 1. load  2. caption  3. perturb  4. invert  5. edit  6. filter
+7. write. The runner takes images in batches through every stage and writes each batch's rows as
+one manifest shard, so a crash loses at most the batch in flight and a rerun resumes after the
+last complete shard. Every input ends as rows: accepted / rejected (with the failing filter rule)
+/ failed (with the stage and reason).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from cirsynth.data import CaptionEdit, Triplet, TripletDataset, config_hash
+from cirsynth.synth.filters import EditFilter, FilterConfig, pick_best
+from cirsynth.synth.inputs import InputImage, LoadPolicy, discover, load_rgb
+
+
+@dataclass
+class SynthConfig:
+    images: str  # folder (recursive) or .parquet/.jsonl list of images
+    out: str  # TripletDataset root
+    editor: str  # Stable Diffusion pipeline id or folder
+    captioner: Optional[str] = None  # HF image-to-text id or folder (e.g. Salesforce/blip2-opt-2.7b)
+    captions: Optional[str] = None  # file of captions (CSV/JSONL/Parquet: image -> caption) instead of a captioner
+    captioner_prompt: Optional[str] = None  # prompt prefix for the captioner, e.g. "a photo of"
+    perturber: str = "lexical"  # lexical | llm
+    perturber_model: Optional[str] = None  # causal LM id or folder for --perturber llm
+    adapter: Optional[str] = None  # PEFT LoRA adapter folder for the LLM perturber
+    vocabulary: Optional[str] = None  # lexical perturber word lists: "world", a JSON file, or None (built-in + WordNet)
+    edit_types: Optional[list[str]] = None  # restrict edit types (default: all)
+    edits_per_image: int = 1  # counterfactual captions per image
+    inversion: str = "null-text"  # null-text | negative-prompt | direct | ddim
+    num_steps: int = 50  # DDIM steps
+    guidance_scale: float = 7.5  # classifier-free guidance scale
+    cross_replace_steps: float = 0.8  # P2P: fraction of steps with source cross-attention
+    self_replace_steps: list[float] = field(default_factory=lambda: [0.6])  # several: LANCE-style sweep, best kept
+    local_blend: bool = True  # P2P LocalBlend on the changed words
+    clip: Optional[str] = None  # CLIP id or folder for filtering
+    no_filter: bool = False  # accept every edit (scores still recorded where computable)
+    filters: FilterConfig = field(default_factory=FilterConfig)  # thresholds
+    resolution: Optional[int] = None  # square working size in pixels (default: the model's native size)
+    split: str = "train"  # split recorded on every triplet
+    seed: int = 0  # perturbation seed
+    # runtime only (not part of the resume check):
+    batch_size: int = 4  # images per batch (one manifest shard per batch)
+    device: Optional[str] = None  # None: CUDA when available
+    dtype: Optional[str] = None  # e.g. bfloat16 for the UNet on a GPU
+    progress: bool = True  # progress bars
+
+
+RUNTIME_FIELDS = {"batch_size", "device", "progress", "out", "images"}
+
+
+def run_hash(cfg: SynthConfig) -> str:
+    """Hash of every setting that changes outputs (not batch size, device or progress display)."""
+    d = dataclasses.asdict(cfg)
+    return config_hash({k: v for k, v in d.items() if k not in RUNTIME_FIELDS})
+
+
+@dataclass
+class Summary:
+    inputs: int = 0
+    skipped_done: int = 0  # inputs already complete in a previous run
+    accepted: int = 0
+    rejected: int = 0
+    failed: int = 0
+    rejected_by_rule: Counter = field(default_factory=Counter)
+    failed_by_reason: Counter = field(default_factory=Counter)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        n = self.accepted + self.rejected + self.failed
+        return {
+            "inputs": self.inputs,
+            "skipped_already_done": self.skipped_done,
+            "accepted": self.accepted,
+            "rejected": self.rejected,
+            "failed": self.failed,
+            "rejected_by_rule": dict(self.rejected_by_rule),
+            "failed_by_reason": dict(self.failed_by_reason),
+            "seconds": round(self.seconds, 2),
+            "triplets_per_second": round(n / self.seconds, 4) if self.seconds else None,
+            "accepted_per_second": round(self.accepted / self.seconds, 4) if self.seconds else None,
+        }
+
+
+class ConfigChanged(RuntimeError):
+    pass
+
+
+def open_output(cfg: SynthConfig, force_new: bool = False) -> TripletDataset:
+    """Create the output dataset, or reopen it for resume after checking the settings match."""
+    out = Path(cfg.out)
+    h = run_hash(cfg)
+    if (out / "dataset.json").exists():
+        ds = TripletDataset(out)
+        old = ds.meta.get("run_config_hash")
+        if old != h:
+            if not force_new:
+                raise ConfigChanged(
+                    f"{out} was written with different settings (hash {old}, now {h}); rerun with the same settings "
+                    f"to resume, or pass --force_new true to move the old output aside and start again"
+                )
+            backup = out.with_name(f"{out.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
+            shutil.move(str(out), str(backup))
+        else:
+            return ds
+    return TripletDataset.create(out, meta={"run_config_hash": h, "run_config": json.loads(json.dumps(dataclasses.asdict(cfg), default=str))})
+
+
+def read_caption_file(path: str) -> dict[str, str]:
+    """image (path as listed, or file name) -> caption, from CSV / JSONL / Parquet with columns image, caption."""
+    from cirsynth.captions.captioner import read_caption_file as read_rows
+
+    return {r["image"]: r["caption"] for r in read_rows(path)}
+
+
+class Synthesizer:
+    """Holds the loaded models; ``run`` processes the inputs. Models load once, lazily."""
+
+    def __init__(self, cfg: SynthConfig):
+        self.cfg = cfg
+        if cfg.captioner is None and cfg.captions is None:
+            self.caption_file: dict[str, str] = {}
+        else:
+            self.caption_file = read_caption_file(cfg.captions) if cfg.captions else {}
+        self._captioner = None
+        self._perturber = None
+        self._editor = None
+        self._filter = None
+
+    # -- models ---------------------------------------------------------------------------------
+    def captioner(self):
+        if self._captioner is None:
+            from cirsynth.captions.captioner import Captioner, CaptionerConfig
+
+            self._captioner = Captioner.from_pretrained(self.cfg.captioner, CaptionerConfig(prompt=self.cfg.captioner_prompt),
+                                                        device=self.cfg.device, dtype=self.cfg.dtype)
+        return self._captioner
+
+    def perturber(self):
+        if self._perturber is None:
+            if self.cfg.perturber == "lexical":
+                from cirsynth.captions import LexicalConfig, LexicalPerturber, Vocabulary
+
+                if self.cfg.vocabulary is None:
+                    self._perturber = LexicalPerturber()
+                elif self.cfg.vocabulary == "world":  # the mini world's closed vocabulary, no WordNet
+                    from cirsynth.world.language import lexical_vocabulary
+
+                    self._perturber = LexicalPerturber(LexicalConfig(vocab=lexical_vocabulary()), wordnet=False)
+                else:
+                    self._perturber = LexicalPerturber(LexicalConfig(vocab=Vocabulary.from_json(self.cfg.vocabulary)))
+            elif self.cfg.perturber == "llm":
+                from cirsynth.captions.llm import LLMPerturber
+
+                if not self.cfg.perturber_model and not self.cfg.adapter:
+                    raise ValueError("--perturber llm needs --perturber_model ID_OR_PATH (or an --adapter that records its base)")
+                self._perturber = LLMPerturber.from_pretrained(self.cfg.perturber_model, adapter=self.cfg.adapter, device=self.cfg.device)
+            else:
+                raise ValueError(f"unknown perturber {self.cfg.perturber!r} (lexical | llm)")
+        return self._perturber
+
+    def editor(self):
+        if self._editor is None:
+            from cirsynth.editing import CounterfactualEditor
+
+            self._editor = CounterfactualEditor.from_pretrained(self.cfg.editor, device=self.cfg.device, dtype=self.cfg.dtype)
+            if self.cfg.resolution:
+                self._editor.image_size = (self.cfg.resolution, self.cfg.resolution)
+        return self._editor
+
+    def filter(self):
+        if self._filter is None:
+            fc = dataclasses.replace(self.cfg.filters, clip=None if self.cfg.no_filter else self.cfg.clip, device=self.cfg.device)
+            self._filter = EditFilter(fc)
+        return self._filter
+
+    def provenance(self) -> dict[str, Any]:
+        c = self.cfg
+        return {
+            "editor": c.editor,
+            "captioner": c.captioner or (f"file:{c.captions}" if c.captions else "input list"),
+            "perturber": c.perturber if c.perturber == "lexical" else f"llm:{c.perturber_model}+{c.adapter}",
+            "clip": None if c.no_filter else c.clip,
+            "inversion": c.inversion,
+            "num_steps": c.num_steps,
+            "guidance_scale": c.guidance_scale,
+            "seed": c.seed,
+            "config_hash": run_hash(c),
+        }
+
+    # -- the run --------------------------------------------------------------------------------
+    def run(self, force_new: bool = False) -> Summary:
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        inputs = discover(cfg.images)
+        ds = open_output(cfg, force_new=force_new)
+        done = {i.split(":", 1)[0] for i in ds.ids()}
+        todo = [x for x in inputs if x.key not in done]
+        summary = Summary(inputs=len(inputs), skipped_done=len(inputs) - len(todo))
+        bars = _Bars(len(todo), enabled=cfg.progress)
+        prov = self.provenance()
+        with ds.writer(shard_size=10**9) as w:
+            for s in range(0, len(todo), cfg.batch_size):
+                batch = todo[s : s + cfg.batch_size]
+                for t, images in self.process(batch, prov, bars):
+                    w.add(t, reference_image=images[0], target_image=images[1])
+                    _count(summary, t)
+                w.flush()  # one shard per batch: the resume unit
+        bars.close()
+        summary.seconds = time.perf_counter() - t0
+        return summary
+
+    def process(self, batch: list[InputImage], prov: dict, bars: "_Bars"):
+        """Run one batch of inputs through every stage; yields (Triplet, (reference, target)) rows."""
+        cfg = self.cfg
+        # 1. load
+        loaded: list[tuple[InputImage, Any]] = []
+        for x in batch:
+            im, why = load_rgb(x.path, LoadPolicy())
+            if im is None:
+                yield _failed(x, "load", why, prov, cfg), (None, None)
+            else:
+                loaded.append((x, im))
+        bars.update("load", len(batch))
+        if not loaded:
+            return
+        # 2. caption
+        captions = self.caption(loaded)
+        bars.update("caption", len(loaded))
+        # 3. perturb
+        ok: list[tuple[InputImage, Any, str, list[CaptionEdit]]] = []
+        good = [(x, im, c) for (x, im), c in zip(loaded, captions) if c]
+        for (x, im), c in zip(loaded, captions):
+            if not c:
+                why = "the captioner returned an empty caption" if cfg.captioner else "no caption for this image in the input list or --captions, and no --captioner"
+                yield _failed(x, "caption", why, prov, cfg, reference=im), (im, None)
+        results = self.perturber().perturb([c for _, _, c in good], edit_types=cfg.edit_types, n=cfg.edits_per_image, seed=cfg.seed)
+        for (x, im, c), r in zip(good, results):
+            if r.rejected:
+                yield _failed(x, "perturb", r.reason or "no edit", prov, cfg, reference=im, caption=c), (im, None)
+            else:
+                ok.append((x, im, c, r.edits))
+        bars.update("perturb", len(loaded))
+        if not ok:
+            return
+        # 4. invert (one inversion per image, shared by its edits). From here on the reference is the
+        # image as the model sees it (resized + centre-cropped), so reference and target align.
+        editor = self.editor()
+        ok = [(x, ref, c, edits) for (x, _, c, edits), ref in zip(ok, editor.prepare([im for _, im, _, _ in ok]))]
+        try:
+            invs = editor.invert([im for _, im, _, _ in ok], [c for _, _, c, _ in ok], method=cfg.inversion,
+                                 num_steps=cfg.num_steps, guidance_scale=cfg.guidance_scale)
+        except Exception as e:  # noqa: BLE001 - one bad batch must not end the run: retry one by one
+            invs = []
+            for x, im, c, _ in ok:
+                try:
+                    invs.append(editor.invert([im], [c], method=cfg.inversion, num_steps=cfg.num_steps, guidance_scale=cfg.guidance_scale)[0])
+                except Exception as e1:  # noqa: BLE001
+                    invs.append(e1)
+            del e
+        bars.update("invert", len(ok))
+        # 5. edit, 6. filter
+        pairs = []
+        for (x, im, c, edits), inv in zip(ok, invs):
+            for k, ed in enumerate(edits):
+                if isinstance(inv, Exception):
+                    yield _failed(x, "invert", f"{type(inv).__name__}: {inv}", prov, cfg, reference=im, caption=c, k=k, edit=ed), (im, None)
+                else:
+                    pairs.append((x, im, inv, k, ed))
+        for row in self.edit_and_filter(pairs, prov, bars):
+            yield row
+
+    def caption(self, loaded) -> list[str]:
+        out = []
+        need = []
+        for i, (x, _) in enumerate(loaded):
+            cap = x.caption or self.caption_file.get(x.rel) or self.caption_file.get(x.path.name)
+            out.append(cap)
+            if cap is None:
+                need.append(i)
+        if need:
+            if self.cfg.captioner is None:
+                for i in need:
+                    out[i] = ""  # reported as a failed caption below
+            else:
+                caps = self.captioner().caption([loaded[i][1] for i in need])
+                for i, cap in zip(need, caps):
+                    out[i] = (cap or "").strip()
+        return out
+
+    def edit_and_filter(self, pairs, prov, bars):
+        cfg = self.cfg
+        if not pairs:
+            return
+        editor = self.editor()
+        kwargs = dict(cross_replace_steps=cfg.cross_replace_steps, self_replace_steps=list(cfg.self_replace_steps), return_details=True)
+
+        def run(ps):
+            return editor.edit(
+                [p[2] for p in ps], [p[4].target_caption for p in ps],
+                blend_words=[(p[4].source_words, p[4].target_words) if cfg.local_blend and p[4].source_words and p[4].target_words else None for p in ps],
+                **kwargs,
+            )
+
+        try:
+            results = run(pairs)
+        except Exception:  # noqa: BLE001 - isolate the failing pair(s)
+            results = []
+            for p in pairs:
+                try:
+                    results.append(run([p])[0])
+                except Exception as e:  # noqa: BLE001
+                    results.append(e)
+        bars.update("edit", len(pairs))
+        filt = self.filter()
+        for p, res in zip(pairs, results):
+            x, im, inv, k, ed = p
+            if isinstance(res, Exception):
+                yield _failed(x, "edit", f"{type(res).__name__}: {res}", prov, cfg, reference=im, caption=ed.source_caption, k=k, edit=ed), (im, None)
+                continue
+            n = len(res.images)
+            verdicts = filt.score([im] * n, res.images, [ed.source_caption] * n, [ed.target_caption] * n,
+                                  [ed.source_words] * n, [ed.target_words] * n, res.masks)
+            best = pick_best(verdicts)
+            v = verdicts[best]
+            status = "accepted" if (v.passed or cfg.no_filter) else "rejected"
+            t = Triplet.from_edit(
+                id=f"{x.key}:{k}", reference="", edit=ed, target="", scores=v.scores, status=status,
+                reason=None if status == "accepted" else "; ".join(v.failed), split=cfg.split,
+                provenance={**prov, "input": x.rel, "self_replace_steps": res.self_replace_steps[best], "candidates": n,
+                            "edit_provenance": ed.provenance},
+            )
+            yield t, (im, res.images[best])
+        bars.update("filter", len(pairs))
+
+
+def _failed(x: InputImage, stage: str, why: str, prov: dict, cfg: SynthConfig, reference=None, caption=None, k=None, edit=None) -> Triplet:
+    """A failed row: kept in the manifest with its stage and reason."""
+    ident = f"{x.key}:{'input' if k is None else k}"
+    if edit is not None:
+        return Triplet.from_edit(ident, "", edit, status="failed", reason=f"{stage}: {why}", split=cfg.split, provenance={**prov, "input": x.rel})
+    return Triplet(
+        id=ident, reference=str(x.path.resolve()) if reference is None else "", modification_text="",
+        reference_caption=caption, status="failed", reason=f"{stage}: {why}", split=cfg.split, provenance={**prov, "input": x.rel},
+    )
+
+
+def _count(summary: Summary, t: Triplet) -> None:
+    if t.status == "accepted":
+        summary.accepted += 1
+    elif t.status == "rejected":
+        summary.rejected += 1
+        for rule in (t.reason or "").split("; "):
+            summary.rejected_by_rule[rule.split(" ")[0]] += 1
+    else:
+        summary.failed += 1
+        stage, _, why = (t.reason or "").partition(": ")
+        summary.failed_by_reason[f"{stage}: {why[:60]}"] += 1
+
+
+class _Bars:
+    """One tqdm bar per stage."""
+
+    STAGES = ("load", "caption", "perturb", "invert", "edit", "filter")
+
+    def __init__(self, n_images: int, enabled: bool = True):
+        self.bars = {}
+        if enabled:
+            from tqdm.auto import tqdm
+
+            for i, s in enumerate(self.STAGES):
+                unit = "pair" if s in ("edit", "filter") else "img"
+                self.bars[s] = tqdm(total=n_images if unit == "img" else None, desc=f"{i + 1}. {s:<7}", unit=unit, position=i, leave=True)
+
+    def update(self, stage: str, n: int) -> None:
+        if stage in self.bars:
+            self.bars[stage].update(n)
+
+    def close(self) -> None:
+        for b in self.bars.values():
+            b.close()

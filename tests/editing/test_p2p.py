@@ -1,0 +1,135 @@
+import numpy as np
+import pytest
+import torch
+
+from cirsynth.editing import CounterfactualEditor, EditorConfig, P2PAttnProcessor, P2PController, PairEdit
+from cirsynth.editing.attention import AttentionReplace, p2p_attention
+
+from .conftest import PROMPTS, STEPS, TINY_NULL_TEXT, photos, psnr
+
+
+def test_identity_edit_reproduces_reconstruction(editor, null_inversions):
+    rec = editor.reconstruct(null_inversions)
+    same = editor.edit(null_inversions, [inv.prompt for inv in null_inversions])
+    for a, b in zip(same, rec):
+        assert psnr(a, b) > 60.0
+    neg = editor.invert(photos()[:1], PROMPTS[:1], method="negative-prompt", num_steps=STEPS)
+    assert psnr(editor.edit(neg, PROMPTS[:1])[0], editor.reconstruct(neg)[0]) > 60.0
+
+
+def test_edit_changes_image_and_batched_equals_single(editor, null_inversions):
+    targets = ["a photo of a dog", "a photo of a big astronaut"]
+    rec = editor.reconstruct(null_inversions)
+    batched = editor.edit(null_inversions, targets, return_details=True)
+    assert [r.mode for r in batched] == ["replace", "refine"]
+    for r, src in zip(batched, rec):
+        assert psnr(r.images[0], src) < 45.0  # the edit did something
+        assert psnr(r.source, src) > 60.0  # the source branch is the reconstruction
+    for inv, tgt, r in zip(null_inversions, targets, batched):
+        single = editor.edit([inv], [tgt])[0]
+        assert psnr(single, r.images[0]) > 60.0
+
+
+def test_cross_attention_control_is_used(editor, null_inversions):
+    """The processor multiplies the controller's returned tensor: reweighting a word changes the edit."""
+    inv = null_inversions[:1]
+    plain = editor.edit(inv, ["a photo of a dog"], cross_replace_steps=1.0)[0]
+    muted = editor.edit(inv, ["a photo of a dog"], cross_replace_steps=1.0, reweight=[{"dog": 0.0}])[0]
+    assert psnr(plain, muted) < 50.0
+
+
+def test_sweep_returns_candidates(editor, null_inversions):
+    out = editor.edit(null_inversions, ["a photo of a dog", "a photo of a man"], self_replace_steps=[0.2, 0.6, 1.0])
+    assert len(out) == 2 and all(len(c) == 3 for c in out)
+    single = editor.edit(null_inversions[:1], ["a photo of a dog"], self_replace_steps=0.6)[0]
+    assert psnr(out[0][1], single) > 60.0
+    assert psnr(out[0][0], out[0][2]) < 60.0
+
+
+def test_local_blend_keeps_outside_of_mask(pipe, null_inversions):
+    inv, tgt = null_inversions[0], "a photo of a dog"
+    from cirsynth.editing.attention import LocalBlend, cross_attention_edit
+
+    # A random model's word maps are nearly flat, so find a threshold that gives a partial mask (on a 16x16 grid).
+    for threshold in (0.9, 0.95, 0.98, 0.99, 0.995, 0.998):
+        editor = CounterfactualEditor(pipe, EditorConfig(blend_threshold=threshold, blend_grid_divisor=1))
+        blend = LocalBlend.from_words(editor.tokenizer, inv.prompt, tgt, ["cat"], ["dog"], threshold=threshold)
+        edit = PairEdit(0, cross_attention_edit(editor.tokenizer, inv.prompt, tgt), None, blend, 8, 6)
+        x_src, x_tgt, mask = editor._sample([inv], [tgt], [edit])
+        if 0 < mask.float().mean() < 1:
+            break
+    assert 0 < mask.float().mean() < 1, "no threshold gave a partial mask"
+    outside = ~mask.expand_as(x_tgt)
+    assert torch.equal(x_tgt[outside], x_src[outside])  # bit-exact outside the mask
+    assert not torch.allclose(x_tgt[~outside], x_src[~outside])
+
+    paste = CounterfactualEditor(
+        pipe, EditorConfig(blend_threshold=threshold, blend_grid_divisor=1, paste_background=True)
+    )
+    res = paste.edit([inv], [tgt], blend_words=[(["cat"], ["dog"])], return_details=True)[0]
+    m = res.masks[0]
+    assert m.shape == (64, 64) and 0 < m.mean() < 1
+    assert np.array_equal(np.asarray(res.images[0])[~m], np.asarray(res.source)[~m])
+    assert not np.array_equal(np.asarray(res.images[0])[m], np.asarray(res.source)[m])
+
+
+class Boom(RuntimeError):
+    pass
+
+
+def test_processors_restored_after_error(editor, null_inversions, monkeypatch):
+    before = dict(editor.unet.attn_processors)
+    monkeypatch.setattr(P2PController, "blend", lambda *a, **k: (_ for _ in ()).throw(Boom("x")))
+    with pytest.raises(Boom):
+        editor.edit(null_inversions[:1], ["a photo of a dog"], blend_words=[(["cat"], ["dog"])])
+    after = editor.unet.attn_processors
+    assert after.keys() == before.keys() and all(after[k] is before[k] for k in before)
+
+
+def test_explicit_attention_path_matches_sdpa(editor):
+    """P2P's explicit softmax path equals the original processor when no edit is active."""
+    unet = editor.unet
+    tok = editor.tokenizer
+    edit = PairEdit(0, AttentionReplace.from_prompts(tok, "a cat", "a dog"), cross_steps=0, self_steps=0)
+    ctrl = P2PController([edit], 1, (16, 16), 10**9, (4, 4), torch.device("cpu"))
+    x = torch.randn(2, 4, 16, 16)
+    emb = editor.encode_text(["a cat", "a dog"])
+    with torch.no_grad():
+        ref = unet(x, 500, encoder_hidden_states=emb).sample
+        with p2p_attention(unet, ctrl):
+            assert all(isinstance(p, P2PAttnProcessor) for p in unet.attn_processors.values())
+            ctrl.begin_step(STEPS, 0)
+            calls = []
+            ctrl.wants = lambda is_cross, q: calls.append(q) or True
+            out = unet(x, 500, encoder_hidden_states=emb).sample
+    assert len(calls) == len(unet.attn_processors)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-4)
+
+
+def test_fast_layers_keep_their_processor(editor, null_inversions, monkeypatch):
+    """Self-attention layers above self_replace_max_tokens never take the explicit path."""
+    seen = []
+    real = P2PController.__call__
+
+    def spy(self, probs, is_cross):
+        seen.append((is_cross, probs.shape[2]))
+        return real(self, probs, is_cross)
+
+    monkeypatch.setattr(P2PController, "__call__", spy)
+    small = CounterfactualEditor(editor.pipe, EditorConfig(null_text=TINY_NULL_TEXT, self_replace_max_tokens=8 * 8))
+    small.edit(null_inversions[:1], ["a photo of a dog"], cross_replace_steps=0.5, self_replace_steps=0.5)
+    self_q = {q for c, q in seen if not c}
+    assert self_q == {64}  # 8x8 layers only; 16x16 self-attention stayed on SDPA
+    n_cross = sum(1 for n, m in editor.unet.named_modules() if n.endswith("attn2"))
+    assert len([1 for c, _ in seen if c]) == 5 * n_cross  # cross window 0.5 * 10 steps; no blend afterwards
+
+
+def test_edit_argument_errors(editor, null_inversions):
+    with pytest.raises(ValueError, match="target prompts"):
+        editor.edit(null_inversions, ["x"])
+    with pytest.raises(ValueError, match="one entry per pair"):
+        editor.edit(null_inversions, ["a dog", "a man"], blend_words=[(["cat"], ["dog"])])
+    with pytest.raises(ValueError, match="does not occur"):
+        editor.edit(null_inversions[:1], ["a photo of a dog"], blend_words=[(["horse"], ["dog"])])
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        editor.edit(null_inversions[:1], ["a photo of a dog"], self_replace_steps=1.5)

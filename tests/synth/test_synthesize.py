@@ -1,0 +1,154 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cirsynth.cli import main
+from cirsynth.data import TripletDataset
+from cirsynth.synth import LoadPolicy, load_rgb
+from tests.synth.conftest import _photo, make_mixed_folder, write_captions
+
+FAST = ["--inversion", "negative-prompt", "--num_steps", "3", "--progress", "false"]
+
+
+def _run(tmp_path, tiny_models, extra=()):
+    imgs = tmp_path / "imgs"
+    expect = make_mixed_folder(imgs)
+    caps = write_captions(imgs, [n for n in expect if n != "nocaption.png"])
+    out = tmp_path / "out"
+    argv = ["synthesize", "--images", str(imgs), "--out", str(out), "--editor", tiny_models["sd"], "--captions", str(caps),
+            "--clip", tiny_models["clip"], "--edits-per-image", "2", *FAST, *extra]
+    return expect, out, argv
+
+
+def test_end_to_end_mixed_inputs_every_input_accounted_for(tmp_path, tiny_models, capsys):
+    expect, out, argv = _run(tmp_path, tiny_models, ["--self_replace_steps", "[0.2, 0.6]"])
+    assert main(argv) == 0
+    summary = json.loads(capsys.readouterr().out)
+    ds = TripletDataset(out)
+    rows = list(ds.triplets())
+    by_input: dict[str, list] = {}
+    for t in rows:
+        by_input.setdefault(t.provenance["input"], []).append(t)
+    assert set(by_input) == set(expect)  # every input has rows; .txt was not an input
+    for name, what in expect.items():
+        ts = by_input[name]
+        if what == "ok":
+            assert all(t.status in ("accepted", "rejected", "failed") for t in ts)
+            if name != "gray.png":  # "a photo of nothing in particular": the lexical perturber may find nothing
+                assert len(ts) == 2 and all(t.status != "failed" for t in ts), [(t.status, t.reason) for t in ts]
+        else:
+            assert len(ts) == 1 and ts[0].status == "failed" and ts[0].reason.startswith(what), ts[0].reason
+    for t in rows:
+        if t.status != "accepted":
+            assert t.reason
+        if t.status in ("accepted", "rejected"):
+            # scores recorded, images exist and open at the model size
+            assert {"clip_i2i", "clip_dir", "psnr_outside", "words_margin"} <= set(t.scores)
+            assert ds.open_image(t.target).size == ds.open_image(t.reference).size
+            assert t.provenance["self_replace_steps"] in (0.2, 0.6) and t.provenance["candidates"] == 2
+            assert t.target_caption != t.reference_caption and t.target_words  # an insertion has no source words
+    n = summary["accepted"] + summary["rejected"] + summary["failed"]
+    assert n == len(rows) and summary["inputs"] == len(expect)
+    assert sum(summary["rejected_by_rule"].values()) >= summary["rejected"]
+    assert (out / "cirsynth.synthesize.yaml").is_file()
+
+    # rerun: nothing left to do, nothing duplicated
+    assert main(argv) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["skipped_already_done"] == len(expect) and again["accepted"] + again["rejected"] + again["failed"] == 0
+    assert len(list(TripletDataset(out).triplets())) == len(rows)
+
+    # a changed setting is refused
+    assert main(argv + ["--min_clip_dir", "0.5"]) == 2
+    assert "different settings" in capsys.readouterr().err
+
+
+def test_no_filter_accepts_everything_that_was_edited(tmp_path, tiny_models, capsys):
+    expect, out, argv = _run(tmp_path, tiny_models)
+    argv = [a for a in argv if a not in ("--clip", tiny_models["clip"])] + ["--no-filter"]
+    assert main(argv) == 0
+    rows = list(TripletDataset(out).triplets())
+    assert all(t.status in ("accepted", "failed") for t in rows)
+    assert all("clip_i2i" not in t.scores and "psnr_outside" in t.scores for t in rows if t.status == "accepted")
+    # a changed setting needs --force-new, which moves the old output aside
+    assert main(argv + ["--seed", "3"]) == 2
+    assert main(argv + ["--seed", "3", "--force-new"]) == 0
+    assert len(list(out.parent.glob("out.old-*"))) == 1
+    assert len(list(TripletDataset(out).triplets())) == len(rows)
+
+
+def test_resume_after_sigkill(tmp_path, tiny_models):
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    n = 10
+    for i in range(n):
+        _photo(100 + i).save(imgs / f"img{i:02d}.png")
+    caps = write_captions(imgs, [f"img{i:02d}.png" for i in range(n)])
+    out = tmp_path / "out"
+    argv = [sys.executable, "-m", "cirsynth", "synthesize", "--images", str(imgs), "--out", str(out), "--editor", tiny_models["sd"],
+            "--captions", str(caps), "--no-filter", "--batch_size", "1", "--inversion", "negative-prompt", "--num_steps", "3", "--progress", "false"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 240
+    manifest = out / "manifest"
+    while time.time() < deadline and proc.poll() is None:
+        if manifest.is_dir() and len(list(manifest.glob("part-*.parquet"))) >= 1:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, f"finished before it could be killed: {proc.stderr.read().decode()[-2000:]}"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    partial = TripletDataset(out).ids()
+    assert 0 < len(partial) < n
+    r = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    ids = [t.id for t in TripletDataset(out).triplets()]  # raises on any duplicated id
+    assert len(ids) == len(set(ids)) == n
+    assert partial <= set(ids)
+    inputs = {t.provenance["input"] for t in TripletDataset(out).triplets()}
+    assert inputs == {f"img{i:02d}.png" for i in range(n)}
+    assert not list(out.rglob("*.tmp"))
+
+
+def test_load_policy_large_and_odd_images(tmp_path):
+    big = _photo(1, size=(3000, 2000))
+    big.save(tmp_path / "big.jpg", quality=80)
+    big.save(tmp_path / "big.png")
+    policy = LoadPolicy(max_pixels=1_000_000, draft_side=500)
+    im, why = load_rgb(tmp_path / "big.jpg", policy)
+    assert why is None and im.mode == "RGB" and max(im.size) < 3000  # decoded at reduced size
+    im, why = load_rgb(tmp_path / "big.png", policy)
+    assert im is None and "too large" in why
+    im, why = load_rgb(tmp_path / "missing.png")
+    assert im is None and "file not found" in why
+    f = Image.fromarray(np.linspace(0, 1, 32 * 32, dtype=np.float32).reshape(32, 32), "F")
+    f.save(tmp_path / "float.tif")
+    im, why = load_rgb(tmp_path / "float.tif")
+    assert why is None and im.mode == "RGB" and np.asarray(im)[-1, -1, 0] == 255
+
+
+def test_captioner_path_accounts_for_every_image(tmp_path, tiny_models, capsys):
+    from cirsynth.testing.tiny_text import make_tiny_captioner
+
+    cap_dir = make_tiny_captioner(tmp_path / "blip")
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    for i in range(3):
+        _photo(200 + i).save(imgs / f"p{i}.png")
+    out = tmp_path / "out"
+    argv = ["synthesize", "--images", str(imgs), "--out", str(out), "--editor", tiny_models["sd"], "--captioner", str(cap_dir),
+            "--no-filter", *FAST]
+    assert main(argv) == 0
+    rows = list(TripletDataset(out).triplets())
+    assert {t.provenance["input"] for t in rows} == {"p0.png", "p1.png", "p2.png"}
+    for t in rows:  # a random captioner's text rarely perturbs: then the row says why
+        assert t.status == "accepted" or t.reason.split(":")[0] in ("caption", "perturb", "edit")
+        assert t.provenance["captioner"] == str(cap_dir)

@@ -1,0 +1,26 @@
+import json
+
+from PIL import Image
+
+from cirsynth.cli import main
+from cirsynth.data import TripletDataset
+
+
+def test_demo_runs_the_whole_flow_and_scores_against_ground_truth(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--n", "3", "--num_steps", "3", "--progress", "false"]) == 0
+    result = json.loads((out / "demo_result.json").read_text())
+    ds = TripletDataset(out / "dataset")
+    rows = list(ds.triplets())
+    assert {r.provenance["input"] for r in rows} == {f"references/scene{i:03d}.png" for i in range(3)}
+    syn = result["synthesis"]
+    assert syn["accepted"] + syn["rejected"] + syn["failed"] == len(rows)
+    gt = result["ground_truth"]
+    assert gt["edits"] == syn["accepted"] + syn["rejected"]
+    assert 0 <= gt["with_ground_truth"] <= gt["edits"]
+    if "all" in gt:  # judged by the bundled attribute classifier
+        assert gt["all"]["n"] == gt["with_ground_truth"]
+        assert 0.0 <= gt["all"]["success"] <= min(gt["all"]["target"], gt["all"]["preserved"])
+    grid = Image.open(out / "grid.png")
+    assert grid.size[0] == 4 * 128 and grid.size[1] >= 128
+    assert (out / "cirsynth.demo.yaml").is_file()
