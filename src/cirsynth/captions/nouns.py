@@ -34,6 +34,9 @@ def _concrete_lemma(wn: Any, word: str) -> str | None:
     return None
 
 
+MAX_MODIFIERS = 5  # words allowed between a determiner and its noun ("a large orange plain glass circle")
+
+
 def noun_positions(tokens: list[Token], vocab: Vocabulary, wordnet: Any = None) -> list[int]:
     """Indices of tokens that head a noun phrase we could swap.
 
@@ -52,11 +55,11 @@ def noun_positions(tokens: list[Token], vocab: Vocabulary, wordnet: Any = None) 
         if not is_noun:
             continue
         j = i - 1  # walk back over adjectives / attribute words to a determiner
-        while j >= 0 and tokens[j].lower not in DETERMINERS | NUMBER_WORDS and i - j <= 4:
+        while j >= 0 and tokens[j].lower not in DETERMINERS | NUMBER_WORDS and i - j <= MAX_MODIFIERS + 1:
             if tokens[j].lower in STOPWORDS or not tokens[j].text.isalpha():
                 break
             j -= 1
-        if i == 0 or (j >= 0 and i - j <= 4 and tokens[j].lower in DETERMINERS | NUMBER_WORDS):
+        if i == 0 or (j >= 0 and i - j <= MAX_MODIFIERS + 1 and tokens[j].lower in DETERMINERS | NUMBER_WORDS):
             out.append(i)
     return out
 
