@@ -128,10 +128,7 @@ class Synthesizer:
 
     def __init__(self, cfg: SynthConfig):
         self.cfg = cfg
-        if cfg.captioner is None and cfg.captions is None:
-            self.caption_file: dict[str, str] = {}
-        else:
-            self.caption_file = read_caption_file(cfg.captions) if cfg.captions else {}
+        self.caption_file: dict[str, str] = read_caption_file(cfg.captions) if cfg.captions else {}
         self._captioner = None
         self._perturber = None
         self._editor = None
@@ -260,14 +257,13 @@ class Synthesizer:
         try:
             invs = editor.invert([im for _, im, _, _ in ok], [c for _, _, c, _ in ok], method=cfg.inversion,
                                  num_steps=cfg.num_steps, guidance_scale=cfg.guidance_scale)
-        except Exception as e:  # noqa: BLE001 - one bad batch must not end the run: retry one by one
+        except Exception:  # noqa: BLE001 - one bad image must not end the run: retry one by one
             invs = []
             for x, im, c, _ in ok:
                 try:
                     invs.append(editor.invert([im], [c], method=cfg.inversion, num_steps=cfg.num_steps, guidance_scale=cfg.guidance_scale)[0])
-                except Exception as e1:  # noqa: BLE001
-                    invs.append(e1)
-            del e
+                except Exception as e:  # noqa: BLE001 - recorded as this item's failure reason
+                    invs.append(e)
         bars.update("invert", len(ok))
         # 5. edit, 6. filter
         pairs = []
