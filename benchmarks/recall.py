@@ -40,11 +40,12 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=10_000)
     ap.add_argument("--dim", type=int, default=512)
     ap.add_argument("--chunk-size", type=int, default=1024)
+    ap.add_argument("--screen-dtype", default="bfloat16", choices=["bfloat16", "float32"])
     args = ap.parse_args()
     q, g, t, ex = make_data(args.gallery, args.queries, args.dim)
 
     start = time.perf_counter()
-    fast = recall_at_k(q, g, t, (1, 5, 10, 50), exclude=ex, chunk_size=args.chunk_size)
+    fast = recall_at_k(q, g, t, (1, 5, 10, 50), exclude=ex, chunk_size=args.chunk_size, screen_dtype=args.screen_dtype)
     fast_s = time.perf_counter() - start
 
     # float32 full-score baseline (the usual approach: score matrix + comparison), same chunking
@@ -66,6 +67,7 @@ def main() -> None:
                 "gallery": args.gallery,
                 "queries": args.queries,
                 "dim": args.dim,
+                "screen_dtype": args.screen_dtype,
                 "seconds": round(fast_s, 3),
                 "fp32_full_matrix_seconds": round(fp32_s, 3),
                 "recall": fast,

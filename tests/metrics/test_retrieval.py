@@ -26,11 +26,12 @@ def tie_data(seed, n_q=120, n_g=400, d=6):
 
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("chunk", [1, 17, 1024])
-def test_recall_equals_naive_with_ties(seed, chunk):
+@pytest.mark.parametrize("screen", ["bfloat16", "float32"])
+def test_recall_equals_naive_with_ties(seed, chunk, screen):
     q, g, t, ex = tie_data(seed)
     ks = (1, 2, 5, 10, 50)
-    assert recall_at_k(q, g, t, ks, exclude=ex, chunk_size=chunk) == recall_at_k_naive(q, g, t, ks, exclude=ex)
-    assert recall_at_k(q, g, t, ks, chunk_size=chunk) == recall_at_k_naive(q, g, t, ks)
+    assert recall_at_k(q, g, t, ks, exclude=ex, chunk_size=chunk, screen_dtype=screen) == recall_at_k_naive(q, g, t, ks, exclude=ex)
+    assert recall_at_k(q, g, t, ks, chunk_size=chunk, screen_dtype=screen) == recall_at_k_naive(q, g, t, ks)
 
 
 def test_exact_ranks_with_large_gallery_and_screen():
@@ -50,6 +51,7 @@ def test_exact_ranks_with_large_gallery_and_screen():
         order = order[order != ex[i]]
         naive.append(int(np.nonzero(order == t[i])[0][0]))
     assert (target_ranks(q, g, t, ex, chunk_size=64) == np.asarray(naive)).all()
+    assert (target_ranks(q, g, t, ex, chunk_size=64, screen_dtype="float32") == np.asarray(naive)).all()
     capped = target_ranks(q, g, t, ex, max_rank=50)
     assert (capped == np.minimum(naive, 50)).all()
     assert (np.asarray(naive)[:50] >= 1).all()  # the twin at a lower index ranks first
@@ -76,6 +78,8 @@ def test_recall_rejects_bad_input():
     q2[1, 1] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         recall_at_k(q2, g, t)
+    with pytest.raises(ValueError, match="screen_dtype"):
+        recall_at_k(q, g, t, screen_dtype="float16")
 
 
 def test_cirr_protocol_by_hand():

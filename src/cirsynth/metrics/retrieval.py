@@ -19,7 +19,16 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-_U_BF16 = 2.0**-8  # unit roundoff of bfloat16 (8 significant bits)
+# Unit roundoff of each screening dtype: bfloat16 has 8 significant bits, float32 24. float32 is the choice on
+# CPUs without bf16 units, where a bf16 matmul is emulated and slower than float32.
+_UNIT_ROUNDOFF = {torch.bfloat16: 2.0**-8, torch.float32: 2.0**-24}
+
+
+def _screen_dtype(name: str) -> torch.dtype:
+    dtype = {"bfloat16": torch.bfloat16, "float32": torch.float32}.get(name)
+    if dtype is None:
+        raise ValueError(f"screen_dtype must be 'bfloat16' or 'float32', got {name!r}")
+    return dtype
 
 
 def _as_tensor(x, name: str) -> torch.Tensor:
@@ -44,15 +53,16 @@ def _check_index(x, n_queries: int, n_gallery: int, name: str, allow_missing: bo
     return t
 
 
-def _error_bound(q: torch.Tensor, g_max_norm: float, dim: int) -> torch.Tensor:
-    """Bound on |bf16 score - exact score| for every gallery item, per query: (Q, 1).
+def _error_bound(q: torch.Tensor, g_max_norm: float, dim: int, dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
+    """Bound on |screen score - exact score| for every gallery item, per query: (Q, 1).
 
     With S = sum_k |q_k g_k| <= |q|_2 |g|_2 (Cauchy-Schwarz): rounding the inputs to bf16 costs
     (2u + u^2) S (their products are exact in fp32), fp32 accumulation at most gamma_D (1+u)^2 S
     with gamma_D ~ D 2^-24, and rounding the output to bf16 u (1+u)^2 (1+gamma_D) S. Their sum is
-    below (3.1 u + 2 D 2^-24) S; |g|_2 is replaced by the largest gallery norm.
+    below (3.1 u + 2 D 2^-24) S; |g|_2 is replaced by the largest gallery norm. For a float32 screen
+    u = 2^-24 and the same sum bounds it.
     """
-    c = 3.1 * _U_BF16 + 2.0 * dim * 2.0**-24
+    c = 3.1 * _UNIT_ROUNDOFF[dtype] + 2.0 * dim * 2.0**-24
     return c * q.norm(dim=1, keepdim=True) * g_max_norm  # (Q, 1)
 
 
@@ -88,6 +98,7 @@ def target_ranks(
     exclude=None,
     max_rank: int | None = None,
     chunk_size: int = 1024,
+    screen_dtype: str = "bfloat16",
 ) -> np.ndarray:
     """0-based rank of each query's target in the gallery (see the module doc for ties/exclusion).
 
@@ -98,6 +109,7 @@ def target_ranks(
         exclude: optional (Q,) gallery index to remove from each query's ranking (-1: none).
         max_rank: ranks >= max_rank are reported as max_rank (they need no exact count); None: exact.
         chunk_size: queries per block; memory is O(chunk_size * G).
+        screen_dtype: "bfloat16" (fast on CPUs with bf16 units) or "float32"; ranks are exact either way.
 
     Returns:
         (Q,) int64 ranks.
@@ -112,7 +124,8 @@ def target_ranks(
         i = int((exc == tgt).nonzero()[0])
         raise ValueError(f"query {i}: the excluded item is its target ({int(tgt[i])})")
     cap = n_g if max_rank is None else max_rank
-    g_bf, g_max = g.to(torch.bfloat16), float(g.norm(dim=1).max()) if n_g else 0.0
+    sd = _screen_dtype(screen_dtype)
+    g_bf, g_max = g.to(sd), float(g.norm(dim=1).max()) if n_g else 0.0
     m = min(n_g, max(cap, _SCREEN))
     ranks = torch.empty(n_q, dtype=torch.long)
     for s in range(0, n_q, chunk_size):
@@ -121,8 +134,8 @@ def target_ranks(
         rows = torch.arange(qc.shape[0])
         t_exact = (qc.double() * g[tc].double()).sum(1)  # (B,) exact target scores
         t32 = t_exact.float()[:, None]  # (B, 1)
-        bound = _error_bound(qc, g_max, q.shape[1])  # (B, 1)
-        fast = qc.to(torch.bfloat16) @ g_bf.T  # (B, G) screening scores
+        bound = _error_bound(qc, g_max, q.shape[1], sd)  # (B, 1)
+        fast = qc.to(sd) @ g_bf.T  # (B, G) screening scores
         has = ec >= 0
         fast[rows[has], ec[has]] = float("-inf")  # excluded items take no part
         vals, idx = fast.topk(m, dim=1)  # (B, M) best fast scores and their gallery indices
@@ -156,6 +169,7 @@ def recall_at_k(
     ks: Sequence[int] = (1, 5, 10, 50),
     exclude=None,
     chunk_size: int = 1024,
+    screen_dtype: str = "bfloat16",
 ) -> dict[str, float]:
     """Recall@K in percent: the share of queries whose target ranks in the top K.
 
@@ -164,6 +178,7 @@ def recall_at_k(
         ks: cut-offs.
         exclude: optional (Q,) gallery index removed from each query's ranking (-1: none).
         chunk_size: queries per block, so a 100k gallery x 10k queries fits in memory.
+        screen_dtype: "bfloat16" or "float32" for the fast screen (see ``target_ranks``).
 
     Returns:
         ``{"R@1": ..., "R@5": ...}`` in percent (0-100), as papers report them.
@@ -171,7 +186,8 @@ def recall_at_k(
     ks = sorted({int(k) for k in ks})
     if not ks or ks[0] < 1:
         raise ValueError(f"ks must be positive integers, got {ks}")
-    ranks = target_ranks(query_feats, gallery_feats, targets, exclude, max_rank=ks[-1], chunk_size=chunk_size)
+    ranks = target_ranks(query_feats, gallery_feats, targets, exclude, max_rank=ks[-1], chunk_size=chunk_size,
+                         screen_dtype=screen_dtype)
     if len(ranks) == 0:
         raise ValueError("no queries")
     return {f"R@{k}": float((ranks < k).mean() * 100.0) for k in ks}
@@ -195,7 +211,9 @@ def recall_at_k_naive(query_feats, gallery_feats, targets, ks=(1, 5, 10, 50), ex
     return out
 
 
-def topk_exact(query_feats, gallery_feats, k: int, exclude=None, chunk_size: int = 1024) -> np.ndarray:
+def topk_exact(
+    query_feats, gallery_feats, k: int, exclude=None, chunk_size: int = 1024, screen_dtype: str = "bfloat16"
+) -> np.ndarray:
     """Indices of each query's top ``k`` gallery items, best first, by exact (float64) score.
 
     Same tie-breaking and exclusion rules as ``target_ranks``. Uses the bf16 screen: every item
@@ -210,16 +228,17 @@ def topk_exact(query_feats, gallery_feats, k: int, exclude=None, chunk_size: int
     avail = n_g - 1 if (exc >= 0).any() else n_g
     if not 1 <= k <= avail:
         raise ValueError(f"k={k} but only {avail} gallery items can be ranked")
-    g_bf, g_max = g.to(torch.bfloat16), float(g.norm(dim=1).max())
+    sd = _screen_dtype(screen_dtype)
+    g_bf, g_max = g.to(sd), float(g.norm(dim=1).max())
     out = np.empty((n_q, k), dtype=np.int64)
     for s in range(0, n_q, chunk_size):
         qc, ec = q[s : s + chunk_size], exc[s : s + chunk_size]
-        fast = (qc.to(torch.bfloat16) @ g_bf.T).float()  # (B, G)
+        fast = (qc.to(sd) @ g_bf.T).float()  # (B, G)
         has = ec >= 0
         rows = torch.arange(qc.shape[0])
         fast[rows[has], ec[has]] = float("-inf")
         kth = fast.topk(k, dim=1).values[:, -1:]  # (B, 1)
-        cand = fast >= kth - 2 * _error_bound(qc, g_max, q.shape[1])  # (B, G)
+        cand = fast >= kth - 2 * _error_bound(qc, g_max, q.shape[1], sd)  # (B, G)
         for b in range(qc.shape[0]):
             idx = cand[b].nonzero().squeeze(1)
             exact = (g[idx].double() @ qc[b].double()).numpy()
