@@ -30,6 +30,7 @@ COMMANDS: dict[str, Any] = {
             "clip": "cirsynth.commands.world:train_clip",
         },
         "models": "cirsynth.commands.world:models",
+        "evaluate": "cirsynth.commands.world:evaluate",
         "benchmark": "cirsynth.commands.world:benchmark",
     },
 }

@@ -289,3 +289,51 @@ def train_clip(
         )
     print(json.dumps({"out": str(out), **report["eval_retrieval"], "seconds": round(report["seconds_total"], 1)}))
     return 0
+
+
+def evaluate(
+    editor: Optional[str] = None,
+    classifier: Optional[str] = None,
+    clip: Optional[str] = None,
+    methods: list[str] = ["null-text", "negative-prompt", "direct", "ddim"],
+    n: int = 16,
+    num_steps: int = 20,
+    seed: int = 0,
+    json_out: Optional[Path] = None,
+    json: bool = False,
+) -> int:
+    """Measure editing against ground truth in the world: reconstruction PSNR and edit success per inversion method
+    and edit type, and the CLIP filter's precision/recall.
+
+    Args:
+        editor: diffusion pipeline folder (default: the bundled world model).
+        classifier: attribute classifier folder (default: the bundled one).
+        clip: CLIP folder for the filter (default: the bundled world CLIP).
+        methods: inversion methods to compare.
+        n: reference scenes (one ground-truth edit each, edit types in turn).
+        num_steps: DDIM steps.
+        seed: seed for scenes and edits.
+        json_out: also write the result to this file.
+        json: print only the JSON result.
+    """
+    import json as jsonlib
+
+    from cirsynth.config import atomic_write_json
+    from cirsynth.world.assets import bundled_models
+    from cirsynth.world.evaluate import WorldEvalConfig, evaluate_world
+
+    bundled = bundled_models()
+    editor = editor or (str(bundled["diffusion"]) if "diffusion" in bundled else None)
+    classifier = classifier or (str(bundled["classifier"]) if "classifier" in bundled else None)
+    clip = clip or (str(bundled["clip"]) if "clip" in bundled else None)
+    if editor is None:
+        raise SystemExit("world evaluate: no world diffusion model is bundled yet; pass --editor FOLDER")
+    if classifier is None:
+        raise SystemExit("world evaluate: no attribute classifier bundled; pass --classifier FOLDER")
+    cfg = WorldEvalConfig(editor=editor, classifier=classifier, clip=clip, methods=tuple(methods), n=n,
+                          num_steps=num_steps, seed=seed)
+    result = evaluate_world(cfg, log=(lambda *_: None) if json else print)
+    print(jsonlib.dumps(result, indent=None if json else 2))
+    if json_out is not None:
+        atomic_write_json(json_out, result, indent=2)
+    return 0

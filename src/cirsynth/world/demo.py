@@ -19,10 +19,11 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from cirsynth.world.assets import bundled_models
+from cirsynth.world.evaluate import judge_edit
 from cirsynth.world.ground_truth import ground_truth
 from cirsynth.world.language import NUM_CAPTION_VARIANTS, caption
 from cirsynth.world.render import render
-from cirsynth.world.scene import random_scene, scene_diff, scene_labels
+from cirsynth.world.scene import random_scene
 
 
 @dataclasses.dataclass
@@ -132,10 +133,7 @@ def judge(rows, ds, classifier_dir: str | None) -> dict[str, Any]:
     preds = clf.predict([ds.open_image(t.target) for t, _, _ in judged]) if judged else []
     per: dict[str, dict[str, list[bool]]] = {}
     for (t, scene, gt), pred in zip(judged, preds):
-        changed = scene_diff(scene, gt.target)
-        ref_labels = scene_labels(scene)
-        target_ok = all(pred[k] == new for k, (_, new) in changed.items())
-        preserved = all(pred[k] == v for k, v in ref_labels.items() if k not in changed)
+        target_ok, preserved = judge_edit(pred, scene, gt.target)
         for key in (t.status, "all"):
             d = per.setdefault(key, {"target": [], "preserved": [], "success": []})
             d["target"].append(target_ok)

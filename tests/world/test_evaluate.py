@@ -1,0 +1,34 @@
+import json
+
+import numpy as np
+
+from cirsynth.cli import main
+from cirsynth.world import apply_edit, random_scene, scene_labels
+from cirsynth.world.evaluate import judge_edit
+
+
+def test_judge_edit_against_ground_truth_labels():
+    scene = random_scene(np.random.default_rng(5))
+    edit = apply_edit(scene, "color", 1)
+    assert judge_edit(scene_labels(edit.target), scene, edit.target) == (True, True)  # a perfect edit
+    assert judge_edit(scene_labels(scene), scene, edit.target) == (False, True)  # nothing changed
+    wrong = dict(scene_labels(edit.target), background="not-a-background")
+    assert judge_edit(wrong, scene, edit.target) == (True, False)  # right change, something else broke
+
+
+def test_world_evaluate_command_reports_every_method(tmp_path, capsys):
+    from cirsynth.testing.tiny_sd import save_tiny_sd
+
+    sd = save_tiny_sd(tmp_path / "sd", text_encoder="minilm", max_length=64)
+    capsys.readouterr()
+    out = tmp_path / "eval.json"
+    rc = main(["world", "evaluate", "--editor", str(sd), "--n", "3", "--num_steps", "2",
+               "--methods", "[negative-prompt, direct]", "--json", "--json_out", str(out)])
+    assert rc == 0
+    result = json.loads(out.read_text())
+    assert result["edits"] == 3 and set(result["methods"]) == {"negative-prompt", "direct"}
+    for row in result["methods"].values():
+        assert row["edit"]["all"]["n"] == 3
+        assert 0.0 <= row["edit"]["all"]["success"] <= min(row["edit"]["all"]["target"], row["edit"]["all"]["preserved"])
+        assert "precision" in row["filter"]  # the bundled world CLIP filters
+        assert np.isfinite(row["reconstruction_psnr_db"])
