@@ -247,6 +247,9 @@ class Synthesizer:
                 yield _failed(x, "perturb", r.reason or "no edit", prov, cfg, reference=im, caption=c), (im, None)
             else:
                 ok.append((x, im, c, r.edits))
+                if len(r.edits) < cfg.edits_per_image:  # the shortfall gets a row too, with the perturber's reason
+                    why = f"{len(r.edits)} of {cfg.edits_per_image} edits: {r.reason or 'no more distinct edits'}"
+                    yield _failed(x, "perturb", why, prov, cfg, reference=im, caption=c, k=len(r.edits)), (im, None)
         bars.update("perturb", len(loaded))
         if not ok:
             return
