@@ -152,3 +152,12 @@ def test_webdataset_export_reads_with_webdataset(tmp_path):
         assert sample["tgt.png"].size == (16, 16)
         seen.append(sample["json"]["id"])
     assert sorted(seen) == sorted(t.id for t in ds.triplets(status="accepted"))
+
+
+def test_wrong_top_level_json_type_is_named(tmp_path):
+    root = _cirr(tmp_path)
+    (root / "cirr/image_splits/split.rc2.val.json").write_text("[]")
+    with pytest.raises(DataError, match=r"split\.rc2\.val\.json \[entry <root>\]: expected a JSON object"):
+        read_cirr(root, "val")
+    lenient = read_cirr(root, "val", strict=False)
+    assert lenient.rejections[0].reason.startswith("expected a JSON object") and not lenient.images

@@ -21,7 +21,7 @@ from pathlib import Path
 from cirsynth.config import atomic_write_json
 from cirsynth.data.dataset import TripletDataset
 from cirsynth.data.errors import Collector, Rejection
-from cirsynth.data.io_utils import caption_tokens, link_or_copy, load_json, staged_output_dir
+from cirsynth.data.io_utils import caption_tokens, link_or_copy, load_json_of, staged_output_dir
 
 CIRR_SPLITS = ("train", "val", "test1")
 GROUP_SIZE = 6
@@ -77,10 +77,7 @@ def read_cirr(root: str | os.PathLike, split: str, strict: bool = True, check_im
     col = Collector(strict)
 
     # 1. the gallery
-    name_to_rel = load_json(img_file)
-    if not isinstance(name_to_rel, dict):
-        col.reject(str(img_file), "<root>", "expected a JSON object mapping image name to relative path")
-        name_to_rel = {}
+    name_to_rel = load_json_of(img_file, dict, col, "object mapping image name to relative path")
     images: dict[str, Path] = {}
     for name, rel in name_to_rel.items():
         if not isinstance(rel, str):
@@ -93,10 +90,7 @@ def read_cirr(root: str | os.PathLike, split: str, strict: bool = True, check_im
         images[name] = path
 
     # 2. the queries
-    entries = load_json(cap_file)
-    if not isinstance(entries, list):
-        col.reject(str(cap_file), "<root>", "expected a JSON list of query entries")
-        entries = []
+    entries = load_json_of(cap_file, list, col, "list of query entries")
     queries: list[CIRRQuery] = []
     seen: set[int] = set()
     needs_target = not split.startswith("test")

@@ -18,7 +18,7 @@ from cirsynth.config import atomic_write_bytes, atomic_write_json
 from cirsynth.data.cirr import image_name
 from cirsynth.data.dataset import TripletDataset
 from cirsynth.data.errors import Collector, Rejection
-from cirsynth.data.io_utils import load_json, staged_output_dir
+from cirsynth.data.io_utils import load_json_of, staged_output_dir
 
 FASHIONIQ_CATEGORIES = ("dress", "shirt", "toptee")
 FASHIONIQ_SPLITS = ("train", "val", "test")
@@ -61,10 +61,7 @@ def read_fashioniq(
     img_file = root / "image_splits" / f"split.{category}.{split}.json"
     col = Collector(strict)
 
-    names = load_json(img_file)
-    if not isinstance(names, list):
-        col.reject(str(img_file), "<root>", "expected a JSON list of image names")
-        names = []
+    names = load_json_of(img_file, list, col, "list of image names")
     images: dict[str, Path] = {}
     for i, name in enumerate(names):
         if not isinstance(name, str):
@@ -78,10 +75,7 @@ def read_fashioniq(
             continue
         images[name] = path
 
-    entries = load_json(cap_file)
-    if not isinstance(entries, list):
-        col.reject(str(cap_file), "<root>", "expected a JSON list of query entries")
-        entries = []
+    entries = load_json_of(cap_file, list, col, "list of query entries")
     queries = []
     for i, e in enumerate(entries):
         entry = f"#{i}"

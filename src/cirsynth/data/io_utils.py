@@ -30,6 +30,16 @@ def load_json(path: str | os.PathLike) -> Any:
         raise DataError(f"not UTF-8 text: {e}", file=str(path)) from e
 
 
+def load_json_of(path: str | os.PathLike, kind: type, collector: Any, what: str) -> Any:
+    """``load_json`` that expects a top-level ``kind`` (list or dict); otherwise the problem goes to
+    ``collector`` (a ``Collector``: raise when strict, record a rejection when lenient) and an empty one is returned."""
+    data = load_json(path)
+    if not isinstance(data, kind):
+        collector.reject(str(path), "<root>", f"expected a JSON {what}")
+        return kind()
+    return data
+
+
 def read_jsonl(path: str | os.PathLike) -> list[Any]:
     """Records of a JSON-lines file (blank lines skipped); a bad line raises ``ValueError`` naming file and line."""
     path = Path(path)
