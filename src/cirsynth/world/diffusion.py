@@ -56,13 +56,16 @@ class WorldDiffusionConfig:
     # --- training ---
     vae_steps: int = 3000  # VAE optimiser steps
     unet_steps: int = 10000  # UNet optimiser steps
-    batch_size: int = 32  # images per step (both stages)
+    batch_size: int = 32  # images per UNet step
+    vae_batch_size: int = 16  # images per VAE step
     vae_lr: float = 1e-3  # AdamW peak lr of the VAE (cosine decay to 0)
     unet_lr: float = 4e-4  # AdamW peak lr of the UNet (warm-up then cosine)
     kl_weight: float = 1e-6  # KL weight; tiny, as LDM's KL-f4 (latents stay near-deterministic)
     cond_dropout: float = 0.1  # share of empty captions, for classifier-free guidance
     seed: int = 0  # scenes, init, noise
     log_every: int = 50  # steps between loss log lines
+    vae_eval_every: int = 250  # VAE steps between held-out PSNR log lines (0 = only at the end)
+    save_every: int = 0  # UNet steps between checkpoints of the whole pipeline at ``<out>.ckpt`` (0 = none)
     save_dtype: str = "float32"  # dtype of the saved weights ("float16" halves the folder)
 
     def __post_init__(self) -> None:
@@ -197,7 +200,7 @@ def train_vae(
     vae.train()
     t0, losses = time.time(), []
     for step in range(config.vae_steps):
-        idx = torch.randint(len(pixels), (config.batch_size,), generator=gen)
+        idx = torch.randint(len(pixels), (config.vae_batch_size,), generator=gen)
         x = pixels[idx]  # (B, 3, H, W)
         posterior = vae.encode(x).latent_dist
         z = posterior.sample(generator=gen)  # (B, C, h, w)
@@ -208,6 +211,13 @@ def train_vae(
         losses.append(optimizer_step(loss, vae.parameters(), opt, sched))
         if (step + 1) % config.log_every == 0 or step + 1 == config.vae_steps:
             log(f"vae step {step + 1}/{config.vae_steps} loss {np.mean(losses[-config.log_every:]):.4f} ({time.time() - t0:.0f}s)")
+        if config.vae_eval_every and (step + 1) % config.vae_eval_every == 0 and step + 1 < config.vae_steps:
+            vae.eval()
+            with torch.no_grad():
+                sub = eval_pixels[:64]
+                db = float(psnr(vae.decode(vae.encode(sub).latent_dist.mean).sample, sub).mean())
+            log(f"vae step {step + 1}: held-out PSNR (64 renders) {db:.2f} dB")
+            vae.train()
     vae.eval()
     with torch.no_grad():
         means = torch.cat([vae.encode(c).latent_dist.mean for c in pixels[:1024].split(128)])  # (N, C, h, w)
@@ -240,6 +250,7 @@ def train_unet(
     null_embed: torch.Tensor,
     config: WorldDiffusionConfig,
     log: Callable[[str], None] = print,
+    checkpoint: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Stage 2: epsilon-prediction training of ``pipe.unet`` (in place).
 
@@ -247,6 +258,7 @@ def train_unet(
         latents: (N, C, h, w) scaled VAE latents of the training images.
         embeds: (N, L, D) text embeddings of their captions.
         null_embed: (1, L, D) embedding of the empty caption (classifier-free guidance).
+        checkpoint: called with the step count every ``config.save_every`` steps (UNet in eval mode).
 
     Returns:
         report: losses, seconds.
@@ -273,6 +285,10 @@ def train_unet(
         losses.append(optimizer_step(loss, unet.parameters(), opt, sched))
         if (step + 1) % config.log_every == 0 or step + 1 == config.unet_steps:
             log(f"unet step {step + 1}/{config.unet_steps} loss {np.mean(losses[-config.log_every:]):.4f} ({time.time() - t0:.0f}s)")
+        if checkpoint is not None and config.save_every and (step + 1) % config.save_every == 0 and step + 1 < config.unet_steps:
+            unet.eval()
+            checkpoint(step + 1)
+            unet.train()
     unet.eval()
     return {
         "loss_first": losses[0] if losses else None,
@@ -281,6 +297,29 @@ def train_unet(
         "seconds": time.time() - t0,
         "seconds_per_step": (time.time() - t0) / max(1, config.unet_steps),
     }
+
+
+def save_pipeline(pipe: "StableDiffusionPipeline", out: str | os.PathLike, dtype: str = "float32") -> None:
+    """Save ``pipe`` to ``out`` whole or not at all: written beside it, then swapped in by rename."""
+    import shutil
+
+    out = Path(out)
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    if dtype == "float16":
+        pipe.to(dtype=torch.float16)
+    try:
+        pipe.save_pretrained(tmp, safe_serialization=True)
+    finally:
+        pipe.to(dtype=torch.float32)
+    if out.exists():
+        old = out.with_name(out.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        out.rename(old)
+        tmp.rename(out)
+        shutil.rmtree(old)
+    else:
+        tmp.rename(out)
 
 
 def train_world_diffusion(
@@ -308,15 +347,14 @@ def train_world_diffusion(
     null_embed = encode_prompts(pipe, [""])  # (1, L, D)
     t_encode = time.time() - t1
     log(f"encoded latents {tuple(latents.shape)} and captions {tuple(embeds.shape)} in {t_encode:.0f}s")
-    # 4. UNet
-    unet_report = train_unet(pipe, latents, embeds, null_embed, config, log)
+    # 4. UNet, with optional whole-pipeline checkpoints at <out>.ckpt
+    def checkpoint(step: int) -> None:
+        save_pipeline(pipe, f"{os.fspath(out)}.ckpt", config.save_dtype)
+        log(f"checkpoint at unet step {step}: {os.fspath(out)}.ckpt")
+
+    unet_report = train_unet(pipe, latents, embeds, null_embed, config, log, checkpoint)
     # 5. save
-    if config.save_dtype == "float16":
-        pipe.to(dtype=torch.float16)
-        pipe.save_pretrained(out, safe_serialization=True)
-        pipe.to(dtype=torch.float32)
-    else:
-        pipe.save_pretrained(out, safe_serialization=True)
+    save_pipeline(pipe, out, config.save_dtype)
     report = {
         "vae": vae_report,
         "unet": unet_report,

@@ -1,0 +1,181 @@
+"""Train the mini world's image captioner: a small BLIP (``BlipForConditionalGeneration``) saved with its
+``BlipProcessor``, so ``Captioner.from_pretrained(folder)`` loads it exactly as it loads a real BLIP.
+
+The tokenizer is a BERT WordPiece tokenizer whose vocabulary is the world's own words (every word of
+every caption paraphrase) plus BERT's special tokens and BLIP's ``[DEC]`` start token; the model learns
+the canonical caption (paraphrase 0) of renders, which is the form the lexical perturber and the
+ground-truth mapper read best. Quality is measured on held-out renders: exact caption match and the
+share of caption words right.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from cirsynth.world.diffusion import _cosine_lr, optimizer_step
+from cirsynth.world.language import VOCABULARY, caption, caption_variants, tokenize
+from cirsynth.world.render import render_array
+from cirsynth.world.scene import random_scene
+
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]")
+
+
+@dataclass
+class WorldCaptionerConfig:
+    """Architecture, data and schedule of the world captioner."""
+
+    image_size: int = 64  # input pixels (renders)
+    patch_size: int = 8  # ViT patch side: 64 px -> 8x8 = 64 patch tokens
+    hidden_size: int = 128  # vision and text width
+    vision_layers: int = 4  # ViT blocks
+    text_layers: int = 3  # decoder blocks (self-attention + cross-attention to the patches)
+    num_heads: int = 4  # attention heads (vision and text)
+    max_length: int = 80  # caption tokens incl. [DEC] and [SEP] (3-object captions use about 60)
+    num_scenes: int = 20000  # training renders (canonical caption each)
+    num_eval: int = 300  # held-out renders
+    steps: int = 3000  # optimiser steps
+    batch_size: int = 64  # renders per step
+    lr: float = 1e-3  # AdamW peak lr (warm-up then cosine)
+    seed: int = 0  # scenes, init, batches
+    log_every: int = 50  # steps between loss lines
+
+
+def world_words(num_scenes: int = 2000, seed: int = 12345) -> list[str]:
+    """Every word and punctuation token world captions use, in a fixed order (lower-case)."""
+    rng = np.random.default_rng(seed)
+    words = {w for values in VOCABULARY.values() for v in values for w in tokenize(str(v).lower())}
+    for _ in range(num_scenes):
+        for text in caption_variants(random_scene(rng)):
+            words.update(tokenize(text.lower()))
+    return sorted(words)
+
+
+def build_processor(config: WorldCaptionerConfig) -> Any:
+    """A ``BlipProcessor`` whose WordPiece vocabulary is the world's words."""
+    from transformers import BertTokenizerFast, BlipImageProcessorPil, BlipProcessor
+
+    vocab = {w: i for i, w in enumerate([*SPECIAL_TOKENS, *world_words()])}
+    tokenizer = BertTokenizerFast(vocab=vocab, do_lower_case=True, model_max_length=config.max_length)
+    tokenizer.add_special_tokens({"bos_token": "[DEC]"})
+    image_processor = BlipImageProcessorPil(size={"height": config.image_size, "width": config.image_size})
+    return BlipProcessor(image_processor=image_processor, tokenizer=tokenizer)
+
+
+def build_model(config: WorldCaptionerConfig, tokenizer: Any) -> Any:
+    """A fresh (seeded) ``BlipForConditionalGeneration`` at world size."""
+    from transformers import BlipConfig, BlipForConditionalGeneration
+
+    blip_config = BlipConfig(
+        text_config=dict(
+            vocab_size=len(tokenizer),
+            hidden_size=config.hidden_size,
+            encoder_hidden_size=config.hidden_size,
+            intermediate_size=4 * config.hidden_size,
+            num_hidden_layers=config.text_layers,
+            num_attention_heads=config.num_heads,
+            max_position_embeddings=config.max_length,
+            bos_token_id=tokenizer.bos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            sep_token_id=tokenizer.sep_token_id,
+            eos_token_id=tokenizer.sep_token_id,
+        ),
+        vision_config=dict(
+            hidden_size=config.hidden_size,
+            intermediate_size=4 * config.hidden_size,
+            num_hidden_layers=config.vision_layers,
+            num_attention_heads=config.num_heads,
+            image_size=config.image_size,
+            patch_size=config.patch_size,
+        ),
+        projection_dim=config.hidden_size,
+    )
+    torch.manual_seed(config.seed)
+    return BlipForConditionalGeneration(blip_config)
+
+
+def _renders(n: int, seed: int, size: int) -> tuple[list[np.ndarray], list[str]]:
+    rng = np.random.default_rng(seed)
+    scenes = [random_scene(rng) for _ in range(n)]
+    return [render_array(s, size=size) for s in scenes], [caption(s, 0) for s in scenes]
+
+
+def _pixels(processor: Any, images: list[np.ndarray]) -> torch.Tensor:
+    from PIL import Image
+
+    pil = [Image.fromarray((np.clip(a, 0, 1) * 255).round().astype(np.uint8)) for a in images]
+    return processor(images=pil, return_tensors="pt")["pixel_values"]
+
+
+def caption_scores(predicted: list[str], truth: list[str]) -> dict[str, float]:
+    """Exact-match rate and word accuracy (position by position, over the longer of each pair)."""
+    exact, right, total = 0, 0, 0
+    for p, t in zip(predicted, truth, strict=True):
+        pw, tw = tokenize(p.lower()), tokenize(t.lower())
+        exact += pw == tw
+        right += sum(a == b for a, b in zip(pw, tw))
+        total += max(len(pw), len(tw))
+    return {"exact_match": exact / max(1, len(truth)), "word_accuracy": right / max(1, total), "n": len(truth)}
+
+
+def train_world_captioner(config: WorldCaptionerConfig, out: str | os.PathLike,
+                          log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Render scenes, train the captioner, save model + processor to ``out``, score held-out renders."""
+    from cirsynth.captions.captioner import Captioner, CaptionerConfig
+
+    t0 = time.time()
+    out = Path(out)
+    processor = build_processor(config)
+    tok = processor.tokenizer
+    images, texts = _renders(config.num_scenes, config.seed * 2 + 1, config.image_size)
+    eval_images, eval_texts = _renders(config.num_eval, config.seed * 2 + 2, config.image_size)
+    pixels = _pixels(processor, images)  # (N, 3, H, W)
+    enc = tok(texts, padding="max_length", truncation=True, max_length=config.max_length, return_tensors="pt")
+    longest = int(enc["attention_mask"].sum(1).max())
+    if longest >= config.max_length:
+        raise ValueError(f"captions need more than max_length={config.max_length} tokens")
+    ids, mask = enc["input_ids"][:, :longest], enc["attention_mask"][:, :longest]
+    ids[:, 0] = tok.bos_token_id  # BLIP's decoder starts from [DEC] (generate() sets the same)
+    labels = ids.masked_fill(mask == 0, -100)
+    log(f"rendered {len(images)}+{len(eval_images)} scenes, vocabulary {len(tok)}, {longest} tokens max "
+        f"({time.time() - t0:.0f}s)")
+
+    model = build_model(config, tok).train()
+    gen = torch.Generator().manual_seed(config.seed + 1)
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _cosine_lr(s, config.steps, min(200, config.steps // 10 + 1)))
+    t1, losses = time.time(), []
+    for step in range(config.steps):
+        idx = torch.randint(len(pixels), (config.batch_size,), generator=gen)
+        loss = model(pixel_values=pixels[idx], input_ids=ids[idx], attention_mask=mask[idx], labels=labels[idx]).loss
+        losses.append(optimizer_step(loss, model.parameters(), opt, sched))
+        if (step + 1) % config.log_every == 0 or step + 1 == config.steps:
+            log(f"captioner step {step + 1}/{config.steps} loss {np.mean(losses[-config.log_every:]):.4f} "
+                f"({time.time() - t1:.0f}s)")
+    model.eval().to(torch.float16)  # weights on disk in fp16; Captioner loads them as float32
+    model.save_pretrained(out, safe_serialization=True)
+    model.float()
+    processor.save_pretrained(out)
+
+    captioner = Captioner.from_pretrained(out, CaptionerConfig(batch_size=64, max_new_tokens=config.max_length))
+    from PIL import Image
+
+    predicted = captioner.caption([Image.fromarray((a * 255).round().astype(np.uint8)) for a in eval_images])
+    scores = caption_scores(predicted, eval_texts)
+    log(f"held-out: exact caption {scores['exact_match']:.1%}, words right {scores['word_accuracy']:.1%}")
+    return {
+        "eval": scores,
+        "examples": [{"truth": t, "predicted": p} for t, p in list(zip(eval_texts, predicted))[:5]],
+        "loss_first": losses[0] if losses else None,
+        "loss_last50": float(np.mean(losses[-50:])) if losses else None,
+        "seconds_train": time.time() - t1,
+        "seconds_total": time.time() - t0,
+        "threads": torch.get_num_threads(),
+        "config": asdict(config),
+    }

@@ -1,0 +1,76 @@
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cirsynth.world.captioner import WorldCaptionerConfig, build_processor, caption_scores, world_words
+from cirsynth.world.language import caption_variants, tokenize
+from cirsynth.world.perturber import evaluate_perturber, grounded_lexical_edits, scenes_and_captions
+from cirsynth.world.scene import random_scene
+
+
+def test_captioner_vocabulary_covers_every_paraphrase_of_new_scenes():
+    tok = build_processor(WorldCaptionerConfig()).tokenizer
+    rng = np.random.default_rng(99)  # other scenes than the vocabulary was collected from
+    for _ in range(50):
+        for text in caption_variants(random_scene(rng)):
+            ids = tok(text)["input_ids"]
+            assert tok.unk_token_id not in ids, text
+            assert tok.decode(ids, skip_special_tokens=True).split() == text.lower().split()
+    assert "circle" in world_words() and "," in world_words()
+
+
+def test_caption_scores():
+    s = caption_scores(["a red circle", "a red circle , on grass"], ["a red circle", "a blue circle , on grass"])
+    assert s["exact_match"] == 0.5
+    assert s["word_accuracy"] == pytest.approx((3 + 5) / (3 + 6))
+
+
+def test_train_captioner_command_writes_a_captioner_that_loads_through_the_real_path(tmp_path, capsys):
+    from cirsynth.captions.captioner import Captioner
+    from cirsynth.cli import main
+
+    out = tmp_path / "captioner"
+    args = ["world", "train", "captioner", str(out), "--steps", "40", "--num_scenes", "64", "--num_eval", "4",
+            "--hidden_size", "32", "--vision_layers", "1", "--text_layers", "1", "--batch_size", "16", "--log_every", "10"]
+    assert main(args) == 0
+    assert "captioner step 40/40" in capsys.readouterr().out
+    report = json.loads((out / "training_report.json").read_text())
+    assert report["loss_last50"] < report["loss_first"]  # it learns the caption grammar
+    card = json.loads((out / "card.json").read_text())
+    assert card["command"].startswith(f"cirsynth world train captioner {out} --steps 40")
+    assert set(card["quality"]["held_out"]) == {"exact_match", "word_accuracy", "n"}
+    cap = Captioner.from_pretrained(out)
+    assert type(cap.model).__name__ == "BlipForConditionalGeneration"
+    texts = cap.caption([Image.new("RGB", (64, 64), (200, 30, 30))] * 2)
+    assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
+    assert all(w in set(world_words()) for t in texts for w in tokenize(t))  # only world words come out
+
+
+def test_grounded_lexical_edits_all_map_to_one_attribute_changes():
+    from cirsynth.world.ground_truth import ground_truth
+
+    scenes, captions = scenes_and_captions(40, seed=3)
+    edits, dropped = grounded_lexical_edits(scenes, captions, 2, seed=0, edit_types=["color", "size", "subject"])
+    assert len(edits) >= 40
+    by_caption = {c: s for s, c in zip(scenes, captions)}
+    for e in edits:
+        change = ground_truth(by_caption[e.source_caption], 0, e.target_caption)
+        assert change is not None and len(change.caption_edit.source_words) >= 1
+    assert sum(dropped.values()) >= 0 and all(isinstance(k, str) for k in dropped)
+
+
+def test_evaluate_perturber_counts_valid_and_grounded_edits():
+    from cirsynth.captions.lexical import LexicalConfig, LexicalPerturber
+    from cirsynth.world.language import lexical_vocabulary
+
+    scenes, captions = scenes_and_captions(30, seed=4)
+    lexical = LexicalPerturber(LexicalConfig(vocab=lexical_vocabulary()))
+    report = evaluate_perturber(lexical, scenes, captions, ["color", "material", "lighting"], seed=0)
+    assert report["requests"] == 30 and report["valid"] == 30  # lexical always finds these
+    assert report["grounded"] == 30  # colour/material/lighting swaps always name one scene change
+    assert sum(t["valid"] for t in report["per_edit_type"].values()) == 30
+    # a caption of a different scene cannot be grounded in this one
+    wrong = evaluate_perturber(lexical, scenes[1:] + scenes[:1], captions, ["color"], seed=0)
+    assert wrong["valid"] == 30 and wrong["grounded"] < 5
