@@ -1,3 +1,4 @@
+from pathlib import Path
 import json
 
 from cirsynth.cli import main
@@ -29,11 +30,17 @@ def test_command_line_reproduces_arguments():
 
 def test_world_benchmark_command(tmp_path, capsys):
     rc = main(["world", "benchmark", str(tmp_path / "bench"), "--num_train", "4", "--num_val", "2", "--num_test", "3",
-               "--cirr", str(tmp_path / "cirr")])
+               "--cirr", str(tmp_path / "cirr"), "--synth_inputs", str(tmp_path / "inputs.jsonl")])
     assert rc == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["triplets"] == 9 and out["cirr"] == {"train": 4, "val": 2, "test1": 3}
     ds = TripletDataset(tmp_path / "bench")
+    # the synthesize input list: each distinct train reference once, with its caption, loadable as an image
+    rows = [json.loads(l) for l in (tmp_path / "inputs.jsonl").read_text().splitlines()]
+    train = [t for t in ds.triplets(split="train")]
+    assert out["synth_inputs"] == len(rows) == len({t.reference for t in train})
+    assert {r["caption"] for r in rows} == {t.reference_caption for t in train}
+    assert all(Path(r["image"]).is_file() for r in rows)
     assert {t.split for t in ds.triplets()} == {"train", "val", "test"}
     assert (tmp_path / "bench" / "cirsynth.world-benchmark.yaml").is_file()
 

@@ -23,12 +23,18 @@ def test_world_evaluate_command_reports_every_method(tmp_path, capsys):
     capsys.readouterr()
     out = tmp_path / "eval.json"
     rc = main(["world", "evaluate", "--editor", str(sd), "--n", "3", "--num_steps", "2",
-               "--methods", "[negative-prompt, direct]", "--json", "--json_out", str(out)])
+               "--methods", "[negative-prompt, direct]", "--self_replace_steps", "[0.4, 0.8]", "--json",
+               "--json_out", str(out), "--grid", str(tmp_path / "grid.png")])
     assert rc == 0
+    from PIL import Image
+
+    assert Image.open(tmp_path / "grid.png").size == (96 * 5, 16 + 96 * 3)  # ref, text, 2 methods, truth
     result = json.loads(out.read_text())
     assert result["edits"] == 3 and set(result["methods"]) == {"negative-prompt", "direct"}
     for row in result["methods"].values():
         assert row["edit"]["all"]["n"] == 3
         assert 0.0 <= row["edit"]["all"]["success"] <= min(row["edit"]["all"]["target"], row["edit"]["all"]["preserved"])
         assert "precision" in row["filter"]  # the bundled world CLIP filters
+        assert 0 <= row["filter"]["accepted"] <= 3
+        assert all(isinstance(k, str) and 0 < v <= 3 for k, v in row["filter"]["failed_rules"].items())
         assert np.isfinite(row["reconstruction_psnr_db"])

@@ -10,6 +10,8 @@ def demo(
     edits_per_image: int = 1,
     inversion: str = "null-text",
     num_steps: int = 20,
+    perturber: str = "lexical",
+    captioner: bool = True,
     progress: bool = True,
 ) -> int:
     """The whole method on the mini world, scored against ground truth (what `make demo` runs).
@@ -26,13 +28,15 @@ def demo(
         edits_per_image: caption edits per scene.
         inversion: null-text | negative-prompt | direct | ddim.
         num_steps: DDIM steps.
+        perturber: lexical (world vocabulary) or llm (SmolLM2 + the bundled world LoRA adapter; slow on a CPU).
+        captioner: caption references with the bundled world captioner (false: their true grammar captions).
         progress: progress bars.
     """
     from cirsynth.config import save_resolved_config
     from cirsynth.world.demo import DemoConfig, run_demo
 
     cfg = DemoConfig(out=out, n=n, seed=seed, edits_per_image=edits_per_image, inversion=inversion,
-                     num_steps=num_steps, progress=progress)
+                     num_steps=num_steps, perturber=perturber, captioner=captioner, progress=progress)
     result = run_demo(cfg)
     save_resolved_config(out, "demo", cfg.__dict__)
     print(json.dumps({k: result[k] for k in ("synthesis", "ground_truth", "grid")}, indent=2))

@@ -36,6 +36,7 @@ def benchmark(
     size: int = 64,
     seed: int = 0,
     cirr: Optional[Path] = None,
+    synth_inputs: Optional[Path] = None,
 ) -> int:
     """Generate the world CIR benchmark (ground-truth triplets) as a TripletDataset.
 
@@ -49,9 +50,11 @@ def benchmark(
         size: render size in pixels.
         seed: generation seed.
         cirr: also export the benchmark in CIRR layout to this folder.
+        synth_inputs: also write the train split's distinct reference images with their captions to this JSONL
+            (image, caption): the input list of `cirsynth synthesize` for synthetic triplets of the same scenes.
     """
     params = dict(locals())  # first: the arguments only, before any import
-    from cirsynth.config import save_resolved_config
+    from cirsynth.config import atomic_write_text, save_resolved_config
     from cirsynth.world.benchmark import BenchmarkConfig, build_benchmark, write_benchmark
 
     cfg = BenchmarkConfig(
@@ -70,6 +73,12 @@ def benchmark(
         from cirsynth.data.cirr import export_cirr
 
         result["cirr"] = export_cirr(ds, cirr, seed=seed)
+    if synth_inputs is not None:
+        rows = {}
+        for t in ds.triplets(split="train"):
+            rows.setdefault(t.reference, {"image": str(ds.image_path(t.reference).resolve()), "caption": t.reference_caption})
+        atomic_write_text(synth_inputs, "".join(json.dumps(r) + "\n" for r in rows.values()))
+        result["synth_inputs"] = len(rows)
     print(json.dumps(result))
     return 0
 
@@ -450,8 +459,13 @@ def evaluate(
     methods: list[str] = ["null-text", "negative-prompt", "direct", "ddim"],
     n: int = 16,
     num_steps: int = 20,
+    guidance_scale: float = 7.5,
+    cross_replace_steps: float = 0.8,
+    self_replace_steps: list[float] = [0.6],
+    local_blend: bool = True,
     seed: int = 0,
     json_out: Optional[Path] = None,
+    grid: Optional[Path] = None,
     json: bool = False,
 ) -> int:
     """Measure editing against ground truth in the world: reconstruction PSNR and edit success per inversion method
@@ -464,8 +478,14 @@ def evaluate(
         methods: inversion methods to compare.
         n: reference scenes (one ground-truth edit each, edit types in turn).
         num_steps: DDIM steps.
+        guidance_scale: classifier-free guidance.
+        cross_replace_steps: prompt-to-prompt: fraction of steps with the source's cross-attention.
+        self_replace_steps: fraction(s) of steps with the source's self-attention; several = a sweep, the filter
+            keeps each edit's best candidate.
+        local_blend: LocalBlend on the changed words.
         seed: seed for scenes and edits.
         json_out: also write the result to this file.
+        grid: also write a picture grid (reference | edit | generated per method | ground truth) to this PNG.
         json: print only the JSON result.
     """
     import json as jsonlib
@@ -483,8 +503,14 @@ def evaluate(
     if classifier is None:
         raise SystemExit("world evaluate: no attribute classifier bundled; pass --classifier FOLDER")
     cfg = WorldEvalConfig(editor=editor, classifier=classifier, clip=clip, methods=tuple(methods), n=n,
-                          num_steps=num_steps, seed=seed)
-    result = evaluate_world(cfg, log=(lambda *_: None) if json else print)
+                          num_steps=num_steps, guidance_scale=guidance_scale, cross_replace_steps=cross_replace_steps,
+                          self_replace_steps=tuple(self_replace_steps), local_blend=local_blend, seed=seed)
+    images: dict = {}
+    result = evaluate_world(cfg, log=(lambda *_: None) if json else print, keep_images=images)
+    if grid is not None:
+        from cirsynth.world.evaluate import evaluation_grid
+
+        evaluation_grid(cfg, images).save(grid)
     print(jsonlib.dumps(result, indent=None if json else 2))
     if json_out is not None:
         atomic_write_json(json_out, result, indent=2)

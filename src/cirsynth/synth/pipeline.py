@@ -34,7 +34,7 @@ class SynthConfig:
     perturber: str = "lexical"  # lexical | llm
     perturber_model: Optional[str] = None  # causal LM id or folder for --perturber llm
     adapter: Optional[str] = None  # PEFT LoRA adapter folder for the LLM perturber
-    vocabulary: Optional[str] = None  # lexical perturber word lists: "world", a JSON file, or None (built-in + WordNet)
+    vocabulary: Optional[str] = None  # perturber word lists: "world", a JSON file, or None (built-in + WordNet)
     edit_types: Optional[list[str]] = None  # restrict edit types (default: all)
     edits_per_image: int = 1  # counterfactual captions per image
     inversion: str = "null-text"  # null-text | negative-prompt | direct | ddim
@@ -157,11 +157,21 @@ class Synthesizer:
                 else:
                     self._perturber = LexicalPerturber(LexicalConfig(vocab=Vocabulary.from_json(self.cfg.vocabulary)))
             elif self.cfg.perturber == "llm":
-                from cirsynth.captions.llm import LLMPerturber
+                from cirsynth.captions.llm import LLMConfig, LLMPerturber
 
                 if not self.cfg.perturber_model and not self.cfg.adapter:
                     raise ValueError("--perturber llm needs --perturber_model ID_OR_PATH (or an --adapter that records its base)")
-                self._perturber = LLMPerturber.from_pretrained(self.cfg.perturber_model, adapter=self.cfg.adapter, device=self.cfg.device)
+                llm_cfg = LLMConfig()
+                if self.cfg.vocabulary == "world":  # world keywords for the type checks; world captions run long
+                    from cirsynth.world.language import lexical_vocabulary
+
+                    llm_cfg = LLMConfig(vocab=lexical_vocabulary(), max_new_tokens=96)
+                elif self.cfg.vocabulary is not None:
+                    from cirsynth.captions import Vocabulary
+
+                    llm_cfg = LLMConfig(vocab=Vocabulary.from_json(self.cfg.vocabulary))
+                self._perturber = LLMPerturber.from_pretrained(self.cfg.perturber_model, adapter=self.cfg.adapter,
+                                                               config=llm_cfg, device=self.cfg.device)
             else:
                 raise ValueError(f"unknown perturber {self.cfg.perturber!r} (lexical | llm)")
         return self._perturber

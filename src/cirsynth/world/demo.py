@@ -35,6 +35,8 @@ class DemoConfig:
     inversion: str = "null-text"  # inversion method
     num_steps: int = 20  # DDIM steps (the world model is small; 20 keep the demo to minutes on a CPU)
     guidance_scale: float = 7.5  # classifier-free guidance
+    perturber: str = "lexical"  # lexical (world vocabulary) or llm (SmolLM2 + the bundled world LoRA adapter)
+    captioner: bool = True  # caption with the bundled world captioner (False: the grammar's true captions)
     progress: bool = True  # progress bars
 
 
@@ -55,6 +57,8 @@ def _models(out: Path, log) -> dict[str, Any]:
     if models["clip"] is None:
         log("NOTE: no world CLIP is bundled yet: filtering by CLIP is off (--no-filter); structure scores are still recorded.")
     models["classifier"] = str(bundled["classifier"]) if "classifier" in bundled else None
+    models["captioner"] = str(bundled["captioner"]) if "captioner" in bundled else None
+    models["perturber"] = str(bundled["perturber"]) if "perturber" in bundled else None
     return models
 
 
@@ -65,6 +69,11 @@ def run_demo(cfg: DemoConfig, log=print) -> dict[str, Any]:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     models = _models(out, log)
+    captioner = models["captioner"] if cfg.captioner else None
+    if cfg.captioner and captioner is None:
+        log("NOTE: no world captioner is bundled: the references keep their true grammar captions.")
+    if cfg.perturber == "llm" and models["perturber"] is None:
+        raise ValueError("demo --perturber llm needs the bundled world LoRA adapter (assets/world/perturber)")
 
     # 1. render reference scenes and captions
     rng = np.random.default_rng(cfg.seed)
@@ -74,16 +83,19 @@ def run_demo(cfg: DemoConfig, log=print) -> dict[str, Any]:
     with open(out / "references.jsonl", "w") as f:
         for i in range(cfg.n):
             scene, variant = random_scene(rng), int(rng.integers(NUM_CAPTION_VARIANTS))
+            if captioner:
+                variant = 0  # the world captioner writes the canonical paraphrase
             name = f"scene{i:03d}.png"
             render(scene).save(ref_dir / name)
             scenes[name] = (scene, variant)
-            f.write(json.dumps({"image": f"references/{name}", "caption": caption(scene, variant)}) + "\n")
+            row = {"image": f"references/{name}"} | ({} if captioner else {"caption": caption(scene, variant)})
+            f.write(json.dumps(row) + "\n")
     log(f"1. rendered {cfg.n} reference scenes -> {ref_dir}")
 
     # 2. synthesize with the world models
     synth_cfg = SynthConfig(
-        images=str(out / "references.jsonl"), out=str(out / "dataset"), editor=models["editor"], perturber="lexical",
-        vocabulary="world", edits_per_image=cfg.edits_per_image, inversion=cfg.inversion, num_steps=cfg.num_steps,
+        images=str(out / "references.jsonl"), out=str(out / "dataset"), editor=models["editor"], captioner=captioner,
+        perturber=cfg.perturber, adapter=models["perturber"] if cfg.perturber == "llm" else None, vocabulary="world", edits_per_image=cfg.edits_per_image, inversion=cfg.inversion, num_steps=cfg.num_steps,
         guidance_scale=cfg.guidance_scale, clip=models["clip"], no_filter=models["clip"] is None, split="train",
         seed=cfg.seed, progress=cfg.progress, batch_size=4,
     )
@@ -100,6 +112,8 @@ def run_demo(cfg: DemoConfig, log=print) -> dict[str, Any]:
         gt = ground_truth(scene, variant, t.target_caption)
         rows.append((t, scene, gt))
     scores = judge(rows, ds, models["classifier"])
+    if captioner:  # how often the captioner wrote the scene's exact caption (a wrong caption has no ground truth)
+        scores["caption_exact"] = round(100.0 * float(np.mean([t.source_caption == caption(s, 0) for t, s, _ in rows])), 1) if rows else None
     log(f"3. ground-truth scores: {json.dumps(scores)}")
 
     # 4. picture grid and CIRR export

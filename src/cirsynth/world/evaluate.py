@@ -13,6 +13,7 @@ For each inversion method, on rendered reference scenes and ground-truth one-att
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,9 @@ class WorldEvalConfig:
     n: int = 16  # reference scenes (each gets one edit, edit types in turn)
     num_steps: int = 20  # DDIM steps
     guidance_scale: float = 7.5  # classifier-free guidance
+    cross_replace_steps: float = 0.8  # P2P: fraction of steps with the source's cross-attention
+    self_replace_steps: tuple[float, ...] = (0.6,)  # several: a sweep; the filter picks each edit's best candidate
+    local_blend: bool = True  # LocalBlend on the changed words
     seed: int = 0  # scenes and edits
 
 
@@ -47,21 +51,17 @@ def _pct(flags: list[bool]) -> float | None:
     return round(100.0 * float(np.mean(flags)), 1) if flags else None
 
 
-def evaluate_world(cfg: WorldEvalConfig, log=print) -> dict[str, Any]:
+def evaluate_world(cfg: WorldEvalConfig, log=print, keep_images: dict | None = None) -> dict[str, Any]:
+    """Run every inversion method on the same ground-truth edits (see the module docstring).
+
+    Args:
+        keep_images: if given, filled with method -> the generated image of each edit (the filter's pick).
+    """
     from cirsynth.editing import CounterfactualEditor
-    from cirsynth.synth.filters import EditFilter, FilterConfig
+    from cirsynth.synth.filters import EditFilter, FilterConfig, pick_best
     from cirsynth.world.classifier import AttributeClassifier
 
-    rng = np.random.default_rng(cfg.seed)
-    edits = []
-    for i in range(cfg.n):
-        scene = random_scene(rng)
-        for k in range(len(WORLD_EDIT_TYPES)):  # the next edit type possible in this scene
-            try:
-                edits.append(apply_edit(scene, WORLD_EDIT_TYPES[(i + k) % len(WORLD_EDIT_TYPES)], rng))
-                break
-            except ValueError:
-                continue
+    edits = evaluation_edits(cfg)
     editor = CounterfactualEditor.from_pretrained(cfg.editor)
     clf = AttributeClassifier.from_pretrained(cfg.classifier)
     filt = EditFilter(FilterConfig(clip=cfg.clip)) if cfg.clip else None
@@ -72,11 +72,26 @@ def evaluate_world(cfg: WorldEvalConfig, log=print) -> dict[str, Any]:
                             num_steps=cfg.num_steps, guidance_scale=cfg.guidance_scale)
         recon = editor.reconstruct(inv)
         rec_psnr = [min(psnr(np.asarray(r), np.asarray(x)), 99.0) for r, x in zip(refs, recon)]
+        sweep = len(cfg.self_replace_steps) > 1
         results = editor.edit(inv, [e.caption_edit.target_caption for e in edits],
+                              cross_replace_steps=cfg.cross_replace_steps,
+                              self_replace_steps=list(cfg.self_replace_steps) if sweep else cfg.self_replace_steps[0],
                               blend_words=[(e.caption_edit.source_words, e.caption_edit.target_words)
-                                           if e.caption_edit.source_words and e.caption_edit.target_words else None
-                                           for e in edits], return_details=True)
-        generated = [r.images[0] for r in results]
+                                           if cfg.local_blend and e.caption_edit.source_words and e.caption_edit.target_words
+                                           else None for e in edits], return_details=True)
+        verdicts = None
+        if filt is not None:  # score every candidate; keep each edit's best (pick_best, as synthesize does)
+            verdicts = []
+            for e, ref, r in zip(edits, refs, results):
+                cands = filt.score([ref] * len(r.images), r.images, [e.caption_edit.source_caption] * len(r.images),
+                                   [e.caption_edit.target_caption] * len(r.images),
+                                   [e.caption_edit.source_words] * len(r.images), [e.caption_edit.target_words] * len(r.images),
+                                   list(r.masks))
+                verdicts.append(cands)
+            best = [pick_best(v) for v in verdicts]
+        else:
+            best = [0] * len(results)
+        generated = [r.images[b] for r, b in zip(results, best)]
         preds = clf.predict(generated)
         per_type: dict[str, dict[str, list[bool]]] = {}
         success = []
@@ -92,19 +107,59 @@ def evaluate_world(cfg: WorldEvalConfig, log=print) -> dict[str, Any]:
             "reconstruction_psnr_db": round(float(np.mean(rec_psnr)), 2),
             "edit": {k: {m: _pct(v) for m, v in d.items()} | {"n": len(d["success"])} for k, d in per_type.items()},
         }
-        if filt is not None:
-            verdicts = filt.score(refs, generated, [e.caption_edit.source_caption for e in edits],
-                                  [e.caption_edit.target_caption for e in edits],
-                                  [e.caption_edit.source_words for e in edits], [e.caption_edit.target_words for e in edits],
-                                  [r.masks[0] for r in results])
-            accepted = [v.passed for v in verdicts]
+        if verdicts is not None:
+            accepted = [v[b].passed for v, b in zip(verdicts, best)]
             tp = sum(a and s for a, s in zip(accepted, success))
             row["filter"] = {
                 "accepted": sum(accepted),
                 "precision": round(100.0 * tp / sum(accepted), 1) if sum(accepted) else None,
                 "recall": round(100.0 * tp / sum(success), 1) if sum(success) else None,
                 "success_after_filter": _pct([s for a, s in zip(accepted, success) if a]),
+                "preserved_after_filter": _pct([p for a, p in zip(accepted, per_type["all"]["preserved"]) if a]),
+                "failed_rules": dict(Counter(r for v, b in zip(verdicts, best) for r in v[b].failed)),
             }
+        if keep_images is not None:
+            keep_images[method] = generated
         out["methods"][method] = row
         log(f"{method}: {row['reconstruction_psnr_db']} dB, success {row['edit']['all']['success']}%")
     return out
+
+
+def evaluation_edits(cfg: WorldEvalConfig) -> list:
+    """The ground-truth edits ``evaluate_world`` measures (same seed, same order)."""
+    rng = np.random.default_rng(cfg.seed)
+    edits = []
+    for i in range(cfg.n):
+        scene = random_scene(rng)
+        for k in range(len(WORLD_EDIT_TYPES)):  # the next edit type possible in this scene
+            try:
+                edits.append(apply_edit(scene, WORLD_EDIT_TYPES[(i + k) % len(WORLD_EDIT_TYPES)], rng))
+                break
+            except ValueError:
+                continue
+    return edits
+
+
+def evaluation_grid(cfg: WorldEvalConfig, images: dict, cell: int = 96):
+    """Rows of reference | modification text | one generated image per method | ground truth."""
+    from PIL import Image, ImageDraw
+
+    edits = evaluation_edits(cfg)
+    methods = list(images)
+    cols = ["reference", "modification", *methods, "ground truth"]
+    head = 16
+    grid = Image.new("RGB", (cell * len(cols), head + cell * len(edits)), "white")
+    draw = ImageDraw.Draw(grid)
+    for j, c in enumerate(cols):
+        draw.text((j * cell + 3, 2), c, fill="black")
+    for i, e in enumerate(edits):
+        y = head + i * cell
+        grid.paste(render(e.reference).resize((cell, cell), Image.NEAREST), (0, y))
+        words, lines = e.caption_edit.modification_text.split(), [""]
+        for w in words:
+            lines[-1:] = [lines[-1], w] if len(lines[-1]) + len(w) > 14 else [f"{lines[-1]} {w}".strip()]
+        draw.multiline_text((cell + 3, y + 6), "\n".join(lines), fill="black")
+        for j, m in enumerate(methods):
+            grid.paste(images[m][i].resize((cell, cell), Image.NEAREST), ((2 + j) * cell, y))
+        grid.paste(render(e.target).resize((cell, cell), Image.NEAREST), ((2 + len(methods)) * cell, y))
+    return grid
