@@ -98,3 +98,38 @@ def test_training_learns_a_tiny_retrieval_task():
         q, t = m.compose(ref, ids, mask), m.encode_target(tgt)
     recall = recall_at_k(q.numpy(), t.numpy(), torch.arange(8).numpy(), ks=(1,), screen_dtype="float32")
     assert recall["R@1"] >= 75.0, recall
+
+
+
+def test_checkpoint_round_trip_and_load_by_kind(tiny_blip_dir, tmp_path):
+    from transformers import BlipForImageTextRetrieval
+
+    from cirsynth.cir import load_cir_model
+
+    from tests.cir.conftest import square
+
+    torch.manual_seed(0)
+    m = BlipCIR.from_pretrained(tiny_blip_dir, BlipCIRConfig(embed_dim=16, temperature=0.1))
+    hf = BlipForImageTextRetrieval.from_pretrained(tiny_blip_dir)
+    assert torch.equal(m.vision_model.embeddings.patch_embedding.weight,
+                       hf.vision_model.embeddings.patch_embedding.weight)
+    assert m.processor is not None and m.source == str(tiny_blip_dir.resolve())
+    m.pad_mode = "squarepad"
+    m.eval()
+    images, texts = [square("red", 2, 3), square("blue", 10, 0)], ["make it blue", "change it to green"]
+    q, t = m.encode_queries(images, texts), m.encode_images(images)  # (2, 16) each
+    assert q.shape == t.shape == (2, 16)
+
+    saved = m.save_pretrained(tmp_path / "ckpt")
+    reloaded = BlipCIR.from_pretrained(saved)  # the whole model, head config included
+    via_kind = load_cir_model(saved, device="cpu")  # dispatches on cir_model.json's kind
+    assert isinstance(via_kind, BlipCIR) and not via_kind.training
+    for again in (reloaded.eval(), via_kind):
+        assert again.config == m.config and again.pad_mode == "squarepad" and again.source == m.source
+        assert m.state_dict().keys() == again.state_dict().keys()
+        assert all(torch.equal(a, b) for a, b in zip(m.state_dict().values(), again.state_dict().values()))
+        assert torch.equal(again.encode_queries(images, texts), q) and torch.equal(again.encode_images(images), t)
+    assert reloaded.fingerprint() == m.fingerprint()
+    with torch.no_grad():
+        reloaded.query_proj.weight.add_(1e-3)
+    assert reloaded.fingerprint() != m.fingerprint()  # feature caches are keyed on the weights

@@ -49,3 +49,56 @@ def test_data_scarcity_experiment_end_to_end(tiny_clip_dir, real_ds, synthetic_d
     with Image.open(out / "data_scarcity.png") as im:
         assert im.size[0] > 100
     assert len(list((out / "runs").iterdir())) == 8
+
+
+def test_train_cir_cli_blip_trains_and_evaluates(tiny_blip_dir, real_ds, synthetic_ds, tmp_path):
+    out = tmp_path / "blip"
+    rc = main(["train-cir", str(tiny_blip_dir), str(out), "--model", "blip", "--real", f"triplets:{real_ds.root}:train",
+               "--synthetic", f"[triplets:{synthetic_ds.root}]", "--real_fraction", "0.5", "--synthetic_ratio", "1.0",
+               "--val", f"triplets:{real_ds.root}:test", "--epochs", "10", "--batch_size", "8", "--lr", "0.0005",
+               "--embed_dim", "16", "--save_every", "5", "--cpu", "true"])
+    assert rc == 0
+    log = json.loads((out / "train_log.json").read_text())
+    losses = log["epoch_losses"]
+    assert log["model_kind"] == "blip" and log["n_real"] == 12 and log["n_synthetic"] == 12
+    assert len(losses) == 10 and losses[-1] < 0.8 * losses[0]
+    meta = json.loads((out / "model" / "cir_model.json").read_text())
+    assert meta["kind"] == "blip" and meta["head"]["embed_dim"] == 16
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["queries"] == 24 and 0 <= metrics["R@1"] <= metrics["R@5"] <= metrics["R@10"] <= 100
+
+    # `cirsynth evaluate --model` reads the kind from the checkpoint and gives the numbers reported after training
+    ev = tmp_path / "eval"
+    assert main(["evaluate", "--model", str(out / "model"), "--dataset", f"triplets:{real_ds.root}:test",
+                 "--out", str(ev), "--device", "cpu"]) == 0
+    assert json.loads((ev / "metrics.json").read_text())["metrics"] == metrics
+    # the epoch-5 checkpoint is a model folder too
+    mid = tmp_path / "eval-mid"
+    assert main(["evaluate", "--model", str(out / "checkpoints" / "epoch-5"), "--dataset",
+                 f"triplets:{real_ds.root}:test", "--out", str(mid), "--device", "cpu"]) == 0
+    assert json.loads((mid / "metrics.json").read_text())["metrics"]["queries"] == 24
+
+
+def test_train_cir_cli_resumes(tiny_clip_dir, real_ds, tmp_path):
+    out = tmp_path / "run"
+    args = ["train-cir", str(tiny_clip_dir), str(out), "--real", f"triplets:{real_ds.root}:train", "--batch_size", "8",
+            "--projection_dim", "16", "--hidden_dim", "32", "--save_every", "1", "--cpu", "true"]
+    assert main(args + ["--epochs", "2"]) == 0
+    assert main(args + ["--epochs", "3", "--resume"]) == 0  # a bare --resume is --resume true
+    log = json.loads((out / "train_log.json").read_text())
+    assert log["resumed_from"] == 2 and len(log["epoch_losses"]) == 3 and log["config"]["resume"] is True
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["epoch-1", "epoch-2", "epoch-3"]
+
+
+def test_data_scarcity_experiment_trains_the_chosen_model_kind(tiny_blip_dir, real_ds, synthetic_ds, tmp_path):
+    out = tmp_path / "exp"
+    rc = main(["experiment", "data-scarcity", str(tiny_blip_dir), f"triplets:{real_ds.root}:train",
+               f"triplets:{real_ds.root}:test", str(out), "--model", "blip", "--synthetic", f"[{synthetic_ds.root}]",
+               "--fractions", "[0.5]", "--seeds", "[0]", "--epochs", "1", "--batch_size", "8", "--lr", "0.0005",
+               "--cpu", "true"])
+    assert rc == 0
+    rows = list(csv.DictReader((out / "data_scarcity.csv").open()))
+    assert [(r["setting"], r["n_real"], r["n_synthetic"]) for r in rows] == [("real", "12", "0"),
+                                                                            ("real+synthetic", "12", "24")]
+    runs = sorted((out / "runs").iterdir())
+    assert [json.loads((r / "train_log.json").read_text())["model_kind"] for r in runs] == ["blip", "blip"]

@@ -64,10 +64,12 @@ def test_stage1_finetunes_clip_and_stage2_builds_on_it(tiny_clip_dir, real_ds, t
     before = load_clip(tiny_clip_dir, device="cpu").model.visual_projection.weight
     after = load_cir_model(s1.model_dir, device="cpu")
     assert after.kind == "clip-sum" and not torch.equal(before, after.clip.visual_projection.weight)
-    s2 = train_cir(parts, small_config(s1.model_dir, tmp_path / "s2", epochs=2))
+    s2 = train_cir(parts, small_config(s1.model_dir, tmp_path / "s2", epochs=2, save_every=1))
     both = load_cir_model(s2.model_dir, device="cpu")
     assert both.kind == "clip-combiner"
     assert torch.equal(both.clip.visual_projection.weight, after.clip.visual_projection.weight)
+    mid = load_cir_model(tmp_path / "s2" / "checkpoints" / "epoch-1", device="cpu")  # carries the fine-tuned CLIP too
+    assert mid.kind == "clip-combiner" and torch.equal(mid.clip.visual_projection.weight, after.clip.visual_projection.weight)
 
 
 def test_training_needs_negatives(tiny_clip_dir, real_ds, tmp_path):
@@ -102,3 +104,100 @@ def test_evaluate_cirr_and_fashioniq_protocols(tiny_clip_dir, real_ds, tmp_path)
     assert fiq["dress/R@10"] == fiq["shirt/R@10"] == fiq["avg/R@10"]  # same data in both categories
     with pytest.raises(ValueError, match="different kinds"):
         evaluate_model(model, [_protocol_split(real_ds, "cirr", "c"), _protocol_split(real_ds, "fashioniq", "f")])
+
+
+class _Crash(Exception):
+    """Stands in for a kill in the middle of writing a checkpoint."""
+
+
+def _crash_while_publishing(monkeypatch, checkpoint_name):
+    """Make the rename that publishes ``checkpoints/<checkpoint_name>`` raise, as if the process died there."""
+    from cirsynth.cir import train as train_module
+
+    publish = train_module._publish
+
+    def crashing(tmp, final):
+        if final.name == checkpoint_name:
+            raise _Crash(checkpoint_name)
+        publish(tmp, final)
+
+    monkeypatch.setattr(train_module, "_publish", crashing)
+
+
+def _weights(folder, name):
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / name))
+
+
+def test_resume_after_a_crash_ends_with_the_uninterrupted_weights(tiny_clip_dir, real_ds, tmp_path, monkeypatch):
+    from cirsynth.cir import latest_checkpoint
+
+    parts = build_training_set(from_triplet_dataset(real_ds.root, "train"), 1.0, seed=0)
+    # dropout, two text variants per query, shuffling and a warm-up + cosine schedule: every piece of state counts
+    kw = dict(epochs=6, save_every=1, lr_schedule="cosine", warmup_steps=3, dropout=0.3, seed=5,
+              cache_dir=str(tmp_path / "cache"))
+    full = train_cir(parts, small_config(tiny_clip_dir, tmp_path / "full", **kw))
+
+    _crash_while_publishing(monkeypatch, "epoch-4")
+    with pytest.raises(_Crash):
+        train_cir(parts, small_config(tiny_clip_dir, tmp_path / "cut", **kw))
+    monkeypatch.undo()
+    ckpts = tmp_path / "cut" / "checkpoints"
+    # epoch 4 was written in full under its temp name but never appeared: the newest checkpoint is epoch 3
+    assert sorted(p.name for p in ckpts.iterdir()) == [".epoch-4.tmp", "epoch-1", "epoch-2", "epoch-3"]
+    assert latest_checkpoint(tmp_path / "cut") == ckpts / "epoch-3" and not (tmp_path / "cut" / "model").exists()
+    assert load_cir_model(ckpts / "epoch-3", device="cpu").kind == "clip-combiner"  # a checkpoint is a model folder
+
+    resumed = train_cir(parts, small_config(tiny_clip_dir, tmp_path / "cut", resume=True, **kw))
+    assert resumed.resumed_from == 3 and full.resumed_from == 0
+    assert resumed.epoch_losses == pytest.approx(full.epoch_losses, rel=1e-6)
+    a, b = _weights(full.model_dir, "combiner.safetensors"), _weights(resumed.model_dir, "combiner.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=1e-6, atol=1e-7)
+    assert sorted(p.name for p in ckpts.iterdir()) == [f"epoch-{i}" for i in range(1, 7)]  # the leftover is gone
+    assert json.loads((tmp_path / "cut" / "train_log.json").read_text())["resumed_from"] == 3
+
+    # a run with other settings or other data does not continue from these checkpoints
+    with pytest.raises(ValueError, match="other settings.*lr"):
+        train_cir(parts, small_config(tiny_clip_dir, tmp_path / "cut", resume=True, **{**kw, "lr": 1e-3}))
+    with pytest.raises(ValueError, match="other settings.*epochs"):  # the cosine schedule depends on the length
+        train_cir(parts, small_config(tiny_clip_dir, tmp_path / "cut", resume=True, **{**kw, "epochs": 8}))
+    fewer = build_training_set(from_triplet_dataset(real_ds.root, "train"), 0.5, seed=0)
+    with pytest.raises(ValueError, match="other queries"):
+        train_cir(fewer, small_config(tiny_clip_dir, tmp_path / "cut", resume=True, **kw))
+    # accelerate only logs when it cannot restore the RNGs; the trainer refuses to go on
+    (ckpts / "epoch-6" / "accelerate" / "random_states_0.pkl").unlink()
+    with pytest.raises(RuntimeError, match="RNG"):
+        train_cir(parts, small_config(tiny_clip_dir, tmp_path / "cut", resume=True, **kw))
+
+
+def test_resume_extends_a_constant_lr_run_and_starts_afresh_without_checkpoints(tiny_clip_dir, real_ds, tmp_path):
+    parts = build_training_set(from_triplet_dataset(real_ds.root, "train"), 1.0, seed=0)
+    kw = dict(save_every=2, cache_dir=str(tmp_path / "cache"))
+    full = train_cir(parts, small_config(tiny_clip_dir, tmp_path / "full", epochs=4, **kw))
+    train_cir(parts, small_config(tiny_clip_dir, tmp_path / "grown", epochs=2, **kw))
+    grown = train_cir(parts, small_config(tiny_clip_dir, tmp_path / "grown", epochs=4, resume=True, **kw))
+    assert grown.resumed_from == 2 and grown.epoch_losses == pytest.approx(full.epoch_losses, rel=1e-6)
+    with pytest.warns(UserWarning, match="no checkpoint"):
+        fresh = train_cir(parts, small_config(tiny_clip_dir, tmp_path / "fresh", epochs=4, resume=True, **kw))
+    assert fresh.resumed_from == 0 and fresh.epoch_losses == pytest.approx(full.epoch_losses, rel=1e-6)
+
+
+def test_blip_resume_after_a_crash_ends_with_the_uninterrupted_weights(tiny_blip_dir, real_ds, tmp_path, monkeypatch):
+    parts = build_training_set(from_triplet_dataset(real_ds.root, "train"), 1.0, seed=0)
+    kw = dict(model="blip", epochs=3, batch_size=8, lr=5e-4, embed_dim=16, save_every=1, lr_schedule="cosine", cpu=True)
+    full = train_cir(parts, TrainConfig(clip=str(tiny_blip_dir), out_dir=str(tmp_path / "full"), **kw))
+    _crash_while_publishing(monkeypatch, "epoch-2")
+    with pytest.raises(_Crash):
+        train_cir(parts, TrainConfig(clip=str(tiny_blip_dir), out_dir=str(tmp_path / "cut"), **kw))
+    monkeypatch.undo()
+    resumed = train_cir(parts, TrainConfig(clip=str(tiny_blip_dir), out_dir=str(tmp_path / "cut"), resume=True, **kw))
+    assert resumed.resumed_from == 1 and resumed.epoch_losses == pytest.approx(full.epoch_losses, rel=1e-6)
+    a, b = _weights(full.model_dir, "model.safetensors"), _weights(resumed.model_dir, "model.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=1e-6, atol=1e-7)
+    assert evaluate_model(resumed.model_dir, parts[0].split, device="cpu") == evaluate_model(
+        full.model_dir, parts[0].split, device="cpu")

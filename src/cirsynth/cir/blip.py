@@ -10,22 +10,41 @@ Here that encoder composes the query, and the same ViT embeds the targets:
 Training is InfoNCE over the batch (van den Oord et al., "Representation Learning with
 Contrastive Predictive Coding", 2018, eq. 4): logits = q t^T / tau with a learned log-tau, each
 query's own target the positive and the other targets in the batch the negatives.
+
+``cirsynth.cir.train_cir`` trains it with ``TrainConfig(model="blip")``. Its checkpoint folder
+(``save_pretrained`` writes it, ``from_pretrained`` and ``cirsynth.cir.load_cir_model`` read it)::
+
+    cir_model.json       kind "blip", the BlipConfig, the head config (BlipCIRConfig), padding, base model
+    model.safetensors    every weight: ViT, text encoder, projections, log-temperature
+    processor/           the BlipProcessor (tokenizer + image processor), when the model has one
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
+import json
 import math
+import os
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 from transformers import BlipConfig, BlipTextModel, BlipVisionModel
 
+from cirsynth.cir.model import CHECKPOINT_FILE, weights_fingerprint
+from cirsynth.cir.preprocess import PadMode, pad_image
+from cirsynth.config import atomic_write_json
+
 # Checkpoint classes whose text encoder we can take, and the attribute that holds it.
 _TEXT_ENCODER_ATTR = {"BlipForImageTextRetrieval": "text_encoder", "BlipModel": "text_model"}
+# from_pretrained keyword arguments that also apply to the processor.
+_PROCESSOR_KWARGS = ("cache_dir", "revision", "local_files_only", "token")
 
 
 @dataclass
@@ -47,9 +66,17 @@ class BlipCIR(nn.Module):
             (``is_decoder=True`` in transformers' BLIP, which only decides whether the layers exist; the
             encoder is run bidirectionally here).
         cfg: head and loss settings.
+        processor: a transformers ``BlipProcessor`` (tokenizer + image processor) for ``pixel_values``,
+            ``tokens`` and the ``encode_*`` helpers; the tensor-level methods do not need it.
+        pad_mode: padding before the image processor (``cirsynth.cir.preprocess.pad_image``).
+        pad_ratio: target-pad aspect ratio.
+        source: hub id or folder the backbone came from (recorded in checkpoints).
     """
 
-    def __init__(self, blip_config: BlipConfig, cfg: BlipCIRConfig | None = None):
+    kind = "blip"  # checkpoint kind in cir_model.json; evaluation dispatches on it
+
+    def __init__(self, blip_config: BlipConfig, cfg: BlipCIRConfig | None = None, *, processor=None,
+                 pad_mode: PadMode = "targetpad", pad_ratio: float = 1.25, source: str = ""):
         super().__init__()
         cfg = cfg or BlipCIRConfig()
         if not 0 < cfg.min_temperature <= cfg.temperature <= cfg.max_temperature:
@@ -67,6 +94,10 @@ class BlipCIR(nn.Module):
             text_config.is_decoder = True
         self.config = cfg
         self.blip_config = blip_config
+        self.processor = processor
+        self.pad_mode = pad_mode
+        self.pad_ratio = pad_ratio
+        self.source = source
         self.vision_model = BlipVisionModel(blip_config.vision_config)
         self.text_encoder = BlipTextModel(text_config, add_pooling_layer=False)
         self.query_proj = nn.Linear(text_config.hidden_size, cfg.embed_dim)
@@ -86,25 +117,35 @@ class BlipCIR(nn.Module):
         return cls(blip_config, cfg)
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str, cfg: BlipCIRConfig | None = None, **hf_kwargs) -> "BlipCIR":
-        """Take the ViT and the text encoder of a ``BlipForImageTextRetrieval`` or ``BlipModel`` checkpoint.
+    def from_pretrained(cls, name_or_path: str | os.PathLike, cfg: BlipCIRConfig | None = None,
+                        **hf_kwargs) -> "BlipCIR":
+        """Load a ``BlipCIR`` checkpoint folder, or start from a transformers BLIP checkpoint.
 
-        The projections and the temperature start fresh. A ``BlipModel`` checkpoint's text encoder was
-        trained without its cross-attention, which then starts untrained (a warning says so).
+        A folder written by ``save_pretrained`` (its ``cir_model.json`` has kind "blip") comes back whole:
+        every weight, the head config (unless ``cfg`` replaces it), the processor and the padding.
+
+        Otherwise ``name_or_path`` is a ``BlipForImageTextRetrieval`` or ``BlipModel`` checkpoint: its ViT and
+        text encoder are taken, its ``BlipProcessor`` too when it has one; the projections and the
+        temperature start fresh. A ``BlipModel`` checkpoint's text encoder was trained without its
+        cross-attention, which then starts untrained (a warning says so).
 
         Args:
-            name_or_path: Hugging Face id (e.g. ``Salesforce/blip-itm-base-coco``) or local folder.
+            name_or_path: a ``BlipCIR`` folder, a Hugging Face id (e.g. ``Salesforce/blip-itm-base-coco``)
+                or a local transformers folder.
             cfg: head and loss settings.
             **hf_kwargs: passed to transformers' ``from_pretrained`` (``revision``, ``cache_dir``, ...).
 
         Returns:
-            The model, in train mode.
+            The model, in train mode, on the CPU.
 
         Raises:
             ValueError: the checkpoint is of another class (e.g. captioning, which has no text encoder),
                 or weights of the vision model or text encoder are missing from it.
         """
-        from transformers import BlipForImageTextRetrieval, BlipModel
+        from transformers import BlipForImageTextRetrieval, BlipModel, BlipProcessor
+
+        if (Path(name_or_path) / CHECKPOINT_FILE).exists():
+            return cls._load_checkpoint(Path(name_or_path), cfg)
 
         blip_config = BlipConfig.from_pretrained(name_or_path, **hf_kwargs)
         arch = next((a for a in (blip_config.architectures or []) if a in _TEXT_ENCODER_ATTR), None)
@@ -129,7 +170,91 @@ class BlipCIR(nn.Module):
                 "grounding; it needs fine-tuning",
                 stacklevel=2,
             )
+        try:
+            model.processor = BlipProcessor.from_pretrained(
+                name_or_path, **{k: v for k, v in hf_kwargs.items() if k in _PROCESSOR_KWARGS})
+        except OSError:
+            model.processor = None  # tensor-level use still works; pixel_values / tokens say what is missing
+        model.source = str(Path(name_or_path).resolve()) if Path(name_or_path).is_dir() else str(name_or_path)
         return model
+
+    @classmethod
+    def _load_checkpoint(cls, folder: Path, cfg: BlipCIRConfig | None) -> "BlipCIR":
+        """The model ``save_pretrained`` wrote to ``folder`` (strict: every weight must be there)."""
+        from safetensors.torch import load_file
+        from transformers import BlipProcessor
+
+        meta = json.loads((folder / CHECKPOINT_FILE).read_text())
+        if meta.get("kind") != cls.kind:
+            raise ValueError(f"{folder / CHECKPOINT_FILE}: kind {meta.get('kind')!r} is not a BlipCIR checkpoint")
+        processor = BlipProcessor.from_pretrained(folder / "processor") if (folder / "processor").is_dir() else None
+        model = cls(BlipConfig.from_dict(meta["blip_config"]), cfg or BlipCIRConfig(**meta["head"]),
+                    processor=processor, pad_mode=meta["pad_mode"], pad_ratio=meta["pad_ratio"], source=meta["base"])
+        model.load_state_dict(load_file(str(folder / "model.safetensors")))
+        return model
+
+    def save_pretrained(self, folder: str | os.PathLike) -> Path:
+        """Write the checkpoint folder (layout in the module docstring) that ``from_pretrained`` reads back.
+
+        ``cir_model.json`` is written last, so a folder without it is incomplete.
+        """
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        save_file(state, str(folder / "model.safetensors"))
+        if self.processor is not None:
+            self.processor.save_pretrained(folder / "processor")
+        atomic_write_json(folder / CHECKPOINT_FILE, {
+            "kind": self.kind, "base": self.source, "pad_mode": self.pad_mode, "pad_ratio": self.pad_ratio,
+            "head": dataclasses.asdict(self.config), "blip_config": self.blip_config.to_dict(),
+        }, indent=2)
+        return folder
+
+    @property
+    def device(self) -> torch.device:
+        return self.log_temperature.device
+
+    def fingerprint(self) -> str:
+        """Hash of the configs, the padding and a sample of every weight; keys evaluation feature caches."""
+        header = [self.blip_config.to_dict(), dataclasses.asdict(self.config), self.pad_mode, self.pad_ratio]
+        return weights_fingerprint(header, self.state_dict())
+
+    # -- inputs --
+    def _need_processor(self):
+        if self.processor is None:
+            raise ValueError("BlipCIR has no processor: load it with from_pretrained from a folder or hub id that "
+                             "has one, or set model.processor = BlipProcessor(...)")
+        return self.processor
+
+    def pixel_values(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """Padded, resized, normalised pixels: list of PIL -> (B, 3, H, W) float32 on CPU."""
+        padded = [pad_image(im, self.pad_mode, self.pad_ratio) for im in images]
+        return self._need_processor().image_processor(images=padded, return_tensors="pt")["pixel_values"]
+
+    def tokens(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Token ids and attention mask, padded and truncated to the text encoder's positions: (B, L) each."""
+        out = self._need_processor().tokenizer(
+            list(texts), padding=True, truncation=True,
+            max_length=self.blip_config.text_config.max_position_embeddings, return_tensors="pt",
+        )
+        return {"input_ids": out["input_ids"], "attention_mask": out["attention_mask"]}
+
+    @torch.no_grad()
+    def encode_images(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """Target (gallery) features of PIL images: (B, embed_dim), L2-normalised, float32 on CPU."""
+        pixels = self.pixel_values(images).to(self.device, self.log_temperature.dtype)  # (B, 3, H, W)
+        return self.encode_target(pixels).float().cpu()
+
+    @torch.no_grad()
+    def encode_queries(self, images: Sequence[Image.Image], texts: Sequence[str]) -> torch.Tensor:
+        """Query features of (reference PIL, modification text) pairs: (B, embed_dim), L2-normalised, on CPU."""
+        if len(images) != len(texts):
+            raise ValueError(f"encode_queries: {len(images)} images but {len(texts)} texts")
+        pixels = self.pixel_values(images).to(self.device, self.log_temperature.dtype)  # (B, 3, H, W)
+        tok = {k: v.to(self.device) for k, v in self.tokens(texts).items()}  # (B, L) each
+        return self.compose(pixels, tok["input_ids"], tok["attention_mask"]).float().cpu()
 
     @property
     def temperature(self) -> torch.Tensor:

@@ -5,32 +5,41 @@
 * ``cirr``: ``cirsynth.metrics.cirr_recall`` (R@K and Rsubset@K); on ``test1`` (no targets) the two
   test-server JSON files are written instead;
 * ``fashioniq``: ``cirsynth.metrics.fashioniq_recall`` over the given categories (R@10, R@50, averages).
+
+Features come from the model's kind: a ``ClipCIR`` embeds images and texts apart and fuses the
+features; a ``BlipCIR`` (kind "blip") embeds each (reference, text) pair jointly and the gallery with
+its target encoder. Either way they are cached on the model's weights and the data.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from cirsynth.cir.data import CIRSplit
-from cirsynth.cir.model import ClipCIR, extract_image_features, extract_text_features, load_cir_model
+from cirsynth.cir.model import ClipCIR, _cached, extract_image_features, extract_text_features, load_cir_model
 from cirsynth.config import atomic_write_json
+
+if TYPE_CHECKING:
+    from cirsynth.cir.blip import BlipCIR
 
 GENERIC_KS = (1, 5, 10, 50)
 
 
 def split_features(
-    model: ClipCIR, split: CIRSplit, *, batch_size: int = 64, cache_dir: str | os.PathLike | None = None
+    model: "ClipCIR | BlipCIR", split: CIRSplit, *, batch_size: int = 64, cache_dir: str | os.PathLike | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """Query and gallery features of ``split``.
+    """Query and gallery features of ``split``, by the model's kind (see the module docstring).
 
     Returns:
-        ``(query_feats (Q, D), gallery_feats (G, D), gallery_keys)``, both L2-normalised.
+        ``(query_feats (Q, D), gallery_feats (G, D), gallery_keys)``, both L2-normalised, on CPU.
     """
+    if model.kind == "blip":
+        return _blip_split_features(model, split, batch_size=batch_size, cache_dir=cache_dir)
     gallery = split.gallery_keys
     extra = sorted({q.reference for q in split.queries} - set(gallery))
     keys = gallery + extra
@@ -44,8 +53,34 @@ def split_features(
     return query, F.normalize(feats[: len(gallery)], dim=-1), gallery
 
 
+def _blip_split_features(
+    model: "BlipCIR", split: CIRSplit, *, batch_size: int, cache_dir: str | os.PathLike | None
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """``split_features`` of a ``BlipCIR``: targets through the ViT, each query through the fused encoder."""
+    gallery = split.gallery_keys
+    pairs = [(q.reference, q.texts[0]) for q in split.queries]
+    fingerprint = model.fingerprint()
+
+    def gallery_feats() -> torch.Tensor:
+        out = [model.encode_images([split.open_image(k) for k in gallery[i:i + batch_size]])
+               for i in range(0, len(gallery), batch_size)]
+        return torch.cat(out) if out else torch.zeros(0, model.config.embed_dim)
+
+    def query_feats() -> torch.Tensor:
+        out = [model.encode_queries([split.open_image(r) for r, _ in pairs[i:i + batch_size]],
+                                    [t for _, t in pairs[i:i + batch_size]])
+               for i in range(0, len(pairs), batch_size)]
+        return torch.cat(out) if out else torch.zeros(0, model.config.embed_dim)
+
+    g = _cached(cache_dir, {"what": "blip-target", "model": fingerprint, "source": split.source, "keys": gallery},
+                gallery_feats)  # (G, D)
+    q = _cached(cache_dir, {"what": "blip-query", "model": fingerprint, "source": split.source, "pairs": pairs},
+                query_feats)  # (Q, D)
+    return q, g, gallery
+
+
 def evaluate_model(
-    model: ClipCIR | str | os.PathLike,
+    model: "ClipCIR | BlipCIR | str | os.PathLike",
     splits: CIRSplit | Sequence[CIRSplit],
     *,
     batch_size: int = 64,
@@ -53,12 +88,12 @@ def evaluate_model(
     out_dir: str | os.PathLike | None = None,
     device: str | None = None,
 ) -> dict[str, float]:
-    """Metrics of ``model`` (a ``ClipCIR`` or a checkpoint folder / CLIP id) on ``splits``.
+    """Metrics of ``model`` (a ``ClipCIR``, a ``BlipCIR``, or a checkpoint folder / CLIP id) on ``splits``.
 
     Args:
-        model: the model, or what ``load_cir_model`` takes.
+        model: the model, or what ``load_cir_model`` takes (it dispatches on the saved model kind).
         splits: one split, or several FashionIQ categories (evaluated together); all of one kind.
-        batch_size: images per CLIP call.
+        batch_size: images (or queries) per model call.
         cache_dir: feature cache folder (None: no caching).
         out_dir: where CIRR test-server files go (required for an unlabelled CIRR split).
         device: device for a model loaded here.
@@ -66,7 +101,7 @@ def evaluate_model(
     Returns:
         Named metrics in percent (see the module docstring), plus ``"queries"``.
     """
-    if not isinstance(model, ClipCIR):
+    if not isinstance(model, torch.nn.Module):
         model = load_cir_model(model, device=device)
     model.eval()
     splits = [splits] if isinstance(splits, CIRSplit) else list(splits)

@@ -1,12 +1,15 @@
 """A CLIP-based CIR model (CLIP + Combiner, or CLIP + element-wise sum), its checkpoint folder,
-and batched, cached feature extraction.
+the loader of every CIR checkpoint kind, and batched, cached feature extraction.
 
-Checkpoint folder layout (what ``train_cir`` writes and ``load_cir_model`` reads)::
+Checkpoint folder layout of the CLIP kinds (what ``train_cir`` writes and ``load_cir_model`` reads)::
 
-    cir_model.json          kind, CLIP location, Combiner config, padding
+    cir_model.json          kind ("clip-combiner" | "clip-sum"), CLIP location, Combiner config, padding
     clip/                   the CLIP (save_pretrained) when stage 1 fine-tuned it; else
                             cir_model.json names the original hub id / folder
     combiner.safetensors    Combiner weights (kind "clip-combiner" only)
+
+A ``cir_model.json`` of kind "blip" marks a ``BlipCIR`` folder instead (see ``cirsynth.cir.blip``);
+``load_cir_model`` dispatches on the kind.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Callable, Literal, Sequence
+from typing import TYPE_CHECKING, Callable, Literal, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -28,8 +31,25 @@ from cirsynth.config import atomic_write_json
 from cirsynth.data.records import config_hash
 from cirsynth.models.clip import image_features, load_clip, text_features
 
-ModelKind = Literal["clip-combiner", "clip-sum"]
+if TYPE_CHECKING:
+    from cirsynth.cir.blip import BlipCIR
+
+ModelKind = Literal["clip-combiner", "clip-sum", "blip"]
 CHECKPOINT_FILE = "cir_model.json"
+
+
+def weights_fingerprint(header: object, state: dict[str, torch.Tensor]) -> str:
+    """Hash of a JSON-able ``header`` and a strided sample (<= 256 values) of every tensor in ``state``.
+
+    Cheap enough to key feature caches on a model's exact weights: any training step moves the samples.
+    """
+    h = hashlib.sha256()
+    h.update(json.dumps(header, sort_keys=True, default=str).encode())
+    for name, t in state.items():
+        flat = t.detach().flatten()
+        sample = flat[:: max(1, flat.numel() // 256)][:256].float().cpu()
+        h.update(name.encode() + str(tuple(t.shape)).encode() + sample.numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 class ClipCIR(torch.nn.Module):
@@ -96,14 +116,7 @@ class ClipCIR(torch.nn.Module):
 
     def fingerprint(self) -> str:
         """Hash of the CLIP's config, a strided sample of every weight, and the padding; keys feature caches."""
-        h = hashlib.sha256()
-        h.update(json.dumps([self.clip.config.to_dict(), self.pad_mode, self.pad_ratio], sort_keys=True,
-                            default=str).encode())
-        for name, t in self.clip.state_dict().items():
-            flat = t.detach().flatten()
-            sample = flat[:: max(1, flat.numel() // 256)][:256].float().cpu()
-            h.update(name.encode() + str(tuple(t.shape)).encode() + sample.numpy().tobytes())
-        return h.hexdigest()[:16]
+        return weights_fingerprint([self.clip.config.to_dict(), self.pad_mode, self.pad_ratio], self.clip.state_dict())
 
     # -- checkpoint --
     def save(self, folder: str | os.PathLike, *, save_clip: bool = False) -> Path:
@@ -128,10 +141,17 @@ class ClipCIR(torch.nn.Module):
 
 def load_cir_model(
     ckpt: str | os.PathLike, device: str | torch.device | None = None, dtype: str | torch.dtype | None = None
-) -> ClipCIR:
-    """Load a checkpoint folder written by ``ClipCIR.save`` / ``train_cir``, in eval mode.
+) -> "ClipCIR | BlipCIR":
+    """Load a checkpoint folder written by ``train_cir`` (``ClipCIR.save``, ``BlipCIR.save_pretrained``), in eval mode.
 
-    A plain CLIP (hub id or folder without ``cir_model.json``) loads as a zero-shot ``clip-sum`` model.
+    Dispatches on the ``kind`` in ``cir_model.json``: "clip-combiner" / "clip-sum" give a ``ClipCIR``,
+    "blip" a ``BlipCIR``. A plain CLIP (hub id or folder without ``cir_model.json``) loads as a zero-shot
+    ``clip-sum`` model.
+
+    Args:
+        ckpt: checkpoint folder, or a CLIP hub id / folder.
+        device: where to put the model (default: CUDA when available, else CPU).
+        dtype: parameter dtype or its name; default float32.
     """
     path = Path(ckpt)
     meta_file = path / CHECKPOINT_FILE
@@ -139,6 +159,15 @@ def load_cir_model(
         clip, processor = load_clip(ckpt, device=device, dtype=dtype)
         return ClipCIR(clip, processor, None, clip_source=str(ckpt)).eval()
     meta = json.loads(meta_file.read_text())
+    if meta.get("kind") == "blip":
+        from cirsynth.cir.blip import BlipCIR
+
+        if isinstance(dtype, str):
+            if not isinstance(getattr(torch, dtype, None), torch.dtype):
+                raise ValueError(f"load_cir_model: unknown dtype {dtype!r} (use e.g. 'float32', 'bfloat16')")
+            dtype = getattr(torch, dtype)
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        return BlipCIR.from_pretrained(path).to(device=device, dtype=dtype).eval()
     clip_ref = meta["clip"]
     clip_path = path / clip_ref if (path / clip_ref).is_dir() else clip_ref
     clip, processor = load_clip(clip_path, device=device, dtype=dtype)

@@ -19,7 +19,8 @@ def evaluate(
 ) -> int:
     """Compute retrieval metrics from saved features (an .npz file) or a CIR model, following a benchmark protocol.
 
-    With --model CKPT (a train-cir model folder, or a CLIP id/folder for zero-shot sum fusion),
+    With --model CKPT (a train-cir model or checkpoint folder of any kind, CLIP + Combiner, CLIP + sum or
+    BLIP, read by the kind saved in its cir_model.json; or a CLIP id/folder for zero-shot sum fusion),
     --dataset is a dataset spec: triplets:<root>[:<split>], cirr:<root>:<split>, or
     fashioniq:<root>:<category>:<split> (repeat categories with commas: fashioniq:<root>:dress,shirt:val).
 
@@ -39,7 +40,7 @@ def evaluate(
         categories: FashionIQ categories to evaluate.
         ks: cut-offs for the plain protocol.
         out: folder for metrics.json (and CIRR submission files) plus the resolved config.
-        model: CIR model checkpoint folder or CLIP id/folder; evaluates it on --dataset (a spec).
+        model: CIR model checkpoint folder (any kind) or CLIP id/folder; evaluates it on --dataset (a spec).
         cache_dir: feature cache folder for --model.
         device: device for --model (default: CUDA when available).
     """

@@ -5,7 +5,7 @@ from typing import Literal, Optional
 
 
 def data_scarcity(
-    clip: str,
+    base: str,
     real: str,
     test: str,
     out_dir: str,
@@ -22,6 +22,7 @@ def data_scarcity(
     hidden_dim: Optional[int] = None,
     mixed_precision: Literal["no", "fp16", "bf16"] = "no",
     cpu: bool = False,
+    model: Literal["combiner", "blip"] = "combiner",
 ) -> int:
     """Real-data fraction x {real only, real + synthetic} x seeds: a CSV, a Markdown table and a PNG plot.
 
@@ -29,7 +30,8 @@ def data_scarcity(
     ``fashioniq:<root>:<category>:<split>``).
 
     Args:
-        clip: CLIP hub id or folder every run starts from.
+        base: the model every run starts from: a CLIP hub id or folder (--model combiner), or a BLIP one
+            (--model blip).
         real: real training dataset spec.
         test: evaluation dataset spec.
         out_dir: experiment folder (data_scarcity.csv/.md/.png, runs/, feature_cache/).
@@ -46,6 +48,7 @@ def data_scarcity(
         hidden_dim: Combiner hidden width (default 8x feature size).
         mixed_precision: accelerate mixed precision.
         cpu: force CPU.
+        model: "combiner" (CLIP4Cir) or "blip" (BlipCIR), as in train-cir.
     """
     from cirsynth.cir import TrainConfig, load_split, run_data_scarcity
     from cirsynth.config import save_resolved_config
@@ -53,8 +56,8 @@ def data_scarcity(
     params = dict(locals())
     if not synthetic:
         raise SystemExit("experiment data-scarcity: give at least one --synthetic dataset")
-    config = TrainConfig(clip=clip, out_dir=out_dir, stage=stage, epochs=epochs, batch_size=batch_size, lr=lr,
-                         projection_dim=projection_dim, hidden_dim=hidden_dim, mixed_precision=mixed_precision,
+    config = TrainConfig(clip=base, out_dir=out_dir, model=model, stage=stage, epochs=epochs, batch_size=batch_size,
+                         lr=lr, projection_dim=projection_dim, hidden_dim=hidden_dim, mixed_precision=mixed_precision,
                          cpu=cpu)
     save_resolved_config(out_dir, "experiment-data-scarcity", params)
     report = run_data_scarcity(load_split(real), [load_split(s) for s in synthetic], load_split(test), config,
