@@ -19,17 +19,27 @@ def test_judge_edit_against_ground_truth_labels():
 def test_world_evaluate_command_reports_every_method(tmp_path, capsys):
     from cirsynth.testing.tiny_sd import save_tiny_sd
 
+    from cirsynth.world.assets import write_card
+
     sd = save_tiny_sd(tmp_path / "sd", text_encoder="minilm", max_length=64)
+    write_card(sd, "tiny", "a tiny random SD", {"command": "made by a test", "quality": {"vae_eval_psnr_db": 1.0}})
     capsys.readouterr()
     out = tmp_path / "eval.json"
     rc = main(["world", "evaluate", "--editor", str(sd), "--n", "3", "--num_steps", "2",
                "--methods", "[negative-prompt, direct]", "--self_replace_steps", "[0.4, 0.8]", "--json",
-               "--json_out", str(out), "--grid", str(tmp_path / "grid.png")])
+               "--json_out", str(out), "--grid", str(tmp_path / "grid.png"), "--update_card"])
     assert rc == 0
     from PIL import Image
 
     assert Image.open(tmp_path / "grid.png").size == (96 * 5, 16 + 96 * 3)  # ref, text, 2 methods, truth
     result = json.loads(out.read_text())
+    card = json.loads((sd / "card.json").read_text())
+    assert card["quality"]["vae_eval_psnr_db"] == 1.0  # kept
+    measured = card["quality"]["world_evaluate"]
+    assert measured["methods"] == result["methods"]
+    assert measured["command"] == f"cirsynth world evaluate --editor {sd} --methods [\"negative-prompt\", \"direct\"] --n 3 " \
+        "--num_steps 2 --guidance_scale 7.5 --cross_replace_steps 0.8 --self_replace_steps [0.4, 0.8] --local_blend true --seed 0"
+    assert "world_evaluate" in (sd / "README.md").read_text()
     assert result["edits"] == 3 and set(result["methods"]) == {"negative-prompt", "direct"}
     for row in result["methods"].values():
         assert row["edit"]["all"]["n"] == 3

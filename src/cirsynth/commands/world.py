@@ -466,6 +466,7 @@ def evaluate(
     seed: int = 0,
     json_out: Optional[Path] = None,
     grid: Optional[Path] = None,
+    update_card: bool = False,
     json: bool = False,
 ) -> int:
     """Measure editing against ground truth in the world: reconstruction PSNR and edit success per inversion method
@@ -486,12 +487,14 @@ def evaluate(
         seed: seed for scenes and edits.
         json_out: also write the result to this file.
         grid: also write a picture grid (reference | edit | generated per method | ground truth) to this PNG.
+        update_card: add the result (and this command) to the editor's model card (card.json / README.md).
         json: print only the JSON result.
     """
+    params = dict(locals())  # first: the arguments only, before any import
     import json as jsonlib
 
     from cirsynth.config import atomic_write_json
-    from cirsynth.world.assets import bundled_models
+    from cirsynth.world.assets import add_to_card, bundled_models, command_line
     from cirsynth.world.evaluate import WorldEvalConfig, evaluate_world
 
     bundled = bundled_models()
@@ -511,6 +514,9 @@ def evaluate(
         from cirsynth.world.evaluate import evaluation_grid
 
         evaluation_grid(cfg, images).save(grid)
+    if update_card:
+        shown = {k: v for k, v in params.items() if k not in ("json", "json_out", "update_card", "grid")}
+        add_to_card(editor, "world_evaluate", {"command": command_line("world evaluate", shown, positional=()), **result})
     print(jsonlib.dumps(result, indent=None if json else 2))
     if json_out is not None:
         atomic_write_json(json_out, result, indent=2)

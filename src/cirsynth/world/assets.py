@@ -53,3 +53,15 @@ def write_card(folder: str | Path, name: str, summary: str, card: dict[str, Any]
     if "quality" in card:
         lines += ["", "## Quality", "", "```json", json.dumps(card["quality"], indent=1), "```"]
     atomic_write_text(folder / CARD_MD, "\n".join(lines) + "\n")
+
+
+def add_to_card(folder: str | Path, key: str, figures: dict[str, Any]) -> None:
+    """Add measured figures (e.g. ``world evaluate``'s, with the command that measured them) to a model's card
+    under ``quality[key]``, rewriting card.json and README.md."""
+    folder = Path(folder)
+    if not (folder / CARD_JSON).is_file():
+        raise FileNotFoundError(f"{folder} has no {CARD_JSON}: only a model with a card (cirsynth world train ...) can be updated")
+    card = json.loads((folder / CARD_JSON).read_text())
+    name, summary = card.pop("name"), card.pop("summary")
+    card.setdefault("quality", {})[key] = figures
+    write_card(folder, name, summary, card)
