@@ -116,7 +116,7 @@ def evaluate_world(cfg: WorldEvalConfig, log=print, keep_images: dict | None = N
                 "recall": round(100.0 * tp / sum(success), 1) if sum(success) else None,
                 "success_after_filter": _pct([s for a, s in zip(accepted, success) if a]),
                 "preserved_after_filter": _pct([p for a, p in zip(accepted, per_type["all"]["preserved"]) if a]),
-                "failed_rules": dict(Counter(r for v, b in zip(verdicts, best) for r in v[b].failed)),
+                "failed_rules": dict(Counter(r.split()[0] for v, b in zip(verdicts, best) for r in v[b].failed)),
             }
         if keep_images is not None:
             keep_images[method] = generated
