@@ -14,7 +14,7 @@ the English-words input check is skipped. Pass ``wordnet=True`` to fail at const
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Sequence
 
 from cirsynth.captions.base import EditChecks, PerturbResult, build_edit, caption_rng, check_edit_types
 from cirsynth.captions.nouns import noun_positions, swap_candidates

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Literal, Sequence
 
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from cirsynth.cir.combiner import Combiner, CombinerConfig, sum_combine

@@ -14,6 +14,23 @@ def _machine() -> str:
     return f"{platform.machine()} CPU, {os.cpu_count()} cores ({platform.processor() or platform.system()})"
 
 
+def _save_trained(out: Path, command: str, params: dict, report: dict, card: bool, name: str, summary: str,
+                  data: str, quality: dict) -> None:
+    """Beside a trained world model: its resolved config, ``training_report.json`` and (``card``) its model card
+    with the exact command, seed, data, time, threads, machine and quality figures."""
+    from cirsynth.config import atomic_write_json, save_resolved_config
+    from cirsynth.world.assets import command_line, write_card
+
+    save_resolved_config(out, command, params)
+    atomic_write_json(Path(out) / "training_report.json", report, indent=1)
+    if card:
+        write_card(out, name, summary, {
+            "command": command_line(command, params), "seed": params["seed"], "data": data,
+            "seconds_total": round(report["seconds_total"], 1), "threads": params["threads"], "machine": _machine(),
+            "quality": quality,
+        })
+
+
 def models() -> int:
     """Print each bundled world model's name and folder (one JSON object per line)."""
     from cirsynth.world.assets import ASSETS_DIR, bundled_models
@@ -196,8 +213,6 @@ def train_diffusion(
     params = dict(locals())  # first: the arguments only, before any import
     import torch
 
-    from cirsynth.config import atomic_write_json, save_resolved_config
-    from cirsynth.world.assets import command_line, write_card
     from cirsynth.world.diffusion import WorldDiffusionConfig, train_world_diffusion
 
     torch.set_num_threads(threads)
@@ -224,30 +239,19 @@ def train_diffusion(
         save_dtype=save_dtype,
     )
     report = train_world_diffusion(cfg, out, log=lambda s: print(s, flush=True))
-    save_resolved_config(out, "world train diffusion", params)
-    atomic_write_json(Path(out) / "training_report.json", report, indent=1)
-    if card:
-        write_card(
-            out,
-            "diffusion",
-            "Latent diffusion model of the mini world as a diffusers StableDiffusionPipeline folder: "
-            f"AutoencoderKL ({image_size}x{image_size} -> {cfg.latent_size}x{cfg.latent_size}x{latent_channels}) + "
-            "UNet2DConditionModel on frozen all-MiniLM-L6-v2 (BertModel).",
-            {
-                "command": command_line("world train diffusion", params),
-                "seed": seed,
-                "data": f"{num_scenes} random renders with grammar captions (seed {seed * 2 + 1})",
-                "seconds_total": round(report["seconds_total"], 1),
-                "threads": threads,
-                "machine": _machine(),
-                "quality": {
-                    "vae_eval_psnr_db": report["vae"]["eval_psnr_db"],
-                    "vae_loss_last50": report["vae"]["loss_last50"],
-                    "unet_loss_first": report["unet"]["loss_first"],
-                    "unet_loss_last50": report["unet"]["loss_last50"],
-                },
-            },
-        )
+    _save_trained(
+        out, "world train diffusion", params, report, card, "diffusion",
+        "Latent diffusion model of the mini world as a diffusers StableDiffusionPipeline folder: "
+        f"AutoencoderKL ({image_size}x{image_size} -> {cfg.latent_size}x{cfg.latent_size}x{latent_channels}) + "
+        "UNet2DConditionModel on frozen all-MiniLM-L6-v2 (BertModel).",
+        data=f"{num_scenes} random renders with grammar captions (seed {seed * 2 + 1})",
+        quality={
+            "vae_eval_psnr_db": report["vae"]["eval_psnr_db"],
+            "vae_loss_last50": report["vae"]["loss_last50"],
+            "unet_loss_first": report["unet"]["loss_first"],
+            "unet_loss_last50": report["unet"]["loss_last50"],
+        },
+    )
     print(json.dumps({"out": str(out), "vae_psnr_db": round(report["vae"]["eval_psnr_db"], 2),
                       "unet_loss_last50": report["unet"]["loss_last50"], "seconds": round(report["seconds_total"], 1)}))
     return 0
@@ -288,8 +292,6 @@ def train_captioner(
     params = dict(locals())  # first: the arguments only, before any import
     import torch
 
-    from cirsynth.config import atomic_write_json, save_resolved_config
-    from cirsynth.world.assets import command_line, write_card
     from cirsynth.world.captioner import WorldCaptionerConfig, train_world_captioner
 
     torch.set_num_threads(threads)
@@ -297,24 +299,13 @@ def train_captioner(
                                vision_layers=vision_layers, text_layers=text_layers, num_eval=num_eval, seed=seed,
                                log_every=log_every)
     report = train_world_captioner(cfg, out, log=lambda s: print(s, flush=True))
-    save_resolved_config(out, "world train captioner", params)
-    atomic_write_json(Path(out) / "training_report.json", report, indent=1)
-    if card:
-        write_card(
-            out,
-            "captioner",
-            "Image captioner of the mini world as a transformers BlipForConditionalGeneration + BlipProcessor "
-            "(WordPiece vocabulary of the world's words); it writes the canonical caption of a render.",
-            {
-                "command": command_line("world train captioner", params),
-                "seed": seed,
-                "data": f"{num_scenes} random renders (seed {seed * 2 + 1}); evaluated on {num_eval} other renders (seed {seed * 2 + 2})",
-                "seconds_total": round(report["seconds_total"], 1),
-                "threads": threads,
-                "machine": _machine(),
-                "quality": {"held_out": report["eval"], "examples": report["examples"]},
-            },
-        )
+    _save_trained(
+        out, "world train captioner", params, report, card, "captioner",
+        "Image captioner of the mini world as a transformers BlipForConditionalGeneration + BlipProcessor "
+        "(WordPiece vocabulary of the world's words); it writes the canonical caption of a render.",
+        data=f"{num_scenes} random renders (seed {seed * 2 + 1}); evaluated on {num_eval} other renders (seed {seed * 2 + 2})",
+        quality={"held_out": report["eval"], "examples": report["examples"]},
+    )
     print(json.dumps({"out": str(out), **report["eval"], "seconds": round(report["seconds_total"], 1)}))
     return 0
 
@@ -353,34 +344,21 @@ def train_perturber(
     params = dict(locals())  # first: the arguments only, before any import
     import torch
 
-    from cirsynth.config import atomic_write_json, save_resolved_config
-    from cirsynth.world.assets import command_line, write_card
     from cirsynth.world.perturber import WorldPerturberConfig, train_world_perturber
 
     torch.set_num_threads(threads)
     cfg = WorldPerturberConfig(num_scenes=num_scenes, edits_per_caption=edits_per_caption, num_eval=num_eval, model=model,
                                lr=lr, batch_size=batch_size, max_steps=max_steps, baseline=baseline, seed=seed)
     report = train_world_perturber(cfg, out, log=lambda s: print(s, flush=True))
-    save_resolved_config(out, "world train perturber", params)
-    atomic_write_json(Path(out) / "training_report.json", report, indent=1)
     quality = {"held_out_lora": report["eval_lora"], **({"held_out_zero_shot": report["eval_base"]} if "eval_base" in report else {})}
-    if card:
-        write_card(
-            out,
-            "perturber",
-            "LoRA adapter (r 8, alpha 16, dropout 0.05 on q/k/v/o) for SmolLM2-135M-Instruct that changes one "
-            "attribute of a world caption; load with `cirsynth perturb --perturber llm --adapter FOLDER`.",
-            {
-                "command": command_line("world train perturber", params),
-                "seed": seed,
-                "data": f"{report['train']['edits']} grounded lexical edits of {num_scenes} random scene captions "
-                        f"(seed {seed * 2 + 1}, in world_edits.jsonl); evaluated on {num_eval} other captions (seed {seed * 2 + 2})",
-                "seconds_total": round(report["seconds_total"], 1),
-                "threads": threads,
-                "machine": _machine(),
-                "quality": quality,
-            },
-        )
+    _save_trained(
+        out, "world train perturber", params, report, card, "perturber",
+        "LoRA adapter (r 8, alpha 16, dropout 0.05 on q/k/v/o) for SmolLM2-135M-Instruct that changes one "
+        "attribute of a world caption; load with `cirsynth perturb --perturber llm --adapter FOLDER`.",
+        data=f"{report['train']['edits']} grounded lexical edits of {num_scenes} random scene captions "
+             f"(seed {seed * 2 + 1}, in world_edits.jsonl); evaluated on {num_eval} other captions (seed {seed * 2 + 2})",
+        quality=quality,
+    )
     print(json.dumps({"out": str(out), "valid_rate": report["eval_lora"]["valid_rate"],
                       "grounded_rate": report["eval_lora"]["grounded_rate"], "seconds": round(report["seconds_total"], 1)}))
     return 0
@@ -421,33 +399,20 @@ def train_clip(
     params = dict(locals())  # first: the arguments only, before any import
     import torch
 
-    from cirsynth.config import atomic_write_json, save_resolved_config
-    from cirsynth.world.assets import command_line, write_card
     from cirsynth.world.clip import WorldClipConfig, train_world_clip
 
     torch.set_num_threads(threads)
     cfg = WorldClipConfig(steps=steps, num_scenes=num_scenes, batch_size=batch_size, lr=lr, hidden_size=hidden_size,
                           num_layers=num_layers, projection_dim=projection_dim, num_eval=num_eval, seed=seed, log_every=log_every)
     report = train_world_clip(cfg, out, log=lambda s: print(s, flush=True))
-    save_resolved_config(out, "world train clip", params)
-    atomic_write_json(Path(out) / "training_report.json", report, indent=1)
-    if card:
-        write_card(
-            out,
-            "clip",
-            "Image-text model of the mini world as a transformers CLIPModel + CLIPProcessor (BPE tokenizer "
-            "with one token per world word): the CLIP filter and the CIR backbone of the world path.",
-            {
-                "command": command_line("world train clip", params),
-                "seed": seed,
-                "data": f"{num_scenes} random renders with grammar captions (seed {seed * 2 + 1})",
-                "seconds_total": round(report["seconds_total"], 1),
-                "threads": threads,
-                "machine": _machine(),
-                "quality": {"eval_retrieval_top1": report["eval_retrieval"], "num_eval": num_eval,
-                            "loss_last50": report["loss_last50"]},
-            },
-        )
+    _save_trained(
+        out, "world train clip", params, report, card, "clip",
+        "Image-text model of the mini world as a transformers CLIPModel + CLIPProcessor (BPE tokenizer "
+        "with one token per world word): the CLIP filter and the CIR backbone of the world path.",
+        data=f"{num_scenes} random renders with grammar captions (seed {seed * 2 + 1})",
+        quality={"eval_retrieval_top1": report["eval_retrieval"], "num_eval": num_eval,
+                 "loss_last50": report["loss_last50"]},
+    )
     print(json.dumps({"out": str(out), **report["eval_retrieval"], "seconds": round(report["seconds_total"], 1)}))
     return 0
 

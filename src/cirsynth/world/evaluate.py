@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from cirsynth.metrics import psnr
-from cirsynth.world.language import WORLD_EDIT_TYPES, apply_edit, caption
+from cirsynth.world.language import WORLD_EDIT_TYPES, apply_edit
 from cirsynth.world.render import render
 from cirsynth.world.scene import random_scene, scene_diff, scene_labels
 
