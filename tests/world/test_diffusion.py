@@ -18,10 +18,10 @@ def test_train_command_saves_a_loadable_stable_diffusion_folder(tmp_path, capsys
     args = ["world", "train", "diffusion", str(out), "--image_size", "32", "--vae_channels", "[8, 16, 16]",
             "--unet_channels", "[16, 32]", "--norm_num_groups", "8", "--max_length", "24", "--num_scenes", "8",
             "--num_eval", "4", "--vae_steps", "2", "--unet_steps", "2", "--batch_size", "4", "--vae_batch_size", "4", "--latent_channels", "4",
-            "--log_every", "1", "--vae_eval_every", "1", "--save_every", "1"]
+            "--log_every", "1", "--vae_eval_every", "1", "--save_every", "1", "--decoder_steps", "2"]
     assert main(args) == 0
     log = capsys.readouterr().out
-    assert "unet step 2/2" in log and "vae step 1: held-out PSNR" in log
+    assert "unet step 2/2" in log and "vae step 1: held-out PSNR" in log and "decoder step 2/2" in log
     ckpt = tmp_path / "sd.ckpt"  # the mid-training checkpoint (after UNet step 1) is a whole pipeline too
     assert f"checkpoint at unet step 1: {ckpt}" in log
     assert StableDiffusionPipeline.from_pretrained(ckpt, safety_checker=None).unet.config.in_channels == 4
@@ -59,3 +59,25 @@ def test_psnr_matches_its_definition():
     b[1] += 0.2  # mse 0.04 on a peak-to-peak range of 2: 10 log10(4 / 0.04) = 20 dB
     b[0] += 0.02
     assert psnr(a, b).tolist() == pytest.approx([40.0, 20.0], abs=1e-4)
+
+
+def test_decoder_finetuning_leaves_encoder_and_latents_unchanged():
+    from cirsynth.world.diffusion import build_pipeline, finetune_decoder, object_band_weight, world_images_and_captions
+
+    cfg = WorldDiffusionConfig(image_size=32, vae_channels=(8, 16, 16), unet_channels=(16, 32), norm_num_groups=8,
+                               max_length=24, decoder_steps=3, vae_batch_size=4, log_every=1)
+    vae = build_pipeline(cfg).vae
+    pixels, _ = world_images_and_captions(8, 0, 32)
+    enc = {k: v.clone() for k, v in vae.encoder.state_dict().items()}
+    dec = {k: v.clone() for k, v in vae.decoder.state_dict().items()}
+    with torch.no_grad():
+        z0 = vae.encode(pixels).latent_dist.mean
+    report = finetune_decoder(vae, pixels, pixels[:4], cfg, log=lambda s: None)
+    assert all(torch.equal(enc[k], v) for k, v in vae.encoder.state_dict().items())
+    assert any(not torch.equal(dec[k], v) for k, v in vae.decoder.state_dict().items())
+    with torch.no_grad():
+        assert torch.equal(vae.encode(pixels).latent_dist.mean, z0)
+    assert all(p.requires_grad for p in vae.parameters())  # trainable again for whoever goes on
+    assert np.isfinite(report["eval_psnr_db"]) and np.isfinite(report["eval_band_psnr_db_before"])
+    w = object_band_weight(64, 4.0).view(-1)
+    assert w.shape == (64,) and w.min() >= 1.0 and w.argmax() in (35, 36) and w[0] < 1.01

@@ -167,6 +167,8 @@ def train_diffusion(
     vae_batch_size: int = 16,
     vae_lr: float = 1e-3,
     unet_lr: float = 4e-4,
+    decoder_steps: int = 0,
+    object_weight: float = 4.0,
     seed: int = 0,
     image_size: int = 64,
     vae_channels: tuple[int, ...] = (32, 64, 64),
@@ -194,6 +196,8 @@ def train_diffusion(
         vae_batch_size: images per VAE step.
         vae_lr: peak AdamW learning rate of the VAE.
         unet_lr: peak AdamW learning rate of the UNet.
+        decoder_steps: decoder-only fine-tuning steps after the VAE stage (encoder and latents frozen).
+        object_weight: extra loss weight of the decoder stage on the rows where objects sit.
         seed: seed of scenes, init and noise.
         image_size: render / model resolution in pixels.
         vae_channels: VAE widths (3 levels = 16x16 latents at 64x64).
@@ -224,6 +228,8 @@ def train_diffusion(
         vae_batch_size=vae_batch_size,
         vae_lr=vae_lr,
         unet_lr=unet_lr,
+        decoder_steps=decoder_steps,
+        object_weight=object_weight,
         seed=seed,
         image_size=image_size,
         vae_channels=vae_channels,
