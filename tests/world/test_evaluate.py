@@ -16,6 +16,18 @@ def test_judge_edit_against_ground_truth_labels():
     assert judge_edit(wrong, scene, edit.target) == (True, False)  # right change, something else broke
 
 
+def test_label_accuracy_per_attribute_kind():
+    from cirsynth.world.evaluate import label_accuracy
+
+    scene = random_scene(np.random.default_rng(5))
+    edit = apply_edit(scene, "color", 1)
+    acc = label_accuracy([scene_labels(scene), scene_labels(edit.target)], [scene, scene])
+    assert acc["all_labels"] == 50.0 and acc["background"] == 100.0 and acc["light"] == 100.0
+    n_obj = len(scene.objects)
+    assert acc["color"] == round(100.0 * (2 * n_obj - 1) / (2 * n_obj), 1)  # one of 2 * n_obj colours read wrong
+    assert acc["shape"] == 100.0
+
+
 def test_world_evaluate_command_reports_every_method(tmp_path, capsys):
     from cirsynth.testing.tiny_sd import save_tiny_sd
 
@@ -48,3 +60,4 @@ def test_world_evaluate_command_reports_every_method(tmp_path, capsys):
         assert 0 <= row["filter"]["accepted"] <= 3
         assert all(isinstance(k, str) and 0 < v <= 3 for k, v in row["filter"]["failed_rules"].items())
         assert np.isfinite(row["reconstruction_psnr_db"])
+        assert set(row["reconstruction_label_accuracy"]) == set(row["generated_label_accuracy"]) >= {"all_labels", "color", "light"}

@@ -2,7 +2,9 @@
 
 For each inversion method, on rendered reference scenes and ground-truth one-attribute edits
 (``apply_edit``, every world edit type in turn):
-- reconstruction PSNR (dB) of the reconstructed reference against the rendered one;
+- reconstruction PSNR (dB) of the reconstructed reference against the rendered one, and the attribute
+  classifier's accuracy on the reconstruction (the ceiling of "preserved");
+- the classifier's attribute accuracy on the generated images against the ground-truth target scene;
 - edit success by the attribute classifier: every attribute the edit names reads as its new
   value on the generated image ("target") AND every other attribute reads as on the reference
   ("preserved"); per edit type and overall;
@@ -47,6 +49,20 @@ def judge_edit(pred: dict[str, str], reference_scene, target_scene) -> tuple[boo
     return target_ok, preserved
 
 
+def label_accuracy(preds: list[dict[str, str]], scenes: list) -> dict[str, float | None]:
+    """Classifier readings against true scenes: per attribute kind (shape, color, ..., background, light; object
+    attributes over the slots that hold an object) and the share of images with every label right."""
+    kinds: dict[str, list[bool]] = {}
+    whole = []
+    for pred, scene in zip(preds, scenes, strict=True):
+        truth = scene_labels(scene)
+        whole.append(all(pred[k] == v for k, v in truth.items()))
+        for k, v in truth.items():
+            if v != "none" or "." not in k:
+                kinds.setdefault(k.split(".")[-1], []).append(pred[k] == v)
+    return {k: _pct(v) for k, v in sorted(kinds.items())} | {"all_labels": _pct(whole)}
+
+
 def _pct(flags: list[bool]) -> float | None:
     return round(100.0 * float(np.mean(flags)), 1) if flags else None
 
@@ -72,6 +88,8 @@ def evaluate_world(cfg: WorldEvalConfig, log=print, keep_images: dict | None = N
                             num_steps=cfg.num_steps, guidance_scale=cfg.guidance_scale)
         recon = editor.reconstruct(inv)
         rec_psnr = [min(psnr(np.asarray(r), np.asarray(x)), 99.0) for r, x in zip(refs, recon)]
+        # the preservation ceiling: how much of the reference the judge still reads off its reconstruction
+        rec_labels = label_accuracy(clf.predict(recon), [e.reference for e in edits])
         sweep = len(cfg.self_replace_steps) > 1
         results = editor.edit(inv, [e.caption_edit.target_caption for e in edits],
                               cross_replace_steps=cfg.cross_replace_steps,
@@ -105,6 +123,8 @@ def evaluate_world(cfg: WorldEvalConfig, log=print, keep_images: dict | None = N
                 d["success"].append(target_ok and preserved)
         row: dict[str, Any] = {
             "reconstruction_psnr_db": round(float(np.mean(rec_psnr)), 2),
+            "reconstruction_label_accuracy": rec_labels,
+            "generated_label_accuracy": label_accuracy(preds, [e.target for e in edits]),
             "edit": {k: {m: _pct(v) for m, v in d.items()} | {"n": len(d["success"])} for k, d in per_type.items()},
         }
         if verdicts is not None:
@@ -121,7 +141,8 @@ def evaluate_world(cfg: WorldEvalConfig, log=print, keep_images: dict | None = N
         if keep_images is not None:
             keep_images[method] = generated
         out["methods"][method] = row
-        log(f"{method}: {row['reconstruction_psnr_db']} dB, success {row['edit']['all']['success']}%")
+        log(f"{method}: {row['reconstruction_psnr_db']} dB, labels read on reconstructions {rec_labels['all_labels']}%, "
+            f"success {row['edit']['all']['success']}%")
     return out
 
 
