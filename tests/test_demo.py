@@ -21,6 +21,9 @@ def test_demo_runs_the_whole_flow_and_scores_against_ground_truth(tmp_path, caps
     if "all" in gt:  # judged by the bundled attribute classifier
         assert gt["all"]["n"] == gt["with_ground_truth"]
         assert 0.0 <= gt["all"]["success"] <= min(gt["all"]["target"], gt["all"]["preserved"])
+    if result["models"]["captioner"]:  # captions come from the bundled world captioner, scored against the truth
+        assert all(r.provenance.get("captioner") or r.reference_caption for r in rows)
+        assert 0.0 <= gt["caption_exact"] <= 100.0
     grid = Image.open(out / "grid.png")
     assert grid.size[0] == 4 * 128 and grid.size[1] >= 128
     assert (out / "cirsynth.demo.yaml").is_file()

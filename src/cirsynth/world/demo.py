@@ -113,7 +113,7 @@ def run_demo(cfg: DemoConfig, log=print) -> dict[str, Any]:
         rows.append((t, scene, gt))
     scores = judge(rows, ds, models["classifier"])
     if captioner:  # how often the captioner wrote the scene's exact caption (a wrong caption has no ground truth)
-        scores["caption_exact"] = round(100.0 * float(np.mean([t.source_caption == caption(s, 0) for t, s, _ in rows])), 1) if rows else None
+        scores["caption_exact"] = round(100.0 * float(np.mean([t.reference_caption == caption(s, 0) for t, s, _ in rows])), 1) if rows else None
     log(f"3. ground-truth scores: {json.dumps(scores)}")
 
     # 4. picture grid and CIRR export
