@@ -27,3 +27,10 @@ def test_demo_runs_the_whole_flow_and_scores_against_ground_truth(tmp_path, caps
     grid = Image.open(out / "grid.png")
     assert grid.size[0] == 4 * 128 and grid.size[1] >= 128
     assert (out / "cirsynth.demo.yaml").is_file()
+
+
+def test_wrap_words_breaks_before_a_word_that_would_pass_the_width():
+    from cirsynth.world.demo import wrap_words
+
+    assert wrap_words("make the circle green", 10) == ["make the", "circle", "green"]
+    assert wrap_words("", 10) == [""]

@@ -158,6 +158,16 @@ def judge(rows, ds, classifier_dir: str | None) -> dict[str, Any]:
     return out
 
 
+def wrap_words(text: str, width: int) -> list[str]:
+    """Greedy line breaks for a picture grid's text cell: a word starts a new line when the line would pass ``width``."""
+    lines = [""]
+    for w in text.split():
+        if len(lines[-1]) + len(w) > width:
+            lines.append("")
+        lines[-1] = f"{lines[-1]} {w}".strip()
+    return lines
+
+
 def picture_grid(rows, cell: int = 128) -> Image.Image:
     """Rows of (reference | modification text | generated | ground truth)."""
     cols = ["reference", "modification", "generated", "ground truth"]
@@ -169,14 +179,7 @@ def picture_grid(rows, cell: int = 128) -> Image.Image:
     for i, (ref, text, gen, gt, status) in enumerate(rows):
         y = head + i * cell
         grid.paste(ref.resize((cell, cell), Image.NEAREST), (0, y))
-        words, line, lines = text.split(), "", []
-        for w in words:
-            if len(line) + len(w) > 20:
-                lines.append(line)
-                line = ""
-            line = f"{line} {w}".strip()
-        lines.append(line)
-        draw.multiline_text((cell + 4, y + 8), "\n".join(lines + ["", f"[{status}]"]), fill="black")
+        draw.multiline_text((cell + 4, y + 8), "\n".join(wrap_words(text, 20) + ["", f"[{status}]"]), fill="black")
         grid.paste(gen.resize((cell, cell), Image.NEAREST), (2 * cell, y))
         if gt is not None:
             grid.paste(gt.resize((cell, cell), Image.NEAREST), (3 * cell, y))

@@ -99,13 +99,13 @@ def evaluate_world(cfg: WorldEvalConfig, log=print, keep_images: dict | None = N
                                            else None for e in edits], return_details=True)
         verdicts = None
         if filt is not None:  # score every candidate; keep each edit's best (pick_best, as synthesize does)
-            verdicts = []
-            for e, ref, r in zip(edits, refs, results):
-                cands = filt.score([ref] * len(r.images), r.images, [e.caption_edit.source_caption] * len(r.images),
-                                   [e.caption_edit.target_caption] * len(r.images),
-                                   [e.caption_edit.source_words] * len(r.images), [e.caption_edit.target_words] * len(r.images),
-                                   list(r.masks))
-                verdicts.append(cands)
+            owner = [i for i, r in enumerate(results) for _ in r.images]  # candidate -> its edit, in one batch
+            ces = [edits[i].caption_edit for i in owner]
+            flat = filt.score([refs[i] for i in owner], [im for r in results for im in r.images],
+                              [c.source_caption for c in ces], [c.target_caption for c in ces],
+                              [c.source_words for c in ces], [c.target_words for c in ces],
+                              [m for r in results for m in r.masks])
+            verdicts = [[v for v, i in zip(flat, owner) if i == j] for j in range(len(results))]
             best = [pick_best(v) for v in verdicts]
         else:
             best = [0] * len(results)
@@ -165,6 +165,8 @@ def evaluation_grid(cfg: WorldEvalConfig, images: dict, cell: int = 96):
     """Rows of reference | modification text | one generated image per method | ground truth."""
     from PIL import Image, ImageDraw
 
+    from cirsynth.world.demo import wrap_words
+
     edits = evaluation_edits(cfg)
     methods = list(images)
     cols = ["reference", "modification", *methods, "ground truth"]
@@ -176,10 +178,7 @@ def evaluation_grid(cfg: WorldEvalConfig, images: dict, cell: int = 96):
     for i, e in enumerate(edits):
         y = head + i * cell
         grid.paste(render(e.reference).resize((cell, cell), Image.NEAREST), (0, y))
-        words, lines = e.caption_edit.modification_text.split(), [""]
-        for w in words:
-            lines[-1:] = [lines[-1], w] if len(lines[-1]) + len(w) > 14 else [f"{lines[-1]} {w}".strip()]
-        draw.multiline_text((cell + 3, y + 6), "\n".join(lines), fill="black")
+        draw.multiline_text((cell + 3, y + 6), "\n".join(wrap_words(e.caption_edit.modification_text, 14)), fill="black")
         for j, m in enumerate(methods):
             grid.paste(images[m][i].resize((cell, cell), Image.NEAREST), ((2 + j) * cell, y))
         grid.paste(render(e.target).resize((cell, cell), Image.NEAREST), ((2 + len(methods)) * cell, y))
