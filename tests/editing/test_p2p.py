@@ -133,3 +133,12 @@ def test_edit_argument_errors(editor, null_inversions):
         editor.edit(null_inversions[:1], ["a photo of a dog"], blend_words=[(["horse"], ["dog"])])
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         editor.edit(null_inversions[:1], ["a photo of a dog"], self_replace_steps=1.5)
+
+
+def test_blend_grid_is_p2ps_for_sd_and_never_coarser_than_16_cells():
+    from cirsynth.editing.editor import blend_grid
+
+    assert blend_grid(64, 64, 4, 16) == (16, 16)  # SD-1.5 at 512 px: P2P's 16 x 16
+    assert blend_grid(96, 64, 4, 16) == (24, 16)  # larger pictures keep the divisor
+    assert blend_grid(16, 16, 4, 16) == (16, 16)  # the world model: 16 x 16, not 4 x 4 cells of 16 pixels
+    assert blend_grid(8, 8, 4, 16) == (8, 8)  # never finer than the latent

@@ -8,6 +8,8 @@ import torch
 
 from cirsynth.commands.world import train_diffusion
 from cirsynth.world.diffusion import WorldDiffusionConfig, psnr
+from cirsynth.world.render import object_mask, object_masks, render_array
+from cirsynth.world.scene import COLORS, random_scene
 
 def test_train_command_saves_a_loadable_stable_diffusion_folder(tmp_path, capsys):
     from diffusers import StableDiffusionPipeline
@@ -45,6 +47,30 @@ def test_train_command_saves_a_loadable_stable_diffusion_folder(tmp_path, capsys
     assert images.shape == (1, 32, 32, 3) and np.isfinite(images).all()
 
 
+def test_unet_stage_can_start_from_a_trained_vae(tmp_path, capsys):
+    from diffusers import AutoencoderKL
+
+    from cirsynth.cli import main
+
+    small = ["--image_size", "32", "--vae_channels", "[8, 16, 16]", "--unet_channels", "[16, 32]", "--norm_num_groups", "8",
+             "--max_length", "24", "--num_scenes", "8", "--num_eval", "4", "--batch_size", "4", "--vae_batch_size", "4",
+             "--log_every", "1", "--latent_channels", "4"]
+    assert main(["world", "train", "diffusion", str(tmp_path / "a"), "--vae_steps", "2", "--unet_steps", "0", *small]) == 0
+    capsys.readouterr()
+    assert main(["world", "train", "diffusion", str(tmp_path / "b"), "--init_vae", str(tmp_path / "a" / "vae"),
+                 "--vae_steps", "0", "--unet_steps", "2", *small]) == 0
+    assert "vae from" in capsys.readouterr().out
+    card = json.loads((tmp_path / "b" / "card.json").read_text())  # the VAE's own recipe travels with the model
+    assert card["vae_from"]["command"] == json.loads((tmp_path / "a" / "card.json").read_text())["command"]
+    assert "--vae_steps 2" in card["vae_from"]["command"] and "--init_vae" in card["command"]
+    a, b = (AutoencoderKL.from_pretrained(tmp_path / n / "vae") for n in "ab")
+    assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+    assert a.config.scaling_factor == b.config.scaling_factor
+    with pytest.raises(ValueError, match="latent channels"):
+        main(["world", "train", "diffusion", str(tmp_path / "c"), "--init_vae", str(tmp_path / "a" / "vae"),
+              "--vae_steps", "0", "--unet_steps", "1", *small[:-2], "--latent_channels", "8"])
+
+
 def test_config_is_checked():
     with pytest.raises(ValueError, match="norm_num_groups"):
         WorldDiffusionConfig(vae_channels=(12, 16, 16), norm_num_groups=8)
@@ -62,22 +88,126 @@ def test_psnr_matches_its_definition():
 
 
 def test_decoder_finetuning_leaves_encoder_and_latents_unchanged():
-    from cirsynth.world.diffusion import build_pipeline, finetune_decoder, object_band_weight, world_images_and_captions
+    from cirsynth.world.diffusion import build_pipeline, finetune_decoder, world_images_and_captions
 
     cfg = WorldDiffusionConfig(image_size=32, vae_channels=(8, 16, 16), unet_channels=(16, 32), norm_num_groups=8,
                                max_length=24, decoder_steps=3, vae_batch_size=4, log_every=1)
     vae = build_pipeline(cfg).vae
-    pixels, _ = world_images_and_captions(8, 0, 32)
+    pixels, _, masks, _ = world_images_and_captions(8, 0, 32)
     enc = {k: v.clone() for k, v in vae.encoder.state_dict().items()}
     dec = {k: v.clone() for k, v in vae.decoder.state_dict().items()}
     with torch.no_grad():
         z0 = vae.encode(pixels).latent_dist.mean
-    report = finetune_decoder(vae, pixels, pixels[:4], cfg, log=lambda s: None)
+    report = finetune_decoder(vae, pixels, masks, pixels[:4], masks[:4], cfg, log=lambda s: None)
     assert all(torch.equal(enc[k], v) for k, v in vae.encoder.state_dict().items())
     assert any(not torch.equal(dec[k], v) for k, v in vae.decoder.state_dict().items())
     with torch.no_grad():
         assert torch.equal(vae.encode(pixels).latent_dist.mean, z0)
     assert all(p.requires_grad for p in vae.parameters())  # trainable again for whoever goes on
-    assert np.isfinite(report["eval_psnr_db"]) and np.isfinite(report["eval_band_psnr_db_before"])
-    w = object_band_weight(64, 4.0).view(-1)
-    assert w.shape == (64,) and w.min() >= 1.0 and w.argmax() in (35, 36) and w[0] < 1.01
+    assert np.isfinite(report["eval_psnr_db"]) and np.isfinite(report["eval_object_psnr_db_before"])
+
+
+def test_object_masks_cover_the_objects_and_weight_them():
+    from cirsynth.world.diffusion import object_weight_map, weighted_recon_loss, world_images_and_captions
+
+    pixels, _, masks, _ = world_images_and_captions(6, 3, 64)
+    assert masks.shape == (6, 1, 64, 64) and 0.0 <= masks.min() and masks.max() == 1.0
+    assert all(0.01 < float(m.mean()) < 0.4 for m in masks)  # a few objects, never the whole picture
+    # where the mask is zero, changing an object changes no pixel: the mask covers what objects draw
+    rng = np.random.default_rng(3)
+    scenes = [random_scene(rng) for _ in range(6)]
+    for scene in scenes:
+        recoloured = scene.replace_object(0, color=next(c for c in COLORS if c != scene.objects[0].color))
+        moved = np.abs(render_array(scene) - render_array(recoloured)).max(-1) > 1e-6
+        assert moved.any() and not (moved & (object_mask(scene) == 0)).any()
+    w = object_weight_map(masks, 9.0)
+    assert w.min() == 1.0 and w.max() == 10.0 and (w > 1)[masks > 0].all()  # grown masks hold the objects
+    x = torch.zeros(1, 3, 4, 4)
+    recon = x.clone()
+    recon[..., 0, 0] = 0.5  # error on one pixel: L1 + MSE = 0.75 there
+    weight = torch.ones(1, 1, 4, 4)
+    assert weighted_recon_loss(recon, x, weight).item() == pytest.approx(0.75 / 16)
+    weight[..., 0, 0] = 4.0  # weighting the wrong pixel up raises the loss
+    assert weighted_recon_loss(recon, x, weight).item() == pytest.approx(0.75 * 4 / 19)
+
+
+def test_object_word_tokens_select_each_objects_own_words():
+    from transformers import AutoTokenizer
+
+    from cirsynth.models.text import minilm_dir
+    from cirsynth.world.diffusion import object_word_tokens
+    from cirsynth.world.language import NUM_CAPTION_VARIANTS, caption
+
+    tok = AutoTokenizer.from_pretrained(minilm_dir())
+    rng = np.random.default_rng(11)
+    scenes = [random_scene(rng) for _ in range(12)]
+    scenes = [s for s in scenes if len(s.objects) >= 2][:4]
+    pairs = [(s, caption(s, v)) for s in scenes for v in range(NUM_CAPTION_VARIANTS)]  # every paraphrase
+    sel = object_word_tokens(tok, [s for s, _ in pairs], [c for _, c in pairs], 77)
+    assert sel.shape == (len(pairs), 3, 77)
+    for n, (scene, text) in enumerate(pairs):
+        ids = tok(text, padding="max_length", max_length=77)["input_ids"]
+        for i in range(3):
+            words = tok.decode([ids[k] for k in range(77) if sel[n, i, k]]).split()
+            if i >= len(scene.objects):
+                assert words == []
+                continue
+            o = scene.objects[i]
+            assert sorted(words) == sorted([o.size, o.color, o.pattern, o.material, o.shape]), (text, i, words)
+        assert sel[n].sum(0).max() <= 1  # no token is given to two objects
+
+
+def test_grounding_loss_is_zero_inside_and_reports_the_share():
+    from cirsynth.world.diffusion import grounding_loss
+
+    masks = torch.zeros(1, 3, 4, 4)
+    masks[0, 0, :2, :2] = 1.0  # object 0: the top-left quarter
+    tokens = torch.zeros(1, 3, 5)
+    tokens[0, 0, 1] = 1.0  # token 1 names object 0
+    inside = torch.zeros(1, 2, 16, 5)
+    inside[..., [0, 1, 4, 5], :] = 0.25  # every token attends only to the top-left quarter
+    loss, share = grounding_loss([inside], tokens, masks)
+    assert loss.item() == pytest.approx(0.0) and share.item() == pytest.approx(1.0)
+    uniform = torch.full((1, 2, 16, 5), 1 / 16)
+    loss, share = grounding_loss([uniform], tokens, masks)
+    assert share.item() == pytest.approx(0.25) and loss.item() == pytest.approx(0.75**2)
+    # an 8x8 layer is compared with the masks pooled to 8x8... here a 2x2 layer with 4x4 masks
+    loss, share = grounding_loss([torch.tensor([1.0, 0, 0, 0]).view(1, 1, 4, 1).expand(1, 1, 4, 5)], tokens, masks)
+    assert share.item() == pytest.approx(1.0)
+
+
+def test_grounding_trains_through_the_recorded_attention(tmp_path):
+    from cirsynth.editing.attention import p2p_attention
+    from cirsynth.world.diffusion import (
+        AttentionRecorder, build_pipeline, encode_prompts, object_word_tokens, train_unet, world_images_and_captions,
+    )
+
+    cfg = WorldDiffusionConfig(image_size=32, vae_channels=(8, 16, 16), unet_channels=(16, 32), norm_num_groups=8,
+                               max_length=64, latent_channels=4, unet_steps=3, batch_size=4, log_every=1,
+                               grounding_weight=1.0, grounding_min_queries=16, unet_lr=1e-3)
+    pipe = build_pipeline(cfg)
+    pixels, captions, _, scenes = world_images_and_captions(6, 2, 32)
+    with torch.no_grad():
+        latents = pipe.vae.encode(pixels).latent_dist.mean
+    embeds, null = encode_prompts(pipe, captions), encode_prompts(pipe, [""])
+    # the recorder path computes the same UNet output as diffusers' own processors
+    t = torch.tensor([500] * 6)
+    with torch.no_grad():
+        plain = pipe.unet(latents, t, encoder_hidden_states=embeds).sample
+        rec = AttentionRecorder(16)
+        with p2p_attention(pipe.unet, rec):
+            seen = pipe.unet(latents, t, encoder_hidden_states=embeds).sample
+    torch.testing.assert_close(seen, plain, rtol=1e-4, atol=1e-5)
+    assert rec.maps and all(m.shape[-1] == 64 and m.shape[2] >= 16 for m in rec.maps)
+    tokens = object_word_tokens(pipe.tokenizer, scenes, captions, 64)
+    masks = torch.zeros(6, 3, 8, 8)
+    for n, s in enumerate(scenes):
+        masks[n, : len(s.objects)] = torch.from_numpy(object_masks(s, size=8))
+    to_k = {k: v.clone() for k, v in pipe.unet.state_dict().items() if "attn2.to_k" in k}
+    logs = []
+    report = train_unet(pipe, latents, embeds, null, cfg, logs.append, None, tokens, masks)
+    assert 0.0 < report["object_word_attention_inside_last50"] < 1.0 and np.isfinite(report["grounding_last50"])
+    assert "object words' attention inside their object" in logs[-1]
+    assert any(not torch.equal(v, pipe.unet.state_dict()[k]) for k, v in to_k.items())
+    with pytest.raises(ValueError, match="grounding_weight"):
+        train_unet(pipe, latents, embeds, null, cfg, logs.append)

@@ -4,7 +4,7 @@ import numpy as np
 
 from cirsynth.cli import main
 from cirsynth.world import apply_edit, random_scene, scene_labels
-from cirsynth.world.evaluate import judge_edit
+from cirsynth.world.evaluate import judge_edit, kept_as_reconstructed
 
 
 def test_judge_edit_against_ground_truth_labels():
@@ -14,6 +14,19 @@ def test_judge_edit_against_ground_truth_labels():
     assert judge_edit(scene_labels(scene), scene, edit.target) == (False, True)  # nothing changed
     wrong = dict(scene_labels(edit.target), background="not-a-background")
     assert judge_edit(wrong, scene, edit.target) == (True, False)  # right change, something else broke
+
+
+def test_kept_as_reconstructed_compares_with_the_reconstruction_reading():
+    scene = random_scene(np.random.default_rng(5))
+    edit = apply_edit(scene, "background", 1)
+    truth = scene_labels(scene)
+    recon = dict(truth, light="night" if truth["light"] != "night" else "midday")  # the autoencoder lost the light
+    edited = dict(recon, background=scene_labels(edit.target)["background"])  # ... and the edit kept it as lost
+    assert kept_as_reconstructed(edited, recon, scene, edit.target)
+    assert judge_edit(edited, scene, edit.target) == (True, False)  # against ground truth it is not preserved
+    assert not kept_as_reconstructed(dict(edited, light=truth["light"]), recon, scene, edit.target)
+    # the named attribute may differ from the reconstruction: that is the edit
+    assert kept_as_reconstructed(edited, dict(recon, background="not-a-background"), scene, edit.target)
 
 
 def test_label_accuracy_per_attribute_kind():
@@ -56,6 +69,8 @@ def test_world_evaluate_command_reports_every_method(tmp_path, capsys):
     for row in result["methods"].values():
         assert row["edit"]["all"]["n"] == 3
         assert 0.0 <= row["edit"]["all"]["success"] <= min(row["edit"]["all"]["target"], row["edit"]["all"]["preserved"])
+        assert row["edit"]["all"]["success_vs_reconstruction"] <= min(row["edit"]["all"]["target"],
+                                                                     row["edit"]["all"]["kept_as_reconstructed"])
         assert "precision" in row["filter"]  # the bundled world CLIP filters
         assert 0 <= row["filter"]["accepted"] <= 3
         assert all(isinstance(k, str) and 0 < v <= 3 for k, v in row["filter"]["failed_rules"].items())

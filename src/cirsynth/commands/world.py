@@ -15,9 +15,9 @@ def _machine() -> str:
 
 
 def _save_trained(out: Path, command: str, params: dict, report: dict, card: bool, name: str, summary: str,
-                  data: str, quality: dict) -> None:
+                  data: str, quality: dict, extra: dict | None = None) -> None:
     """Beside a trained world model: its resolved config, ``training_report.json`` and (``card``) its model card
-    with the exact command, seed, data, time, threads, machine and quality figures."""
+    with the exact command, seed, data, time, threads, machine and quality figures (and ``extra`` card fields)."""
     from cirsynth.config import atomic_write_json, save_resolved_config
     from cirsynth.world.assets import command_line, write_card
 
@@ -27,7 +27,7 @@ def _save_trained(out: Path, command: str, params: dict, report: dict, card: boo
         write_card(out, name, summary, {
             "command": command_line(command, params), "seed": params["seed"], "data": data,
             "seconds_total": round(report["seconds_total"], 1), "threads": params["threads"], "machine": _machine(),
-            "quality": quality,
+            "quality": quality, **(extra or {}),
         })
 
 
@@ -169,6 +169,8 @@ def train_diffusion(
     unet_lr: float = 4e-4,
     decoder_steps: int = 0,
     object_weight: float = 4.0,
+    init_vae: str | None = None,
+    grounding_weight: float = 0.0,
     seed: int = 0,
     image_size: int = 64,
     vae_channels: tuple[int, ...] = (32, 64, 64),
@@ -197,7 +199,9 @@ def train_diffusion(
         vae_lr: peak AdamW learning rate of the VAE.
         unet_lr: peak AdamW learning rate of the UNet.
         decoder_steps: decoder-only fine-tuning steps after the VAE stage (encoder and latents frozen).
-        object_weight: extra loss weight of the decoder stage on the rows where objects sit.
+        object_weight: extra reconstruction loss weight on object pixels (VAE and decoder stages).
+        init_vae: AutoencoderKL folder to start from (e.g. OTHER/vae); with vae_steps 0 it is kept as it is.
+        grounding_weight: weight of the UNet's object-word attention grounding loss (0: plain DDPM loss).
         seed: seed of scenes, init and noise.
         image_size: render / model resolution in pixels.
         vae_channels: VAE widths (3 levels = 16x16 latents at 64x64).
@@ -230,6 +234,8 @@ def train_diffusion(
         unet_lr=unet_lr,
         decoder_steps=decoder_steps,
         object_weight=object_weight,
+        init_vae=init_vae,
+        grounding_weight=grounding_weight,
         seed=seed,
         image_size=image_size,
         vae_channels=vae_channels,
@@ -245,6 +251,12 @@ def train_diffusion(
         save_dtype=save_dtype,
     )
     report = train_world_diffusion(cfg, out, log=lambda s: print(s, flush=True))
+    extra = {}
+    vae_card = Path(init_vae).parent / "card.json" if init_vae else None
+    if vae_card is not None and vae_card.is_file():  # how the VAE it started from was made: part of the recipe
+        made = json.loads(vae_card.read_text())
+        extra["vae_from"] = {k: made[k] for k in ("command", "seconds_total", "threads", "machine") if k in made}
+        extra["vae_from"]["quality"] = {k: v for k, v in made.get("quality", {}).items() if k.startswith("vae_")}
     _save_trained(
         out, "world train diffusion", params, report, card, "diffusion",
         "Latent diffusion model of the mini world as a diffusers StableDiffusionPipeline folder: "
@@ -253,10 +265,13 @@ def train_diffusion(
         data=f"{num_scenes} random renders with grammar captions (seed {seed * 2 + 1})",
         quality={
             "vae_eval_psnr_db": report["vae"]["eval_psnr_db"],
-            "vae_loss_last50": report["vae"]["loss_last50"],
+            "vae_eval_object_psnr_db": report["vae"]["eval_object_psnr_db"],
+            "vae_loss_last50": report["vae"].get("loss_last50"),  # None when the VAE came trained (init_vae)
             "unet_loss_first": report["unet"]["loss_first"],
             "unet_loss_last50": report["unet"]["loss_last50"],
+            **{f"unet_{k}": v for k, v in report["unet"].items() if k.startswith(("grounding", "object_word"))},
         },
+        extra=extra,
     )
     print(json.dumps({"out": str(out), "vae_psnr_db": round(report["vae"]["eval_psnr_db"], 2),
                       "unet_loss_last50": report["unet"]["loss_last50"], "seconds": round(report["seconds_total"], 1)}))

@@ -50,8 +50,15 @@ class EditorConfig:
     self_replace_max_tokens: int = 32 * 32  # self-attention is swapped only in layers with <= this many queries (P2P)
     blend_threshold: float = 0.3  # LocalBlend threshold on the max-normalised word map (P2P)
     blend_start: float = 0.2  # fraction of steps before LocalBlend starts pinning latents
-    blend_grid_divisor: int = 4  # word maps are pooled onto a (h / 4, w / 4) latent grid (SD-1.5: 16 x 16, as P2P)
+    blend_grid_divisor: int = 4  # word maps are pooled onto a (h / 4, w / 4) latent grid (SD-1.5: 16 x 16, as P2P) ...
+    blend_grid_min: int = 16  # ... but never coarser than this many cells a side (or the latent's own side)
     paste_background: bool = False  # composite pixels outside the final LocalBlend mask from the source branch
+
+
+def blend_grid(h: int, w: int, divisor: int, minimum: int) -> tuple[int, int]:
+    """LocalBlend's grid on an (h, w) latent: (h / divisor, w / divisor), but never coarser than ``minimum`` cells a
+    side, or the latent's own side if that is smaller."""
+    return max(h // divisor, min(h, minimum)), max(w // divisor, min(w, minimum))
 
 
 @dataclass
@@ -328,7 +335,7 @@ class CounterfactualEditor:
             x_tgt = x_src[src_idx].clone()  # (J, C, h, w)
             cond_tgt = self.encode_text(targets)  # (J, L, D)
             h, w_lat = x_src.shape[-2:]
-            grid = (max(1, h // self.config.blend_grid_divisor), max(1, w_lat // self.config.blend_grid_divisor))
+            grid = blend_grid(h, w_lat, self.config.blend_grid_divisor, self.config.blend_grid_min)
             controller = P2PController(edits, S, (h, w_lat), self.config.self_replace_max_tokens, grid, dev)
         blend_from = int(self.config.blend_start * T)
         mask = None

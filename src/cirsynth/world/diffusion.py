@@ -28,8 +28,8 @@ import torch
 
 from cirsynth.models.text import minilm_dir
 from cirsynth.world.language import NUM_CAPTION_VARIANTS, caption
-from cirsynth.world.render import render_array
-from cirsynth.world.scene import random_scene
+from cirsynth.world.render import object_mask, object_masks, render_array
+from cirsynth.world.scene import MAX_OBJECTS, Scene, random_scene
 
 if TYPE_CHECKING:  # pragma: no cover
     from diffusers import StableDiffusionPipeline
@@ -63,7 +63,10 @@ class WorldDiffusionConfig:
     kl_weight: float = 1e-6  # KL weight; tiny, as LDM's KL-f4 (latents stay near-deterministic)
     decoder_steps: int = 0  # stage 1b: decoder-only fine-tuning steps, encoder (so the latents) frozen
     decoder_lr: float = 5e-4  # AdamW peak lr of stage 1b
-    object_weight: float = 4.0  # stage 1b: extra loss weight on the band of rows where objects sit
+    object_weight: float = 4.0  # extra reconstruction loss weight on object pixels (stages 1 and 1b)
+    init_vae: str | None = None  # AutoencoderKL folder to start from (its config replaces vae_channels/latent_channels)
+    grounding_weight: float = 0.0  # UNet: weight of the object-word attention grounding loss (0 = plain DDPM loss)
+    grounding_min_queries: int = 64  # ... on cross-attention layers with at least this many queries (8x8 and up)
     cond_dropout: float = 0.1  # share of empty captions, for classifier-free guidance
     seed: int = 0  # scenes, init, noise
     log_every: int = 50  # steps between loss log lines
@@ -146,20 +149,96 @@ def build_pipeline(config: WorldDiffusionConfig) -> "StableDiffusionPipeline":
     return pipe
 
 
-def world_images_and_captions(n: int, seed: int, size: int = 64) -> tuple[torch.Tensor, list[str]]:
-    """Render ``n`` random scenes with a random caption paraphrase each.
+def world_images_and_captions(
+    n: int, seed: int, size: int = 64
+) -> tuple[torch.Tensor, list[str], torch.Tensor, list[Scene]]:
+    """Render ``n`` random scenes with a random caption paraphrase each, and where their objects lie.
 
     Returns:
-        (pixels (n, 3, size, size) float32 in [-1, 1], captions).
+        (pixels (n, 3, size, size) float32 in [-1, 1], captions, object masks (n, 1, size, size) in [0, 1], scenes).
     """
     rng = np.random.default_rng(seed)
     pixels = np.empty((n, size, size, 3), dtype=np.float32)
-    captions = []
+    masks = np.empty((n, 1, size, size), dtype=np.float32)
+    captions, scenes = [], []
     for i in range(n):
         scene = random_scene(rng)
         pixels[i] = render_array(scene, size=size)
+        masks[i, 0] = object_mask(scene, size=size)
         captions.append(caption(scene, int(rng.integers(NUM_CAPTION_VARIANTS))))
-    return torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous() * 2 - 1, captions
+        scenes.append(scene)
+    return torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous() * 2 - 1, captions, torch.from_numpy(masks), scenes
+
+
+_POSITION_WORDS = {"left": "on the left", "middle": "in the middle", "right": "on the right"}
+
+
+def object_word_tokens(tokenizer: Any, scenes: list[Scene], captions: list[str], max_length: int) -> torch.Tensor:
+    """(N, MAX_OBJECTS, max_length) 0/1: which tokens of each caption name each object's attributes (its size,
+    colour, pattern, material and shape words), object ``i`` being ``scenes[n].objects[i]``.
+
+    A caption describes the objects in order, each phrase ending with its slot ("on the left"); the words of
+    object ``i`` are looked for between the end of object ``i - 1``'s slot phrase and the end of its own.
+    Tokens are the text encoder tokenizer's, padded as in ``encode_prompt``.
+    """
+    import re
+
+    out = torch.zeros(len(scenes), MAX_OBJECTS, max_length)
+    enc = tokenizer(captions, padding="max_length", max_length=max_length, truncation=True, return_offsets_mapping=True)
+    for n, (scene, text) in enumerate(zip(scenes, captions, strict=True)):
+        offsets = enc["offset_mapping"][n]
+        start = 0
+        for i, obj in enumerate(scene.objects):
+            end = text.index(_POSITION_WORDS[obj.position], start) + len(_POSITION_WORDS[obj.position])
+            spans = [m.span() for w in (obj.size, obj.color, obj.pattern, obj.material, obj.shape)
+                     for m in re.finditer(rf"\b{w}\b", text[start:end])]
+            for k, (a, b) in enumerate(offsets):
+                if b > a and any(start + s0 <= a and b <= start + s1 for s0, s1 in spans):
+                    out[n, i, k] = 1.0
+            start = end
+    return out
+
+
+class AttentionRecorder:
+    """Keeps the cross-attention probabilities (with their graph) of layers with at least ``min_queries`` queries,
+    through :func:`cirsynth.editing.attention.p2p_attention` (which computes them explicitly for wanted layers)."""
+
+    def __init__(self, min_queries: int) -> None:
+        self.min_queries = min_queries
+        self.maps: list[torch.Tensor] = []  # (B, heads, Q, L) per layer call
+
+    def wants(self, is_cross: bool, num_queries: int) -> bool:
+        return is_cross and num_queries >= self.min_queries
+
+    def __call__(self, probs: torch.Tensor, is_cross: bool) -> torch.Tensor:
+        self.maps.append(probs)
+        return probs
+
+
+def grounding_loss(
+    maps: list[torch.Tensor], tokens: torch.Tensor, masks: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Attention grounding of object words (as TokenCompose's token loss, Wang et al. 2024): each word's
+    cross-attention (mean over heads) should fall inside its object's mask.
+
+    Args:
+        maps: per layer (B, heads, Q, L) attention probabilities, Q a square grid.
+        tokens: (B, O, L) 0/1, the words of object o (all 0 for an empty, dropped or absent object).
+        masks: (B, O, h, w) object coverage at least as fine as the finest layer.
+
+    Returns:
+        (loss = mean over layers and selected words of (1 - share inside)^2, mean share inside (no grad)).
+    """
+    losses, shares = [], []
+    count = tokens.sum().clamp_min(1.0)
+    for probs in maps:
+        p = probs.float().mean(1)  # (B, Q, L)
+        side = math.isqrt(p.shape[1])
+        m = torch.nn.functional.interpolate(masks, size=(side, side), mode="area").flatten(2)  # (B, O, Q)
+        inside = torch.einsum("bql,boq->bol", p, m) / p.sum(1)[:, None].clamp_min(1e-8)  # (B, O, L) share in o
+        losses.append((((1 - inside) ** 2) * tokens).sum() / count)
+        shares.append((inside.detach() * tokens).sum() / count)
+    return torch.stack(losses).mean(), torch.stack(shares).mean()
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -184,18 +263,50 @@ def _cosine_lr(step: int, total: int, warmup: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
 
+def object_weight_map(masks: torch.Tensor, extra: float) -> torch.Tensor:
+    """(N, 1, H, W) per-pixel loss weight: 1 everywhere plus ``extra`` on the objects (masks grown by one pixel,
+    so rims and edges count). Objects cover a few percent of the pixels, so an unweighted loss spends the
+    autoencoder's capacity on background texture and blurs exactly what the captions name."""
+    return 1 + extra * torch.nn.functional.max_pool2d(masks, 3, stride=1, padding=1)
+
+
+def weighted_recon_loss(recon: torch.Tensor, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """L1 + MSE per pixel, weighted by ``weight`` (broadcast over channels) and normalised by its mean."""
+    err = recon - x
+    return ((err.abs() + err**2) * weight).mean() / weight.mean()
+
+
+def held_out_psnr(vae: Any, eval_pixels: torch.Tensor, eval_masks: torch.Tensor) -> tuple[float, float]:
+    """(mean per-image PSNR over all pixels, PSNR over the object pixels of all images) of the VAE's
+    reconstructions from posterior means, in dB."""
+    vae.eval()
+    with torch.no_grad():
+        rec = torch.cat([vae.decode(vae.encode(c).latent_dist.mean).sample for c in eval_pixels.split(128)])
+    sq = (rec.clamp(-1, 1) - eval_pixels) ** 2
+    obj = (sq * eval_masks).sum() / (eval_masks.sum() * sq.shape[1]).clamp_min(1e-8)
+    return float(psnr(rec, eval_pixels).mean()), float(10 * torch.log10(4.0 / obj.clamp_min(1e-10)))
+
+
 def train_vae(
-    vae: Any, pixels: torch.Tensor, eval_pixels: torch.Tensor, config: WorldDiffusionConfig, log: Callable[[str], None] = print
+    vae: Any,
+    pixels: torch.Tensor,
+    masks: torch.Tensor,
+    eval_pixels: torch.Tensor,
+    eval_masks: torch.Tensor,
+    config: WorldDiffusionConfig,
+    log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Stage 1: train the autoencoder, then set its ``scaling_factor`` so latents have unit std.
+    """Stage 1: train the autoencoder (object pixels weighted by ``config.object_weight``), then set its
+    ``scaling_factor`` so latents have unit std.
 
     Args:
         vae: an ``AutoencoderKL`` (trained in place).
         pixels: (N, 3, H, W) training images in [-1, 1].
-        eval_pixels: (M, 3, H, W) held-out images for PSNR.
+        masks: (N, 1, H, W) their object masks.
+        eval_pixels, eval_masks: held-out images and masks for PSNR.
 
     Returns:
-        report: losses, seconds, held-out PSNR (mean dB), scaling factor.
+        report: losses, seconds, held-out PSNR (mean dB; and over object pixels), scaling factor.
     """
     gen = torch.Generator().manual_seed(config.seed + 1)
     opt = torch.optim.AdamW(vae.parameters(), lr=config.vae_lr, weight_decay=0.0)
@@ -208,70 +319,57 @@ def train_vae(
         posterior = vae.encode(x).latent_dist
         z = posterior.sample(generator=gen)  # (B, C, h, w)
         recon = vae.decode(z).sample
-        rec = (recon - x).abs().mean() + ((recon - x) ** 2).mean()
+        rec = weighted_recon_loss(recon, x, object_weight_map(masks[idx], config.object_weight))
         kl = posterior.kl().mean() / x[0].numel()  # per-pixel KL, so kl_weight is resolution-free
         loss = rec + config.kl_weight * kl
         losses.append(optimizer_step(loss, vae.parameters(), opt, sched))
         if (step + 1) % config.log_every == 0 or step + 1 == config.vae_steps:
             log(f"vae step {step + 1}/{config.vae_steps} loss {np.mean(losses[-config.log_every:]):.4f} ({time.time() - t0:.0f}s)")
         if config.vae_eval_every and (step + 1) % config.vae_eval_every == 0 and step + 1 < config.vae_steps:
-            vae.eval()
-            with torch.no_grad():
-                sub = eval_pixels[:64]
-                db = float(psnr(vae.decode(vae.encode(sub).latent_dist.mean).sample, sub).mean())
-            log(f"vae step {step + 1}: held-out PSNR (64 renders) {db:.2f} dB")
+            db, db_obj = held_out_psnr(vae, eval_pixels[:64], eval_masks[:64])
+            log(f"vae step {step + 1}: held-out PSNR (64 renders) {db:.2f} dB, objects {db_obj:.2f} dB")
             vae.train()
     vae.eval()
     with torch.no_grad():
         means = torch.cat([vae.encode(c).latent_dist.mean for c in pixels[:1024].split(128)])  # (N, C, h, w)
         scaling = float(1.0 / means.std())
         vae.register_to_config(scaling_factor=scaling)
-        recon = torch.cat([vae.decode(vae.encode(c).latent_dist.mean).sample for c in eval_pixels.split(128)])
-        db = float(psnr(recon, eval_pixels).mean())
-    log(f"vae done: held-out PSNR {db:.2f} dB, scaling_factor {scaling:.4f}")
+    db, db_obj = held_out_psnr(vae, eval_pixels, eval_masks)
+    log(f"vae done: held-out PSNR {db:.2f} dB, objects {db_obj:.2f} dB, scaling_factor {scaling:.4f}")
     return {
         "loss_first": losses[0] if losses else None,
         "loss_last50": float(np.mean(losses[-50:])) if losses else None,
         "seconds": time.time() - t0,
         "seconds_per_step": (time.time() - t0) / max(1, config.vae_steps),
         "eval_psnr_db": db,
+        "eval_object_psnr_db": db_obj,
         "scaling_factor": scaling,
     }
 
 
-def object_band_weight(size: int, extra: float) -> torch.Tensor:
-    """(1, 1, size, 1) per-row loss weight: 1 everywhere plus ``extra`` on the band of rows where the renderer puts
-    objects (centre height 0.56 of the image, the largest object's radius 0.13 plus jitter). Objects cover a few
-    percent of the pixels, so an unweighted loss spends the decoder's capacity on background texture."""
-    y = (torch.arange(size, dtype=torch.float32) + 0.5) / size
-    return (1 + extra * torch.exp(-(((y - 0.56) / 0.16) ** 2))).view(1, 1, size, 1)
-
-
 def finetune_decoder(
-    vae: Any, pixels: torch.Tensor, eval_pixels: torch.Tensor, config: WorldDiffusionConfig, log: Callable[[str], None] = print
+    vae: Any,
+    pixels: torch.Tensor,
+    masks: torch.Tensor,
+    eval_pixels: torch.Tensor,
+    eval_masks: torch.Tensor,
+    config: WorldDiffusionConfig,
+    log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Stage 1b: fine-tune only the VAE decoder on the frozen encoder's posterior means, with
-    :func:`object_band_weight` on L1 + MSE. The encoder, hence the latents and ``scaling_factor``, are
-    unchanged, so this stage commutes with the UNet stage.
+    """Stage 1b: fine-tune only the VAE decoder on the frozen encoder's posterior means, with the object-weighted
+    L1 + MSE of stage 1. The encoder, hence the latents and ``scaling_factor``, are unchanged, so this stage
+    commutes with the UNet stage.
 
     Returns:
-        report: losses, seconds, held-out PSNR before/after (all pixels and the object band).
+        report: losses, seconds, held-out PSNR before/after (all pixels and object pixels).
     """
     gen = torch.Generator().manual_seed(config.seed + 3)
-    weight = object_band_weight(pixels.shape[-2], config.object_weight)
-    band = object_band_weight(pixels.shape[-2], 1.0).view(-1) > 1.5  # rows inside the band (for the band PSNR)
     params = list(vae.decoder.parameters()) + list(vae.post_quant_conv.parameters())
     vae.requires_grad_(False)
     for p in params:
         p.requires_grad_(True)
 
-    def held_out() -> tuple[float, float]:
-        vae.eval()
-        with torch.no_grad():
-            rec = torch.cat([vae.decode(vae.encode(c).latent_dist.mean).sample for c in eval_pixels.split(128)])
-        return float(psnr(rec, eval_pixels).mean()), float(psnr(rec[:, :, band], eval_pixels[:, :, band]).mean())
-
-    before = held_out()
+    before = held_out_psnr(vae, eval_pixels, eval_masks)
     opt = torch.optim.AdamW(params, lr=config.decoder_lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _cosine_lr(s, config.decoder_steps, min(50, config.decoder_steps // 10 + 1)))
     vae.decoder.train()
@@ -282,17 +380,16 @@ def finetune_decoder(
         with torch.no_grad():
             z = vae.encode(x).latent_dist.mean
         recon = vae.decode(z).sample
-        err = recon - x
-        loss = ((err.abs() + err**2) * weight).mean() / weight.mean()
+        loss = weighted_recon_loss(recon, x, object_weight_map(masks[idx], config.object_weight))
         losses.append(optimizer_step(loss, params, opt, sched))
         if (step + 1) % config.log_every == 0 or step + 1 == config.decoder_steps:
             log(f"decoder step {step + 1}/{config.decoder_steps} loss {np.mean(losses[-config.log_every:]):.4f} ({time.time() - t0:.0f}s)")
     vae.requires_grad_(True)
-    after = held_out()
-    log(f"decoder done: held-out PSNR {before[0]:.2f} -> {after[0]:.2f} dB, object band {before[1]:.2f} -> {after[1]:.2f} dB")
+    after = held_out_psnr(vae, eval_pixels, eval_masks)
+    log(f"decoder done: held-out PSNR {before[0]:.2f} -> {after[0]:.2f} dB, objects {before[1]:.2f} -> {after[1]:.2f} dB")
     return {
         "eval_psnr_db_before": before[0], "eval_psnr_db": after[0],
-        "eval_band_psnr_db_before": before[1], "eval_band_psnr_db": after[1],
+        "eval_object_psnr_db_before": before[1], "eval_object_psnr_db": after[1],
         "loss_last50": float(np.mean(losses[-50:])) if losses else None,
         "seconds": time.time() - t0,
     }
@@ -313,52 +410,83 @@ def train_unet(
     config: WorldDiffusionConfig,
     log: Callable[[str], None] = print,
     checkpoint: Callable[[int], None] | None = None,
+    tokens: torch.Tensor | None = None,
+    object_latent_masks: torch.Tensor | None = None,
 ) -> dict[str, Any]:
-    """Stage 2: epsilon-prediction training of ``pipe.unet`` (in place).
+    """Stage 2: epsilon-prediction training of ``pipe.unet`` (in place), plus ``config.grounding_weight`` times
+    :func:`grounding_loss` when it is positive.
 
     Args:
         latents: (N, C, h, w) scaled VAE latents of the training images.
         embeds: (N, L, D) text embeddings of their captions.
         null_embed: (1, L, D) embedding of the empty caption (classifier-free guidance).
         checkpoint: called with the step count every ``config.save_every`` steps (UNet in eval mode).
+        tokens: (N, O, L) :func:`object_word_tokens` of the captions (needed for grounding).
+        object_latent_masks: (N, O, h, w) each object's coverage at latent resolution (needed for grounding).
 
     Returns:
-        report: losses, seconds.
+        report: losses, seconds (and the grounding loss and share of object-word attention inside the object).
     """
+    import contextlib
+
     from diffusers import DDPMScheduler
+
+    from cirsynth.editing.attention import p2p_attention
+
+    grounding = config.grounding_weight > 0
+    if grounding and (tokens is None or object_latent_masks is None):
+        raise ValueError("grounding_weight > 0 needs the captions' object tokens and the objects' latent masks")
+    recorder = AttentionRecorder(config.grounding_min_queries)
 
     noise_sched = DDPMScheduler.from_config(pipe.scheduler.config)  # same betas, training-time noising
     unet = pipe.unet.train()
     gen = torch.Generator().manual_seed(config.seed + 2)
     opt = torch.optim.AdamW(unet.parameters(), lr=config.unet_lr, weight_decay=1e-2)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _cosine_lr(s, config.unet_steps, min(500, config.unet_steps // 10 + 1)))
-    t0, losses = time.time(), []
-    for step in range(config.unet_steps):
-        idx = torch.randint(len(latents), (config.batch_size,), generator=gen)
-        z0 = latents[idx]  # (B, C, h, w)
-        cond = embeds[idx].clone()  # (B, L, D)
-        drop = torch.rand(config.batch_size, generator=gen) < config.cond_dropout
-        cond[drop] = null_embed[0]
-        noise = torch.randn(z0.shape, generator=gen)
-        t = torch.randint(noise_sched.config.num_train_timesteps, (config.batch_size,), generator=gen)
-        zt = noise_sched.add_noise(z0, noise, t)  # q(z_t | z_0), DDPM eq. 4
-        pred = unet(zt, t, encoder_hidden_states=cond).sample
-        loss = torch.nn.functional.mse_loss(pred, noise)  # DDPM eq. 14
-        losses.append(optimizer_step(loss, unet.parameters(), opt, sched))
-        if (step + 1) % config.log_every == 0 or step + 1 == config.unet_steps:
-            log(f"unet step {step + 1}/{config.unet_steps} loss {np.mean(losses[-config.log_every:]):.4f} ({time.time() - t0:.0f}s)")
-        if checkpoint is not None and config.save_every and (step + 1) % config.save_every == 0 and step + 1 < config.unet_steps:
-            unet.eval()
-            checkpoint(step + 1)
-            unet.train()
+    t0, losses, ground, shares = time.time(), [], [], []
+    with p2p_attention(unet, recorder) if grounding else contextlib.nullcontext():
+        for step in range(config.unet_steps):
+            idx = torch.randint(len(latents), (config.batch_size,), generator=gen)
+            z0 = latents[idx]  # (B, C, h, w)
+            cond = embeds[idx].clone()  # (B, L, D)
+            drop = torch.rand(config.batch_size, generator=gen) < config.cond_dropout
+            cond[drop] = null_embed[0]
+            noise = torch.randn(z0.shape, generator=gen)
+            t = torch.randint(noise_sched.config.num_train_timesteps, (config.batch_size,), generator=gen)
+            zt = noise_sched.add_noise(z0, noise, t)  # q(z_t | z_0), DDPM eq. 4
+            pred = unet(zt, t, encoder_hidden_states=cond).sample
+            loss = torch.nn.functional.mse_loss(pred, noise)  # DDPM eq. 14
+            if grounding:
+                sel = tokens[idx].clone()  # (B, O, L)
+                sel[drop] = 0.0  # an empty caption names nothing
+                g, share = grounding_loss(recorder.maps, sel, object_latent_masks[idx])
+                recorder.maps.clear()
+                ground.append(g.item())
+                shares.append(share.item())
+                loss = loss + config.grounding_weight * g
+            losses.append(optimizer_step(loss, unet.parameters(), opt, sched))
+            if (step + 1) % config.log_every == 0 or step + 1 == config.unet_steps:
+                extra = (f" (grounding {np.mean(ground[-config.log_every:]):.4f}, object words' attention inside their "
+                         f"object {100 * np.mean(shares[-config.log_every:]):.1f}%)") if grounding else ""
+                log(f"unet step {step + 1}/{config.unet_steps} loss {np.mean(losses[-config.log_every:]):.4f}{extra} "
+                    f"({time.time() - t0:.0f}s)")
+            if checkpoint is not None and config.save_every and (step + 1) % config.save_every == 0 and step + 1 < config.unet_steps:
+                unet.eval()
+                checkpoint(step + 1)
+                unet.train()
     unet.eval()
-    return {
+    report = {
         "loss_first": losses[0] if losses else None,
         "loss_last50": float(np.mean(losses[-50:])) if losses else None,
         "losses_every": [float(np.mean(losses[i : i + config.log_every])) for i in range(0, len(losses), config.log_every)],
         "seconds": time.time() - t0,
         "seconds_per_step": (time.time() - t0) / max(1, config.unet_steps),
     }
+    if grounding and ground:
+        report |= {"grounding_first": ground[0], "grounding_last50": float(np.mean(ground[-50:])),
+                   "object_word_attention_inside_first": shares[0],
+                   "object_word_attention_inside_last50": float(np.mean(shares[-50:]))}
+    return report
 
 
 def save_pipeline(pipe: "StableDiffusionPipeline", out: str | os.PathLike, dtype: str = "float32") -> None:
@@ -394,15 +522,27 @@ def train_world_diffusion(
     """
     t0 = time.time()
     # 1. data: renders + captions, once
-    pixels, captions = world_images_and_captions(config.num_scenes, config.seed * 2 + 1, config.image_size)
-    eval_pixels, _ = world_images_and_captions(config.num_eval, config.seed * 2 + 2, config.image_size)
+    pixels, captions, masks, scenes = world_images_and_captions(config.num_scenes, config.seed * 2 + 1, config.image_size)
+    eval_pixels, _, eval_masks, _ = world_images_and_captions(config.num_eval, config.seed * 2 + 2, config.image_size)
     t_data = time.time() - t0
     log(f"rendered {config.num_scenes}+{config.num_eval} scenes in {t_data:.0f}s")
     pipe = build_pipeline(config)
-    # 2. VAE
-    vae_report = train_vae(pipe.vae, pixels, eval_pixels, config, log)
+    # 2. VAE: trained here, or started from a trained one
+    if config.init_vae:
+        from diffusers import AutoencoderKL
+
+        pipe.vae = AutoencoderKL.from_pretrained(config.init_vae).float()
+        if pipe.vae.config.latent_channels != config.latent_channels:
+            raise ValueError(f"init_vae {config.init_vae} has {pipe.vae.config.latent_channels} latent channels, "
+                             f"the UNet is built for latent_channels={config.latent_channels}")
+    if config.vae_steps or not config.init_vae:
+        vae_report = train_vae(pipe.vae, pixels, masks, eval_pixels, eval_masks, config, log)
+    else:
+        db, db_obj = held_out_psnr(pipe.vae, eval_pixels, eval_masks)
+        vae_report = {"init_vae": config.init_vae, "eval_psnr_db": db, "eval_object_psnr_db": db_obj}
+        log(f"vae from {config.init_vae}: held-out PSNR {db:.2f} dB, objects {db_obj:.2f} dB")
     if config.decoder_steps:
-        vae_report["decoder"] = finetune_decoder(pipe.vae, pixels, eval_pixels, config, log)
+        vae_report["decoder"] = finetune_decoder(pipe.vae, pixels, masks, eval_pixels, eval_masks, config, log)
     # 3. frozen encodings: latents and caption embeddings, computed once
     t1 = time.time()
     with torch.no_grad():
@@ -416,7 +556,14 @@ def train_world_diffusion(
         save_pipeline(pipe, f"{os.fspath(out)}.ckpt", config.save_dtype)
         log(f"checkpoint at unet step {step}: {os.fspath(out)}.ckpt")
 
-    unet_report = train_unet(pipe, latents, embeds, null_embed, config, log, checkpoint)
+    tokens = latent_masks = None
+    if config.grounding_weight > 0:  # which words name which object, and where each object lies on the latent grid
+        tokens = object_word_tokens(pipe.tokenizer, scenes, captions, config.max_length)
+        latent_masks = torch.zeros(len(scenes), MAX_OBJECTS, config.latent_size, config.latent_size)
+        for n, scene in enumerate(scenes):
+            m = object_masks(scene, size=config.latent_size)
+            latent_masks[n, : len(m)] = torch.from_numpy(m)
+    unet_report = train_unet(pipe, latents, embeds, null_embed, config, log, checkpoint, tokens, latent_masks)
     # 5. save
     save_pipeline(pipe, out, config.save_dtype)
     report = {

@@ -8,6 +8,8 @@ For each inversion method, on rendered reference scenes and ground-truth one-att
 - edit success by the attribute classifier: every attribute the edit names reads as its new
   value on the generated image ("target") AND every other attribute reads as on the reference
   ("preserved"); per edit type and overall;
+- the editing step alone, beside it: every other attribute reads as on the method's plain
+  reconstruction ("kept_as_reconstructed"), and "success_vs_reconstruction" = target AND that;
 - the CLIP filter's precision and recall against ground-truth success (what it accepts that
   truly succeeded, and what truly succeeded that it accepts).
 """
@@ -47,6 +49,15 @@ def judge_edit(pred: dict[str, str], reference_scene, target_scene) -> tuple[boo
     target_ok = all(pred[k] == new for k, (_, new) in changed.items())
     preserved = all(pred[k] == v for k, v in scene_labels(reference_scene).items() if k not in changed)
     return target_ok, preserved
+
+
+def kept_as_reconstructed(pred: dict[str, str], recon_pred: dict[str, str], reference_scene, target_scene) -> bool:
+    """Every attribute the edit does not name reads the same on the edited image as on the plain reconstruction.
+
+    This isolates the editing step from the autoencoder: an attribute the autoencoder already lost counts as kept
+    if the edit leaves it as the reconstruction shows it. Reported beside, never instead of, :func:`judge_edit`."""
+    changed = scene_diff(reference_scene, target_scene)
+    return all(pred[k] == recon_pred[k] for k in scene_labels(reference_scene) if k not in changed)
 
 
 def label_accuracy(preds: list[dict[str, str]], scenes: list) -> dict[str, float | None]:
@@ -89,7 +100,8 @@ def evaluate_world(cfg: WorldEvalConfig, log=print, keep_images: dict | None = N
         recon = editor.reconstruct(inv)
         rec_psnr = [min(psnr(np.asarray(r), np.asarray(x)), 99.0) for r, x in zip(refs, recon)]
         # the preservation ceiling: how much of the reference the judge still reads off its reconstruction
-        rec_labels = label_accuracy(clf.predict(recon), [e.reference for e in edits])
+        rec_preds = clf.predict(recon)
+        rec_labels = label_accuracy(rec_preds, [e.reference for e in edits])
         sweep = len(cfg.self_replace_steps) > 1
         results = editor.edit(inv, [e.caption_edit.target_caption for e in edits],
                               cross_replace_steps=cfg.cross_replace_steps,
@@ -113,14 +125,18 @@ def evaluate_world(cfg: WorldEvalConfig, log=print, keep_images: dict | None = N
         preds = clf.predict(generated)
         per_type: dict[str, dict[str, list[bool]]] = {}
         success = []
-        for e, pred in zip(edits, preds):
+        for e, pred, rp in zip(edits, preds, rec_preds):
             target_ok, preserved = judge_edit(pred, e.reference, e.target)
+            kept = kept_as_reconstructed(pred, rp, e.reference, e.target)
             success.append(target_ok and preserved)
             for key in (e.edit_type, "all"):
-                d = per_type.setdefault(key, {"target": [], "preserved": [], "success": []})
+                d = per_type.setdefault(key, {"target": [], "preserved": [], "success": [],
+                                              "kept_as_reconstructed": [], "success_vs_reconstruction": []})
                 d["target"].append(target_ok)
                 d["preserved"].append(preserved)
                 d["success"].append(target_ok and preserved)
+                d["kept_as_reconstructed"].append(kept)
+                d["success_vs_reconstruction"].append(target_ok and kept)
         row: dict[str, Any] = {
             "reconstruction_psnr_db": round(float(np.mean(rec_psnr)), 2),
             "reconstruction_label_accuracy": rec_labels,

@@ -99,16 +99,25 @@ def _pattern(pattern: str, px: np.ndarray, py: np.ndarray) -> np.ndarray:
     raise ValueError(f"unknown pattern {pattern!r}")
 
 
-def _draw_object(
-    canvas: np.ndarray, obj: WorldObject, x: np.ndarray, y: np.ndarray, rng: np.random.Generator
-) -> None:
-    """Composite one object onto ``canvas`` (n, n, 3) in place."""
+def _object_geometry(
+    obj: WorldObject, x: np.ndarray, y: np.ndarray, rng: np.random.Generator
+) -> tuple[float, float, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Where one object lies: centre (cx, cy), object coordinates (u, v), and its inside and rim masks.
+    Draws the slot jitter from ``rng`` (the object's own stream)."""
     radius = SIZES[obj.size]
     cx = POSITION_X[obj.position] + rng.uniform(-0.02, 0.02)
     cy = _OBJECT_Y + rng.uniform(-0.04, 0.04)
     u, v = (x - cx) / radius, (y - cy) / radius
     inside = _shape_mask(obj.shape, u, v)
     outline = _shape_mask(obj.shape, u / 1.12, v / 1.12) & ~inside  # thin rim around the shape
+    return cx, cy, u, v, inside, outline
+
+
+def _draw_object(
+    canvas: np.ndarray, obj: WorldObject, x: np.ndarray, y: np.ndarray, rng: np.random.Generator
+) -> None:
+    """Composite one object onto ``canvas`` (n, n, 3) in place."""
+    cx, cy, u, v, inside, outline = _object_geometry(obj, x, y, rng)
 
     base = np.array(COLORS[obj.color])
     ink = _pattern(obj.pattern, x - cx, y - cy)
@@ -172,6 +181,25 @@ def render_array(scene: Scene, size: int = 64, supersample: int | None = None) -
         _draw_object(canvas, obj, x, y, np.random.default_rng([scene.seed, 1 + slot]))
     canvas = _light(canvas, scene.light, y)
     return canvas.reshape(size, ss, size, ss, 3).mean(axis=(1, 3))
+
+
+def object_masks(scene: Scene, size: int = 64, supersample: int | None = None) -> np.ndarray:
+    """(len(scene.objects), size, size) float coverage in [0, 1] of each object (shape and rim), in
+    ``scene.objects`` order, pixel-aligned with :func:`render_array` of the same scene and size."""
+    ss = supersample or max(2, -(-256 // size))
+    n = size * ss
+    x, y = _grid(n)
+    out = np.empty((len(scene.objects), size, size))
+    for i, obj in enumerate(scene.objects):
+        slot = POSITIONS.index(obj.position)
+        *_, inside, outline = _object_geometry(obj, x, y, np.random.default_rng([scene.seed, 1 + slot]))
+        out[i] = (inside | outline).reshape(size, ss, size, ss).mean(axis=(1, 3))
+    return out
+
+
+def object_mask(scene: Scene, size: int = 64, supersample: int | None = None) -> np.ndarray:
+    """(size, size) coverage in [0, 1] of all the scene's objects together (see :func:`object_masks`)."""
+    return np.clip(object_masks(scene, size, supersample).sum(0), 0.0, 1.0)
 
 
 def render(scene: Scene, size: int = 64, supersample: int | None = None) -> Image.Image:
