@@ -29,6 +29,7 @@ def test_train_command_saves_a_loadable_stable_diffusion_folder(tmp_path, capsys
     assert StableDiffusionPipeline.from_pretrained(ckpt, safety_checker=None).unet.config.in_channels == 4
     assert not (tmp_path / "sd.ckpt.tmp").exists() and not (tmp_path / "sd.tmp").exists()
     report = json.loads((out / "training_report.json").read_text())
+    assert 0.0 < report["unet"]["held_out_object_word_attention_inside"] < 1.0  # measured on the 8x8 layers
     assert np.isfinite(report["unet"]["loss_last50"]) and np.isfinite(report["vae"]["eval_psnr_db"])
     card = json.loads((out / "card.json").read_text())
     assert card["command"].startswith(f"cirsynth world train diffusion {out} --vae_steps 2 --unet_steps 2")
@@ -63,6 +64,8 @@ def test_unet_stage_can_start_from_a_trained_vae(tmp_path, capsys):
     card = json.loads((tmp_path / "b" / "card.json").read_text())  # the VAE's own recipe travels with the model
     assert card["vae_from"]["command"] == json.loads((tmp_path / "a" / "card.json").read_text())["command"]
     assert "--vae_steps 2" in card["vae_from"]["command"] and "--init_vae" in card["command"]
+    readme = (tmp_path / "b" / "README.md").read_text()
+    assert "## vae_from" in readme and card["vae_from"]["command"] in readme
     a, b = (AutoencoderKL.from_pretrained(tmp_path / n / "vae") for n in "ab")
     assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
     assert a.config.scaling_factor == b.config.scaling_factor

@@ -66,6 +66,8 @@ def test_world_evaluate_command_reports_every_method(tmp_path, capsys):
         "--num_steps 2 --guidance_scale 7.5 --cross_replace_steps 0.8 --self_replace_steps [0.4, 0.8] --local_blend true --seed 0"
     assert "world_evaluate" in (sd / "README.md").read_text()
     assert result["edits"] == 3 and set(result["methods"]) == {"negative-prompt", "direct"}
+    share = result["object_word_attention_inside"]  # the tiny UNet's cross-attention at 8x8 latents is measured
+    assert share is not None and 0.0 < share < 100.0
     for row in result["methods"].values():
         assert row["edit"]["all"]["n"] == 3
         assert 0.0 <= row["edit"]["all"]["success"] <= min(row["edit"]["all"]["target"], row["edit"]["all"]["preserved"])

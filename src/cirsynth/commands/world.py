@@ -269,7 +269,7 @@ def train_diffusion(
             "vae_loss_last50": report["vae"].get("loss_last50"),  # None when the VAE came trained (init_vae)
             "unet_loss_first": report["unet"]["loss_first"],
             "unet_loss_last50": report["unet"]["loss_last50"],
-            **{f"unet_{k}": v for k, v in report["unet"].items() if k.startswith(("grounding", "object_word"))},
+            **{f"unet_{k}": v for k, v in report["unet"].items() if k.startswith(("grounding", "object_word", "held_out"))},
         },
         extra=extra,
     )

@@ -50,6 +50,9 @@ def write_card(folder: str | Path, name: str, summary: str, card: dict[str, Any]
     for key in ("seed", "data", "seconds_total", "threads", "machine"):
         if key in card:
             lines.append(f"- **{key}**: {card[key]}")
+    for key, value in card.items():  # anything else the card holds (a note, how a part it started from was made)
+        if key not in ("name", "summary", "command", "seed", "data", "seconds_total", "threads", "machine", "quality"):
+            lines += ["", f"## {key}", ""] + ([value] if isinstance(value, str) else ["```json", json.dumps(value, indent=1), "```"])
     if "quality" in card:
         lines += ["", "## Quality", "", "```json", json.dumps(card["quality"], indent=1), "```"]
     atomic_write_text(folder / CARD_MD, "\n".join(lines) + "\n")

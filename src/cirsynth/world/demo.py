@@ -34,7 +34,11 @@ class DemoConfig:
     edits_per_image: int = 1  # caption edits per scene
     inversion: str = "null-text"  # inversion method
     num_steps: int = 20  # DDIM steps (the world model is small; 20 keep the demo to minutes on a CPU)
-    guidance_scale: float = 7.5  # classifier-free guidance
+    # Prompt-to-prompt settings of the bundled world model, chosen on `world evaluate --seed 0` (README, "The mini
+    # world"): its small UNet keeps more of the scene at lower guidance and a shorter cross-attention swap.
+    guidance_scale: float = 3.0  # classifier-free guidance
+    cross_replace_steps: float = 0.4  # fraction of steps with the source's cross-attention
+    self_replace_steps: tuple[float, ...] = (0.2, 0.4, 0.6)  # a sweep: the filter keeps each edit's best candidate
     perturber: str = "lexical"  # lexical (world vocabulary) or llm (SmolLM2 + the bundled world LoRA adapter)
     captioner: bool = True  # caption with the bundled world captioner (False: the grammar's true captions)
     progress: bool = True  # progress bars
@@ -96,7 +100,8 @@ def run_demo(cfg: DemoConfig, log=print) -> dict[str, Any]:
     synth_cfg = SynthConfig(
         images=str(out / "references.jsonl"), out=str(out / "dataset"), editor=models["editor"], captioner=captioner,
         perturber=cfg.perturber, adapter=models["perturber"] if cfg.perturber == "llm" else None, vocabulary="world", edits_per_image=cfg.edits_per_image, inversion=cfg.inversion, num_steps=cfg.num_steps,
-        guidance_scale=cfg.guidance_scale, clip=models["clip"], no_filter=models["clip"] is None, split="train",
+        guidance_scale=cfg.guidance_scale, cross_replace_steps=cfg.cross_replace_steps,
+        self_replace_steps=list(cfg.self_replace_steps), clip=models["clip"], no_filter=models["clip"] is None, split="train",
         seed=cfg.seed, progress=cfg.progress, batch_size=4,
     )
     summary = Synthesizer(synth_cfg).run(force_new=True)

@@ -11,7 +11,8 @@ For each inversion method, on rendered reference scenes and ground-truth one-att
 - the editing step alone, beside it: every other attribute reads as on the method's plain
   reconstruction ("kept_as_reconstructed"), and "success_vs_reconstruction" = target AND that;
 - the CLIP filter's precision and recall against ground-truth success (what it accepts that
-  truly succeeded, and what truly succeeded that it accepts).
+  truly succeeded, and what truly succeeded that it accepts);
+- the share of each object word's cross-attention that falls inside its object (LocalBlend's raw material).
 """
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ def evaluate_world(cfg: WorldEvalConfig, log=print, keep_images: dict | None = N
     from cirsynth.editing import CounterfactualEditor
     from cirsynth.synth.filters import EditFilter, FilterConfig, pick_best
     from cirsynth.world.classifier import AttributeClassifier
+    from cirsynth.world.diffusion import object_word_attention_share
 
     edits = evaluation_edits(cfg)
     editor = CounterfactualEditor.from_pretrained(cfg.editor)
@@ -94,6 +96,9 @@ def evaluate_world(cfg: WorldEvalConfig, log=print, keep_images: dict | None = N
     filt = EditFilter(FilterConfig(clip=cfg.clip)) if cfg.clip else None
     refs = editor.prepare([render(e.reference) for e in edits])
     out: dict[str, Any] = {"edits": len(edits), "editor": cfg.editor, "methods": {}}
+    # how well the UNet's object words attend to their objects: what LocalBlend's masks are made of
+    share = object_word_attention_share(editor.pipe)
+    out["object_word_attention_inside"] = None if share is None else round(100.0 * share, 1)
     for method in cfg.methods:
         inv = editor.invert(refs, [e.caption_edit.source_caption for e in edits], method=method,
                             num_steps=cfg.num_steps, guidance_scale=cfg.guidance_scale)
