@@ -182,7 +182,8 @@ def test_grounding_loss_is_zero_inside_and_reports_the_share():
 def test_grounding_trains_through_the_recorded_attention(tmp_path):
     from cirsynth.editing.attention import p2p_attention
     from cirsynth.world.diffusion import (
-        AttentionRecorder, build_pipeline, encode_prompts, object_word_tokens, train_unet, world_images_and_captions,
+        AttentionRecorder, build_pipeline, encode_prompts, object_word_tokens, stacked_object_masks, train_unet,
+        world_images_and_captions,
     )
 
     cfg = WorldDiffusionConfig(image_size=32, vae_channels=(8, 16, 16), unet_channels=(16, 32), norm_num_groups=8,
@@ -203,9 +204,10 @@ def test_grounding_trains_through_the_recorded_attention(tmp_path):
     torch.testing.assert_close(seen, plain, rtol=1e-4, atol=1e-5)
     assert rec.maps and all(m.shape[-1] == 64 and m.shape[2] >= 16 for m in rec.maps)
     tokens = object_word_tokens(pipe.tokenizer, scenes, captions, 64)
-    masks = torch.zeros(6, 3, 8, 8)
-    for n, s in enumerate(scenes):
-        masks[n, : len(s.objects)] = torch.from_numpy(object_masks(s, size=8))
+    masks = stacked_object_masks(scenes, 8)
+    assert masks.shape == (6, 3, 8, 8)
+    assert all(torch.equal(masks[n, : len(s.objects)], torch.from_numpy(object_masks(s, size=8)).float()) and
+               not masks[n, len(s.objects):].any() for n, s in enumerate(scenes))
     to_k = {k: v.clone() for k, v in pipe.unet.state_dict().items() if "attn2.to_k" in k}
     logs = []
     report = train_unet(pipe, latents, embeds, null, cfg, logs.append, None, tokens, masks)

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from cirsynth.models.text import minilm_dir
-from cirsynth.world.language import NUM_CAPTION_VARIANTS, caption
+from cirsynth.world.language import NUM_CAPTION_VARIANTS, POSITION_PHRASE, caption
 from cirsynth.world.render import object_mask, object_masks, render_array
 from cirsynth.world.scene import MAX_OBJECTS, Scene, random_scene
 
@@ -176,9 +176,6 @@ def world_images_and_captions(
     return torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous() * 2 - 1, captions, torch.from_numpy(masks), scenes
 
 
-_POSITION_WORDS = {"left": "on the left", "middle": "in the middle", "right": "on the right"}
-
-
 def object_word_tokens(tokenizer: Any, scenes: list[Scene], captions: list[str], max_length: int) -> torch.Tensor:
     """(N, MAX_OBJECTS, max_length) 0/1: which tokens of each caption name each object's attributes (its size,
     colour, pattern, material and shape words), object ``i`` being ``scenes[n].objects[i]``.
@@ -195,13 +192,23 @@ def object_word_tokens(tokenizer: Any, scenes: list[Scene], captions: list[str],
         offsets = enc["offset_mapping"][n]
         start = 0
         for i, obj in enumerate(scene.objects):
-            end = text.index(_POSITION_WORDS[obj.position], start) + len(_POSITION_WORDS[obj.position])
+            end = text.index(POSITION_PHRASE[obj.position], start) + len(POSITION_PHRASE[obj.position])
             spans = [m.span() for w in (obj.size, obj.color, obj.pattern, obj.material, obj.shape)
                      for m in re.finditer(rf"\b{w}\b", text[start:end])]
             for k, (a, b) in enumerate(offsets):
                 if b > a and any(start + s0 <= a and b <= start + s1 for s0, s1 in spans):
                     out[n, i, k] = 1.0
             start = end
+    return out
+
+
+def stacked_object_masks(scenes: list[Scene], size: int) -> torch.Tensor:
+    """(N, MAX_OBJECTS, size, size) each object's coverage (:func:`object_masks`), object ``i`` of scene ``n`` at
+    ``[n, i]``; slots past a scene's last object are zero."""
+    out = torch.zeros(len(scenes), MAX_OBJECTS, size, size)
+    for n, scene in enumerate(scenes):
+        m = object_masks(scene, size=size)
+        out[n, : len(m)] = torch.from_numpy(m)
     return out
 
 
@@ -427,10 +434,7 @@ def object_word_attention_share(
     embeds = encode_prompts(pipe, captions).to(dtype)
     length, side = embeds.shape[1], latents.shape[-1]
     tokens = object_word_tokens(pipe.tokenizer, scenes, captions, length)
-    masks = torch.zeros(n, MAX_OBJECTS, side, side)
-    for i, scene in enumerate(scenes):
-        m = object_masks(scene, size=side)
-        masks[i, : len(m)] = torch.from_numpy(m)
+    masks = stacked_object_masks(scenes, side)
     noise_sched = DDPMScheduler.from_config(pipe.scheduler.config)
     gen = torch.Generator().manual_seed(seed)
     recorder = AttentionRecorder(min_queries)
@@ -604,10 +608,7 @@ def train_world_diffusion(
     tokens = latent_masks = None
     if config.grounding_weight > 0:  # which words name which object, and where each object lies on the latent grid
         tokens = object_word_tokens(pipe.tokenizer, scenes, captions, config.max_length)
-        latent_masks = torch.zeros(len(scenes), MAX_OBJECTS, config.latent_size, config.latent_size)
-        for n, scene in enumerate(scenes):
-            m = object_masks(scene, size=config.latent_size)
-            latent_masks[n, : len(m)] = torch.from_numpy(m)
+        latent_masks = stacked_object_masks(scenes, config.latent_size)
     unet_report = train_unet(pipe, latents, embeds, null_embed, config, log, checkpoint, tokens, latent_masks)
     unet_report["held_out_object_word_attention_inside"] = object_word_attention_share(pipe, min_queries=config.grounding_min_queries)
     # 5. save

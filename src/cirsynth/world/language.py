@@ -55,7 +55,8 @@ VOCABULARY: dict[str, tuple[str, ...]] = {
     "lighting": LIGHTS,
 }
 
-_POSITION_PHRASE = {"left": "on the left", "middle": "in the middle", "right": "on the right"}
+# How a caption names each slot; every object phrase ends with it.
+POSITION_PHRASE = {"left": "on the left", "middle": "in the middle", "right": "on the right"}
 _PATTERN_NOUN = {"plain": "no pattern", "striped": "stripes", "dotted": "dots", "checkered": "checks"}
 
 # Object phrase paraphrases; each names every attribute with its single vocabulary word.
@@ -89,7 +90,7 @@ def detokenize(tokens: list[str]) -> str:
 
 
 def _object_phrase(obj: WorldObject, template: int) -> str:
-    return _OBJECT_TEMPLATES[template].format(**vars(obj)) + " " + _POSITION_PHRASE[obj.position]
+    return _OBJECT_TEMPLATES[template].format(**vars(obj)) + " " + POSITION_PHRASE[obj.position]
 
 
 def caption(scene: Scene, variant: int = 0) -> str:
@@ -188,9 +189,9 @@ def _mod_texts(edit_type: str, scene: Scene, obj: WorldObject | None, old: str, 
             added = scene  # the target scene; the added object is its last
             o = added.objects[-1]
             return [
-                f"add a {o.color} {o.shape} {_POSITION_PHRASE[o.position]}",
-                f"there is also a {o.size} {o.color} {o.shape} {_POSITION_PHRASE[o.position]}",
-                f"include a {o.color} {o.material} {o.shape} {_POSITION_PHRASE[o.position]}",
+                f"add a {o.color} {o.shape} {POSITION_PHRASE[o.position]}",
+                f"there is also a {o.size} {o.color} {o.shape} {POSITION_PHRASE[o.position]}",
+                f"include a {o.color} {o.material} {o.shape} {POSITION_PHRASE[o.position]}",
             ]
         return [f"remove the {shape}", f"take away the {obj.color} {shape}", f"the same without the {shape}"]
     if edit_type == "background":
