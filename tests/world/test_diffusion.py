@@ -74,6 +74,74 @@ def test_unet_stage_can_start_from_a_trained_vae(tmp_path, capsys):
               "--vae_steps", "0", "--unet_steps", "1", *small[:-2], "--latent_channels", "8"])
 
 
+def test_unet_stage_can_go_on_training_a_trained_unet_and_cards_keep_the_recipe(tmp_path, capsys):
+    from diffusers import UNet2DConditionModel
+
+    from cirsynth.cli import main
+
+    small = ["--image_size", "32", "--vae_channels", "[8, 16, 16]", "--unet_channels", "[16, 32]", "--norm_num_groups", "8",
+             "--max_length", "24", "--num_scenes", "8", "--num_eval", "4", "--batch_size", "4", "--vae_batch_size", "4",
+             "--log_every", "1", "--latent_channels", "4"]
+    assert main(["world", "train", "diffusion", str(tmp_path / "a"), "--vae_steps", "2", "--unet_steps", "2", *small]) == 0
+    go_on = ["--vae_steps", "0", "--unet_steps", "2", "--ema_decay", "0.9", "--snr_gamma", "5"]
+    assert main(["world", "train", "diffusion", str(tmp_path / "b"), "--init_vae", str(tmp_path / "a" / "vae"),
+                 "--init_unet", str(tmp_path / "a" / "unet"), *go_on, *small]) == 0
+    assert main(["world", "train", "diffusion", str(tmp_path / "c"), "--init_vae", str(tmp_path / "b" / "vae"),
+                 "--init_unet", str(tmp_path / "b" / "unet"), *go_on, *small]) == 0
+    capsys.readouterr()
+    cards = {n: json.loads((tmp_path / n / "card.json").read_text()) for n in "abc"}
+    # b went on from a's UNet; c from b's, which went on from a's: the whole chain travels with the model
+    assert cards["b"]["unet_from"]["command"] == cards["a"]["command"]
+    assert cards["c"]["unet_from"]["command"] == cards["b"]["command"]
+    assert cards["c"]["unet_from"]["unet_from"]["command"] == cards["a"]["command"]
+    # the VAE was trained only by a: b's and c's cards both name a's command for it, not b's
+    assert cards["b"]["vae_from"]["command"] == cards["c"]["vae_from"]["command"] == cards["a"]["command"]
+    assert "unet_loss_last50" in cards["c"]["unet_from"]["quality"] and "## unet_from" in (tmp_path / "c" / "README.md").read_text()
+    a, b = (UNet2DConditionModel.from_pretrained(tmp_path / n / "unet") for n in "ab")
+    assert a.config.block_out_channels == b.config.block_out_channels
+    assert any(not torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())  # it trained on
+    with pytest.raises(ValueError, match="latent channels"):  # refused before rendering or training anything
+        main(["world", "train", "diffusion", str(tmp_path / "d"), "--init_unet", str(tmp_path / "a" / "unet"),
+              "--vae_steps", "1", "--unet_steps", "1", *small[:-2], "--latent_channels", "8"])
+    assert not (tmp_path / "d").exists()
+
+
+def test_ema_weights_are_saved_and_lag_the_raw_weights():
+    from cirsynth.world.diffusion import build_pipeline, encode_prompts, train_unet, world_images_and_captions
+
+    cfg = WorldDiffusionConfig(image_size=32, vae_channels=(8, 16, 16), unet_channels=(16, 32), norm_num_groups=8,
+                               max_length=24, latent_channels=4, unet_steps=6, batch_size=4, log_every=3, unet_lr=1e-3)
+    pixels, captions, _, _ = world_images_and_captions(6, 2, 32)
+    runs = {}
+    for decay in (0.0, 0.99):
+        pipe = build_pipeline(cfg)  # same seed: the same start
+        with torch.no_grad():
+            latents = pipe.vae.encode(pixels).latent_dist.mean
+        start = {k: v.clone() for k, v in pipe.unet.state_dict().items()}
+        cfg.ema_decay = decay
+        train_unet(pipe, latents, encode_prompts(pipe, captions), encode_prompts(pipe, [""]), cfg, lambda _: None)
+        runs[decay] = pipe.unet.state_dict()
+    raw, ema = runs[0.0], runs[0.99]
+    moved = lambda w: sum(float((w[k] - start[k]).norm() ** 2) for k in start) ** 0.5  # noqa: E731
+    assert 0.0 < moved(ema) < moved(raw)  # an average of the trajectory: it moved, less far than the last step
+
+
+def test_min_snr_weights_cut_only_the_nearly_clean_steps():
+    from diffusers import DDPMScheduler
+
+    from cirsynth.world.diffusion import build_pipeline, min_snr_weights
+
+    pipe = build_pipeline(WorldDiffusionConfig(image_size=32, vae_channels=(8, 16, 16), unet_channels=(16, 32),
+                                               norm_num_groups=8, max_length=24, latent_channels=4))
+    sched = DDPMScheduler.from_config(pipe.scheduler.config)
+    t = torch.arange(1000)
+    w = min_snr_weights(sched, t, 5.0)
+    snr = sched.alphas_cumprod / (1 - sched.alphas_cumprod)
+    assert torch.all(w[snr <= 5.0] == 1.0) and (snr <= 5.0).sum() > 500  # most steps keep weight 1
+    torch.testing.assert_close(w[snr > 5.0] * snr[snr > 5.0], torch.full_like(w[snr > 5.0], 5.0))
+    assert w[0] < 0.01 and torch.all(w[1:] >= w[:-1])  # t = 0 is nearly clean; weights grow with the noise
+
+
 def test_config_is_checked():
     with pytest.raises(ValueError, match="norm_num_groups"):
         WorldDiffusionConfig(vae_channels=(12, 16, 16), norm_num_groups=8)

@@ -4,7 +4,8 @@ import numpy as np
 
 from cirsynth.cli import main
 from cirsynth.world import apply_edit, random_scene, scene_labels
-from cirsynth.world.evaluate import judge_edit, kept_as_reconstructed
+from cirsynth.world.evaluate import judge_edit, kept_as_reconstructed, text_to_image_reading
+from cirsynth.world.language import WORLD_EDIT_TYPES
 
 
 def test_judge_edit_against_ground_truth_labels():
@@ -27,6 +28,20 @@ def test_kept_as_reconstructed_compares_with_the_reconstruction_reading():
     assert not kept_as_reconstructed(dict(edited, light=truth["light"]), recon, scene, edit.target)
     # the named attribute may differ from the reconstruction: that is the edit
     assert kept_as_reconstructed(edited, dict(recon, background="not-a-background"), scene, edit.target)
+
+
+def test_text_to_image_reading_scores_the_named_attribute_per_edit_type():
+    rng = np.random.default_rng(3)
+    edits = [apply_edit(random_scene(rng), kind, rng) for kind in ("color", "background", "color")]
+    perfect = text_to_image_reading([scene_labels(e.target) for e in edits], edits)
+    assert perfect["edit_attribute"] == {"color": 100.0, "background": 100.0, "all": 100.0}
+    assert perfect["label_accuracy"]["all_labels"] == 100.0
+    # drawn as the reference: the named attribute is wrong everywhere, the rest right
+    as_reference = text_to_image_reading([scene_labels(e.reference) for e in edits], edits)
+    assert as_reference["edit_attribute"]["all"] == 0.0 and as_reference["label_accuracy"]["all_labels"] == 0.0
+    mixed = text_to_image_reading([scene_labels(edits[0].target), scene_labels(edits[1].reference),
+                                   scene_labels(edits[2].reference)], edits)
+    assert mixed["edit_attribute"] == {"color": 50.0, "background": 0.0, "all": 33.3}
 
 
 def test_label_accuracy_per_attribute_kind():
@@ -56,7 +71,7 @@ def test_world_evaluate_command_reports_every_method(tmp_path, capsys):
     assert rc == 0
     from PIL import Image
 
-    assert Image.open(tmp_path / "grid.png").size == (96 * 5, 16 + 96 * 3)  # ref, text, 2 methods, truth
+    assert Image.open(tmp_path / "grid.png").size == (96 * 6, 16 + 96 * 3)  # ref, text, 2 methods, text-to-image, truth
     result = json.loads(out.read_text())
     card = json.loads((sd / "card.json").read_text())
     assert card["quality"]["vae_eval_psnr_db"] == 1.0  # kept
@@ -66,6 +81,9 @@ def test_world_evaluate_command_reports_every_method(tmp_path, capsys):
         "--num_steps 2 --guidance_scale 7.5 --cross_replace_steps 0.8 --self_replace_steps [0.4, 0.8] --local_blend true --seed 0"
     assert "world_evaluate" in (sd / "README.md").read_text()
     assert result["edits"] == 3 and set(result["methods"]) == {"negative-prompt", "direct"}
+    t2i = result["text_to_image"]  # the generator's ceiling, read against the target scenes
+    assert set(t2i["label_accuracy"]) >= {"all_labels", "color", "light"} and t2i["edit_attribute"]["all"] is not None
+    assert set(t2i["edit_attribute"]) - {"all"} <= set(WORLD_EDIT_TYPES)
     share = result["object_word_attention_inside"]  # the tiny UNet's cross-attention at 8x8 latents is measured
     assert share is not None and 0.0 < share < 100.0
     for row in result["methods"].values():

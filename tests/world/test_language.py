@@ -150,3 +150,17 @@ def test_world_vocabulary_configures_the_lexical_perturber():
             # a swap inside the world's own word list: the target caption describes a world scene
             assert set(e.source_words[-1:]) <= words and set(e.target_words[-1:]) <= words
             assert e.source_words != e.target_words
+
+
+def test_modification_texts_use_an_before_a_vowel():
+    import re
+
+    texts = []
+    for s in range(60):
+        scene = random_scene(s)
+        adds = [apply_edit(scene, "count", rng=s, new_value="add")] if len(scene.objects) < 3 else []
+        for e in [*adds, apply_edit(scene, "object", rng=s), apply_edit(scene, "material", rng=s)]:
+            texts += [e.caption_edit.modification_text, *e.caption_edit.paraphrases]
+    assert any(re.search(r"\ban orange\b", t) for t in texts)  # the case that used to read "a orange"
+    assert not [t for t in texts if re.search(r"\ba [aeiou]", t)]
+    assert any(re.search(r"\ba [^aeiou]", t) for t in texts)

@@ -171,6 +171,9 @@ def train_diffusion(
     object_weight: float = 4.0,
     init_vae: str | None = None,
     grounding_weight: float = 0.0,
+    init_unet: str | None = None,
+    ema_decay: float = 0.0,
+    snr_gamma: float = 0.0,
     seed: int = 0,
     image_size: int = 64,
     vae_channels: tuple[int, ...] = (32, 64, 64),
@@ -202,6 +205,9 @@ def train_diffusion(
         object_weight: extra reconstruction loss weight on object pixels (VAE and decoder stages).
         init_vae: AutoencoderKL folder to start from (e.g. OTHER/vae); with vae_steps 0 it is kept as it is.
         grounding_weight: weight of the UNet's object-word attention grounding loss (0: plain DDPM loss).
+        init_unet: UNet2DConditionModel folder to go on training (e.g. OTHER/unet); unet_channels etc. are then its own.
+        ema_decay: keep an exponential moving average of the UNet weights with this decay and save it (0: none).
+        snr_gamma: Min-SNR-gamma loss weighting of the UNet (0: the plain DDPM loss).
         seed: seed of scenes, init and noise.
         image_size: render / model resolution in pixels.
         vae_channels: VAE widths (3 levels = 16x16 latents at 64x64).
@@ -236,6 +242,9 @@ def train_diffusion(
         object_weight=object_weight,
         init_vae=init_vae,
         grounding_weight=grounding_weight,
+        init_unet=init_unet,
+        ema_decay=ema_decay,
+        snr_gamma=snr_gamma,
         seed=seed,
         image_size=image_size,
         vae_channels=vae_channels,
@@ -252,11 +261,14 @@ def train_diffusion(
     )
     report = train_world_diffusion(cfg, out, log=lambda s: print(s, flush=True))
     extra = {}
-    vae_card = Path(init_vae).parent / "card.json" if init_vae else None
-    if vae_card is not None and vae_card.is_file():  # how the VAE it started from was made: part of the recipe
-        made = json.loads(vae_card.read_text())
-        extra["vae_from"] = {k: made[k] for k in ("command", "seconds_total", "threads", "machine") if k in made}
-        extra["vae_from"]["quality"] = {k: v for k, v in made.get("quality", {}).items() if k.startswith("vae_")}
+    vae_made = _card_of(init_vae)
+    while vae_made is not None and "vae_from" in vae_made:  # that run took its VAE unchanged from an earlier one
+        vae_made = vae_made["vae_from"]
+    if vae_made is not None:  # how the parts it started from were made: part of the recipe
+        extra["vae_from"] = _recipe(vae_made, "vae_")
+    unet_made = _card_of(init_unet)
+    if unet_made is not None:  # this run goes on training that UNet: its recipe, and the one before it
+        extra["unet_from"] = _recipe(unet_made, "unet_") | ({"unet_from": unet_made["unet_from"]} if "unet_from" in unet_made else {})
     _save_trained(
         out, "world train diffusion", params, report, card, "diffusion",
         "Latent diffusion model of the mini world as a diffusers StableDiffusionPipeline folder: "
@@ -276,6 +288,18 @@ def train_diffusion(
     print(json.dumps({"out": str(out), "vae_psnr_db": round(report["vae"]["eval_psnr_db"], 2),
                       "unet_loss_last50": report["unet"]["loss_last50"], "seconds": round(report["seconds_total"], 1)}))
     return 0
+
+
+def _recipe(card: dict, quality_prefix: str) -> dict:
+    """Command, time, machine and the part's quality figures of a model card."""
+    out = {k: card[k] for k in ("command", "seconds_total", "threads", "machine") if k in card}
+    return out | {"quality": {k: v for k, v in card.get("quality", {}).items() if k.startswith(quality_prefix)}}
+
+
+def _card_of(part_folder: str | None) -> dict | None:
+    """The model card of the pipeline a part folder (PIPELINE/vae, PIPELINE/unet) belongs to, if it has one."""
+    card = Path(part_folder).parent / "card.json" if part_folder else None
+    return json.loads(card.read_text()) if card is not None and card.is_file() else None
 
 
 def train_captioner(
@@ -456,7 +480,8 @@ def evaluate(
     json: bool = False,
 ) -> int:
     """Measure editing against ground truth in the world: reconstruction PSNR and edit success per inversion method
-    and edit type, and the CLIP filter's precision/recall.
+    and edit type, the CLIP filter's precision/recall, and the generator's ceiling (plain text-to-image from the
+    target captions, read against the target scenes).
 
     Args:
         editor: diffusion pipeline folder (default: the bundled world model).
@@ -472,7 +497,7 @@ def evaluate(
         local_blend: LocalBlend on the changed words.
         seed: seed for scenes and edits.
         json_out: also write the result to this file.
-        grid: also write a picture grid (reference | edit | generated per method | ground truth) to this PNG.
+        grid: also write a picture grid (reference | edit | generated per method | text-to-image | ground truth).
         update_card: add the result (and this command) to the editor's model card (card.json / README.md).
         json: print only the JSON result.
     """

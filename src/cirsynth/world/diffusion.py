@@ -73,6 +73,9 @@ class WorldDiffusionConfig:
     init_vae: str | None = None  # AutoencoderKL folder to start from (its config replaces vae_channels/latent_channels)
     grounding_weight: float = 0.0  # UNet: weight of the object-word attention grounding loss (0 = plain DDPM loss)
     grounding_min_queries: int = 64  # ... on cross-attention layers with at least this many queries (8x8 and up)
+    init_unet: str | None = None  # UNet2DConditionModel folder to go on training (its config replaces unet_channels/...)
+    ema_decay: float = 0.0  # UNet: decay of an exponential moving average of the weights, saved instead of them (0 = none)
+    snr_gamma: float = 0.0  # UNet: Min-SNR-gamma loss weights min(SNR, gamma) / SNR (Hang et al. 2023; 0 = plain DDPM loss)
     cond_dropout: float = 0.1  # share of empty captions, for classifier-free guidance
     seed: int = 0  # scenes, init, noise
     log_every: int = 50  # steps between loss log lines
@@ -252,6 +255,16 @@ def grounding_loss(
         losses.append((((1 - inside) ** 2) * tokens).sum() / count)
         shares.append((inside.detach() * tokens).sum() / count)
     return torch.stack(losses).mean(), torch.stack(shares).mean()
+
+
+def min_snr_weights(noise_sched: Any, t: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Per-sample loss weights min(SNR(t), gamma) / SNR(t) of Min-SNR-gamma (Hang et al. 2023, epsilon form): the
+    nearly clean timesteps, whose noise is easy to guess and which fix only fine detail, weigh less; the noisy ones
+    that lay out the scene keep weight 1."""
+    from diffusers.training_utils import compute_snr
+
+    snr = compute_snr(noise_sched, t)
+    return snr.clamp(max=gamma) / snr
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -489,6 +502,11 @@ def train_unet(
 
     noise_sched = DDPMScheduler.from_config(pipe.scheduler.config)  # same betas, training-time noising
     unet = pipe.unet.train()
+    ema = None
+    if config.ema_decay > 0:
+        from diffusers.training_utils import EMAModel
+
+        ema = EMAModel(unet.parameters(), decay=config.ema_decay)
     gen = torch.Generator().manual_seed(config.seed + 2)
     opt = torch.optim.AdamW(unet.parameters(), lr=config.unet_lr, weight_decay=1e-2)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _cosine_lr(s, config.unet_steps, min(500, config.unet_steps // 10 + 1)))
@@ -504,7 +522,11 @@ def train_unet(
             t = torch.randint(noise_sched.config.num_train_timesteps, (config.batch_size,), generator=gen)
             zt = noise_sched.add_noise(z0, noise, t)  # q(z_t | z_0), DDPM eq. 4
             pred = unet(zt, t, encoder_hidden_states=cond).sample
-            loss = torch.nn.functional.mse_loss(pred, noise)  # DDPM eq. 14
+            if config.snr_gamma > 0:
+                w = min_snr_weights(noise_sched, t, config.snr_gamma)
+                loss = (((pred - noise) ** 2).flatten(1).mean(1) * w).mean()
+            else:
+                loss = torch.nn.functional.mse_loss(pred, noise)  # DDPM eq. 14
             if grounding:
                 sel = tokens[idx].clone()  # (B, O, L)
                 sel[drop] = 0.0  # an empty caption names nothing
@@ -514,6 +536,8 @@ def train_unet(
                 shares.append(share.item())
                 loss = loss + config.grounding_weight * g
             losses.append(optimizer_step(loss, unet.parameters(), opt, sched))
+            if ema is not None:
+                ema.step(unet.parameters())
             if (step + 1) % config.log_every == 0 or step + 1 == config.unet_steps:
                 extra = (f" (grounding {np.mean(ground[-config.log_every:]):.4f}, object words' attention inside their "
                          f"object {100 * np.mean(shares[-config.log_every:]):.1f}%)") if grounding else ""
@@ -521,9 +545,16 @@ def train_unet(
                     f"({time.time() - t0:.0f}s)")
             if checkpoint is not None and config.save_every and (step + 1) % config.save_every == 0 and step + 1 < config.unet_steps:
                 unet.eval()
+                if ema is not None:  # checkpoints hold what the run would save: the averaged weights
+                    ema.store(unet.parameters())
+                    ema.copy_to(unet.parameters())
                 checkpoint(step + 1)
+                if ema is not None:
+                    ema.restore(unet.parameters())
                 unet.train()
     unet.eval()
+    if ema is not None:
+        ema.copy_to(unet.parameters())
     report = {
         "loss_first": losses[0] if losses else None,
         "loss_last50": float(np.mean(losses[-50:])) if losses else None,
@@ -570,13 +601,8 @@ def train_world_diffusion(
         report with ``vae`` and ``unet`` stage reports, data/encode seconds and the config.
     """
     t0 = time.time()
-    # 1. data: renders + captions, once
-    pixels, captions, masks, scenes = world_images_and_captions(config.num_scenes, config.seed * 2 + 1, config.image_size)
-    eval_pixels, _, eval_masks, _ = world_images_and_captions(config.num_eval, config.seed * 2 + 2, config.image_size)
-    t_data = time.time() - t0
-    log(f"rendered {config.num_scenes}+{config.num_eval} scenes in {t_data:.0f}s")
+    # 0. the pipeline, and the trained parts it starts from (checked before any work)
     pipe = build_pipeline(config)
-    # 2. VAE: trained here, or started from a trained one
     if config.init_vae:
         from diffusers import AutoencoderKL
 
@@ -584,6 +610,23 @@ def train_world_diffusion(
         if pipe.vae.config.latent_channels != config.latent_channels:
             raise ValueError(f"init_vae {config.init_vae} has {pipe.vae.config.latent_channels} latent channels, "
                              f"the UNet is built for latent_channels={config.latent_channels}")
+    if config.init_unet:
+        from diffusers import UNet2DConditionModel
+
+        unet = UNet2DConditionModel.from_pretrained(config.init_unet).float()
+        if unet.config.in_channels != pipe.vae.config.latent_channels:
+            raise ValueError(f"init_unet {config.init_unet} takes {unet.config.in_channels} latent channels, the VAE "
+                             f"makes {pipe.vae.config.latent_channels}")
+        if unet.config.cross_attention_dim != pipe.text_encoder.config.hidden_size:
+            raise ValueError(f"init_unet {config.init_unet} attends to {unet.config.cross_attention_dim}-d text, the "
+                             f"text encoder gives {pipe.text_encoder.config.hidden_size}-d")
+        pipe.unet = unet
+    # 1. data: renders + captions, once
+    pixels, captions, masks, scenes = world_images_and_captions(config.num_scenes, config.seed * 2 + 1, config.image_size)
+    eval_pixels, _, eval_masks, _ = world_images_and_captions(config.num_eval, config.seed * 2 + 2, config.image_size)
+    t_data = time.time() - t0
+    log(f"rendered {config.num_scenes}+{config.num_eval} scenes in {t_data:.0f}s")
+    # 2. VAE: trained here, or started from a trained one
     if config.vae_steps or not config.init_vae:
         vae_report = train_vae(pipe.vae, pixels, masks, eval_pixels, eval_masks, config, log)
     else:

@@ -12,7 +12,9 @@ For each inversion method, on rendered reference scenes and ground-truth one-att
   reconstruction ("kept_as_reconstructed"), and "success_vs_reconstruction" = target AND that;
 - the CLIP filter's precision and recall against ground-truth success (what it accepts that
   truly succeeded, and what truly succeeded that it accepts);
-- the share of each object word's cross-attention that falls inside its object (LocalBlend's raw material).
+- the share of each object word's cross-attention that falls inside its object (LocalBlend's raw material);
+- the generator's own ceiling: plain text-to-image from each target caption (no reference, no inversion), read by
+  the classifier against the target scene. An edit can hardly draw an attribute the model cannot draw from text.
 """
 
 from __future__ import annotations
@@ -99,6 +101,10 @@ def evaluate_world(cfg: WorldEvalConfig, log=print, keep_images: dict | None = N
     # how well the UNet's object words attend to their objects: what LocalBlend's masks are made of
     share = object_word_attention_share(editor.pipe)
     out["object_word_attention_inside"] = None if share is None else round(100.0 * share, 1)
+    t2i_images = text_to_image(editor.pipe, [e.caption_edit.target_caption for e in edits], cfg)
+    out["text_to_image"] = text_to_image_reading(clf.predict(t2i_images), edits)
+    log(f"text-to-image from the target captions: the edited attribute right {out['text_to_image']['edit_attribute']['all']}%, "
+        f"every label right {out['text_to_image']['label_accuracy']['all_labels']}%")
     for method in cfg.methods:
         inv = editor.invert(refs, [e.caption_edit.source_caption for e in edits], method=method,
                             num_steps=cfg.num_steps, guidance_scale=cfg.guidance_scale)
@@ -164,7 +170,34 @@ def evaluate_world(cfg: WorldEvalConfig, log=print, keep_images: dict | None = N
         out["methods"][method] = row
         log(f"{method}: {row['reconstruction_psnr_db']} dB, labels read on reconstructions {rec_labels['all_labels']}%, "
             f"success {row['edit']['all']['success']}%")
+    if keep_images is not None:
+        keep_images["text-to-image"] = t2i_images
     return out
+
+
+def text_to_image(pipe: Any, prompts: list[str], cfg: WorldEvalConfig, batch_size: int = 16) -> list:
+    """Plain generation from ``prompts`` with the evaluation's steps and guidance, seeded by ``cfg.seed``."""
+    import torch
+
+    gen = torch.Generator().manual_seed(cfg.seed)
+    images = []
+    for i in range(0, len(prompts), batch_size):
+        images += pipe(prompts[i : i + batch_size], num_inference_steps=cfg.num_steps, guidance_scale=cfg.guidance_scale,
+                       generator=gen, output_type="pil").images
+    return images
+
+
+def text_to_image_reading(preds: list[dict[str, str]], edits: list) -> dict[str, Any]:
+    """The classifier's readings of images generated from each edit's target caption, against the target scene:
+    per attribute kind (``label_accuracy``) and whether the attribute(s) the edit names read right
+    (``edit_attribute``, per edit type and ``all``)."""
+    named: dict[str, list[bool]] = {}
+    for pred, e in zip(preds, edits, strict=True):
+        right = all(pred[k] == new for k, (_, new) in scene_diff(e.reference, e.target).items())
+        for key in (e.edit_type, "all"):
+            named.setdefault(key, []).append(right)
+    return {"label_accuracy": label_accuracy(preds, [e.target for e in edits]),
+            "edit_attribute": {k: _pct(v) for k, v in named.items()}}
 
 
 def evaluation_edits(cfg: WorldEvalConfig) -> list:
@@ -183,7 +216,8 @@ def evaluation_edits(cfg: WorldEvalConfig) -> list:
 
 
 def evaluation_grid(cfg: WorldEvalConfig, images: dict, cell: int = 96):
-    """Rows of reference | modification text | one generated image per method | ground truth."""
+    """Rows of reference | modification text | one image per column of ``images`` (each method's edit, and
+    text-to-image where kept) | ground truth."""
     from PIL import Image, ImageDraw
 
     from cirsynth.world.demo import wrap_words

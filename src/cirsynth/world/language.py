@@ -150,6 +150,11 @@ def _other(values: tuple[str, ...] | list[str], old: str, rng: np.random.Generat
     return choices[rng.integers(len(choices))]
 
 
+def _a(word: str) -> str:
+    """``word`` with its indefinite article: "an orange", "a red"."""
+    return f"{'an' if word[0] in 'aeiou' else 'a'} {word}"
+
+
 def _mod_texts(edit_type: str, scene: Scene, obj: WorldObject | None, old: str, new: str) -> list[str]:
     """Relative captions (CIRR style) for an edit, several phrasings."""
     shape = obj.shape if obj is not None else ""
@@ -163,7 +168,7 @@ def _mod_texts(edit_type: str, scene: Scene, obj: WorldObject | None, old: str, 
         return [
             f"make the {shape} {new} instead of {old}",
             f"change the material of the {shape} from {old} to {new}",
-            f"the {shape} should have a {new} finish",
+            f"the {shape} should have {_a(new)} finish",
         ]
     if edit_type == "size":
         bigger = list(SIZES).index(new) > list(SIZES).index(old)
@@ -180,18 +185,18 @@ def _mod_texts(edit_type: str, scene: Scene, obj: WorldObject | None, old: str, 
         ]
     if edit_type == "object":
         return [
-            f"replace the {old} with a {new}",
-            f"a {new} instead of the {old}",
-            f"turn the {old} into a {new}",
+            f"replace the {old} with {_a(new)}",
+            f"{_a(new)} instead of the {old}",
+            f"turn the {old} into {_a(new)}",
         ]
     if edit_type == "count":
         if int(new) > int(old):
             added = scene  # the target scene; the added object is its last
             o = added.objects[-1]
             return [
-                f"add a {o.color} {o.shape} {POSITION_PHRASE[o.position]}",
-                f"there is also a {o.size} {o.color} {o.shape} {POSITION_PHRASE[o.position]}",
-                f"include a {o.color} {o.material} {o.shape} {POSITION_PHRASE[o.position]}",
+                f"add {_a(o.color)} {o.shape} {POSITION_PHRASE[o.position]}",
+                f"there is also {_a(o.size)} {o.color} {o.shape} {POSITION_PHRASE[o.position]}",
+                f"include {_a(o.color)} {o.material} {o.shape} {POSITION_PHRASE[o.position]}",
             ]
         return [f"remove the {shape}", f"take away the {obj.color} {shape}", f"the same without the {shape}"]
     if edit_type == "background":
