@@ -17,9 +17,9 @@ $CIRSYNTH world benchmark "$W/bench" --num_train 2000 --num_val 200 --num_test 5
 #    (captions from the benchmark list -> lexical world perturber -> inversion -> prompt-to-prompt -> CLIP filter)
 head -n 500 "$W/train_refs.jsonl" > "$W/train_refs_500.jsonl"  # a quarter of the train references (CPU time)
 $CIRSYNTH synthesize --images "$W/train_refs_500.jsonl" --out "$W/synthetic" --editor "$A/diffusion" --vocabulary world \
-  --clip "$A/clip" --inversion negative-prompt --num_steps 20 --edits_per_image 1 \
+  --clip "$A/clip" --inversion negative-prompt --num_steps 20 --guidance_scale 3 --cross_replace_steps 0.4 --edits_per_image 1 \
   --edit_types "[color, material, size, pattern, subject, object, background, lighting]" \
-  --self_replace_steps "[0.6]" --batch_size 8 --seed 0 --progress false
+  --self_replace_steps "[0.4]" --batch_size 8 --seed 0 --progress false
 
 # 3. real fraction x {real, real + synthetic} x 3 seeds, Combiner on frozen world-CLIP features
 $CIRSYNTH experiment data-scarcity "$A/clip" "triplets:$W/bench:train" "triplets:$W/bench:test" \
