@@ -11,6 +11,12 @@ from cirsynth.world.diffusion import WorldDiffusionConfig, psnr
 from cirsynth.world.render import object_mask, object_masks, render_array
 from cirsynth.world.scene import COLORS, random_scene
 
+# a world model small enough to train in seconds (latent_channels last: tests swap it)
+SMALL = ["--image_size", "32", "--vae_channels", "[8, 16, 16]", "--unet_channels", "[16, 32]", "--norm_num_groups", "8",
+         "--max_length", "24", "--num_scenes", "8", "--num_eval", "4", "--batch_size", "4", "--vae_batch_size", "4",
+         "--log_every", "1", "--latent_channels", "4"]
+
+
 def test_train_command_saves_a_loadable_stable_diffusion_folder(tmp_path, capsys):
     from diffusers import StableDiffusionPipeline
 
@@ -53,13 +59,10 @@ def test_unet_stage_can_start_from_a_trained_vae(tmp_path, capsys):
 
     from cirsynth.cli import main
 
-    small = ["--image_size", "32", "--vae_channels", "[8, 16, 16]", "--unet_channels", "[16, 32]", "--norm_num_groups", "8",
-             "--max_length", "24", "--num_scenes", "8", "--num_eval", "4", "--batch_size", "4", "--vae_batch_size", "4",
-             "--log_every", "1", "--latent_channels", "4"]
-    assert main(["world", "train", "diffusion", str(tmp_path / "a"), "--vae_steps", "2", "--unet_steps", "0", *small]) == 0
+    assert main(["world", "train", "diffusion", str(tmp_path / "a"), "--vae_steps", "2", "--unet_steps", "0", *SMALL]) == 0
     capsys.readouterr()
     assert main(["world", "train", "diffusion", str(tmp_path / "b"), "--init_vae", str(tmp_path / "a" / "vae"),
-                 "--vae_steps", "0", "--unet_steps", "2", *small]) == 0
+                 "--vae_steps", "0", "--unet_steps", "2", *SMALL]) == 0
     assert "vae from" in capsys.readouterr().out
     card = json.loads((tmp_path / "b" / "card.json").read_text())  # the VAE's own recipe travels with the model
     assert card["vae_from"]["command"] == json.loads((tmp_path / "a" / "card.json").read_text())["command"]
@@ -71,7 +74,7 @@ def test_unet_stage_can_start_from_a_trained_vae(tmp_path, capsys):
     assert a.config.scaling_factor == b.config.scaling_factor
     with pytest.raises(ValueError, match="latent channels"):
         main(["world", "train", "diffusion", str(tmp_path / "c"), "--init_vae", str(tmp_path / "a" / "vae"),
-              "--vae_steps", "0", "--unet_steps", "1", *small[:-2], "--latent_channels", "8"])
+              "--vae_steps", "0", "--unet_steps", "1", *SMALL[:-2], "--latent_channels", "8"])
 
 
 def test_unet_stage_can_go_on_training_a_trained_unet_and_cards_keep_the_recipe(tmp_path, capsys):
@@ -79,15 +82,12 @@ def test_unet_stage_can_go_on_training_a_trained_unet_and_cards_keep_the_recipe(
 
     from cirsynth.cli import main
 
-    small = ["--image_size", "32", "--vae_channels", "[8, 16, 16]", "--unet_channels", "[16, 32]", "--norm_num_groups", "8",
-             "--max_length", "24", "--num_scenes", "8", "--num_eval", "4", "--batch_size", "4", "--vae_batch_size", "4",
-             "--log_every", "1", "--latent_channels", "4"]
-    assert main(["world", "train", "diffusion", str(tmp_path / "a"), "--vae_steps", "2", "--unet_steps", "2", *small]) == 0
+    assert main(["world", "train", "diffusion", str(tmp_path / "a"), "--vae_steps", "2", "--unet_steps", "2", *SMALL]) == 0
     go_on = ["--vae_steps", "0", "--unet_steps", "2", "--ema_decay", "0.9", "--snr_gamma", "5"]
     assert main(["world", "train", "diffusion", str(tmp_path / "b"), "--init_vae", str(tmp_path / "a" / "vae"),
-                 "--init_unet", str(tmp_path / "a" / "unet"), *go_on, *small]) == 0
+                 "--init_unet", str(tmp_path / "a" / "unet"), *go_on, *SMALL]) == 0
     assert main(["world", "train", "diffusion", str(tmp_path / "c"), "--init_vae", str(tmp_path / "b" / "vae"),
-                 "--init_unet", str(tmp_path / "b" / "unet"), *go_on, *small]) == 0
+                 "--init_unet", str(tmp_path / "b" / "unet"), *go_on, *SMALL]) == 0
     capsys.readouterr()
     cards = {n: json.loads((tmp_path / n / "card.json").read_text()) for n in "abc"}
     # b went on from a's UNet; c from b's, which went on from a's: the whole chain travels with the model
@@ -102,7 +102,7 @@ def test_unet_stage_can_go_on_training_a_trained_unet_and_cards_keep_the_recipe(
     assert any(not torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())  # it trained on
     with pytest.raises(ValueError, match="latent channels"):  # refused before rendering or training anything
         main(["world", "train", "diffusion", str(tmp_path / "d"), "--init_unet", str(tmp_path / "a" / "unet"),
-              "--vae_steps", "1", "--unet_steps", "1", *small[:-2], "--latent_channels", "8"])
+              "--vae_steps", "1", "--unet_steps", "1", *SMALL[:-2], "--latent_channels", "8"])
     assert not (tmp_path / "d").exists()
 
 

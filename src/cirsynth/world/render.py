@@ -157,6 +157,18 @@ def _light(canvas: np.ndarray, light: str, y: np.ndarray) -> np.ndarray:
     raise ValueError(f"unknown light {light!r}")
 
 
+def _sample_grid(size: int, supersample: int | None) -> tuple[int, np.ndarray, np.ndarray]:
+    """(samples per pixel side, x, y): the supersampled coordinates every raster of a scene is drawn on (default:
+    enough samples for >= 256 across)."""
+    ss = supersample or max(2, -(-256 // size))
+    return ss, *_grid(size * ss)
+
+
+def _object_rng(scene: Scene, obj: WorldObject) -> np.random.Generator:
+    """The random stream of one object (its slot jitter, its texture), keyed by (scene seed, slot)."""
+    return np.random.default_rng([scene.seed, 1 + POSITIONS.index(obj.position)])
+
+
 def render_array(scene: Scene, size: int = 64, supersample: int | None = None) -> np.ndarray:
     """Render a scene to an array.
 
@@ -170,15 +182,12 @@ def render_array(scene: Scene, size: int = 64, supersample: int | None = None) -
     """
     if size < 8:
         raise ValueError(f"size must be >= 8, got {size}")
-    ss = supersample or max(2, -(-256 // size))
-    n = size * ss
-    x, y = _grid(n)
+    ss, x, y = _sample_grid(size, supersample)
     # Each part draws from its own stream keyed by (seed, part), so adding or removing an object
     # never moves the others or changes the background.
     canvas = _background(scene.background, x, y, np.random.default_rng([scene.seed, 0]))
     for obj in scene.objects:
-        slot = POSITIONS.index(obj.position)
-        _draw_object(canvas, obj, x, y, np.random.default_rng([scene.seed, 1 + slot]))
+        _draw_object(canvas, obj, x, y, _object_rng(scene, obj))
     canvas = _light(canvas, scene.light, y)
     return canvas.reshape(size, ss, size, ss, 3).mean(axis=(1, 3))
 
@@ -186,13 +195,10 @@ def render_array(scene: Scene, size: int = 64, supersample: int | None = None) -
 def object_masks(scene: Scene, size: int = 64, supersample: int | None = None) -> np.ndarray:
     """(len(scene.objects), size, size) float coverage in [0, 1] of each object (shape and rim), in
     ``scene.objects`` order, pixel-aligned with :func:`render_array` of the same scene and size."""
-    ss = supersample or max(2, -(-256 // size))
-    n = size * ss
-    x, y = _grid(n)
+    ss, x, y = _sample_grid(size, supersample)
     out = np.empty((len(scene.objects), size, size))
     for i, obj in enumerate(scene.objects):
-        slot = POSITIONS.index(obj.position)
-        *_, inside, outline = _object_geometry(obj, x, y, np.random.default_rng([scene.seed, 1 + slot]))
+        *_, inside, outline = _object_geometry(obj, x, y, _object_rng(scene, obj))
         out[i] = (inside | outline).reshape(size, ss, size, ss).mean(axis=(1, 3))
     return out
 
