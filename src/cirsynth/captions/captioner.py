@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+DEFAULT_MAX_NEW_TOKENS = 30  # BLIP-2-style captions are one short sentence
 
 
 @dataclass
@@ -27,7 +28,10 @@ class CaptionerConfig:
 
     prompt: str | None = None  # text prefix the caption continues ("a photo of"); kept in the returned caption
     batch_size: int = 8  # images per generate() call
-    max_new_tokens: int = 30  # caption length cap in tokens
+    # caption length cap in tokens; None: the model's own cap (``generation_config.max_new_tokens``, which the world
+    # captioner sets to its training length), else DEFAULT_MAX_NEW_TOKENS. A caption that reaches the cap without its
+    # end token is reported as cut off (``caption(..., return_cut=True)``), never passed on silently.
+    max_new_tokens: int | None = None
     num_beams: int = 1  # beam search width (1: greedy)
 
 
@@ -46,21 +50,36 @@ class Captioner:
 
         return cls(*load_image_to_text(name_or_path, device=device, dtype=dtype), config=config)
 
-    def caption(self, images: "list[Image.Image]") -> list[str]:
+    @property
+    def max_new_tokens(self) -> int:
+        """The length cap in effect (see ``CaptionerConfig.max_new_tokens``)."""
+        if self.config.max_new_tokens is not None:
+            return self.config.max_new_tokens
+        own = getattr(getattr(self.model, "generation_config", None), "max_new_tokens", None)
+        return int(own) if own else DEFAULT_MAX_NEW_TOKENS
+
+    def caption(self, images: "list[Image.Image]", return_cut: bool = False) -> list[str] | tuple[list[str], list[bool]]:
         """One caption per image, in order.
 
         Args:
             images: PIL images (any size and mode; converted to RGB).
+            return_cut: also return, per caption, whether generation stopped at the length cap before its end token
+                (the caption is probably cut off).
 
         Returns:
-            Captions, whitespace-normalised; with a prompt, the caption starts with it.
+            Captions, whitespace-normalised; with a prompt, the caption starts with it. With ``return_cut``:
+            ``(captions, cut)``.
         """
         import torch
 
         cfg = self.config
         device = next(self.model.parameters()).device
         dtype = next(self.model.parameters()).dtype
+        cap = self.max_new_tokens
+        eos = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
+        eos = set(eos if isinstance(eos, (list, tuple)) else [] if eos is None else [eos])
         out: list[str] = []
+        cut: list[bool] = []
         for b in range(0, len(images), cfg.batch_size):
             batch = [im.convert("RGB") for im in images[b:b + cfg.batch_size]]
             kw: dict[str, Any] = {"images": batch, "return_tensors": "pt"}
@@ -70,14 +89,25 @@ class Captioner:
             if "pixel_values" in enc:
                 enc["pixel_values"] = enc["pixel_values"].to(dtype)
             with torch.inference_mode():
-                gen = self.model.generate(**enc, max_new_tokens=cfg.max_new_tokens, num_beams=cfg.num_beams)
+                gen = self.model.generate(**enc, max_new_tokens=cap, num_beams=cfg.num_beams)
+            # decoder-only models return the prompt too: count only the new tokens
+            start = enc["input_ids"].shape[1] if "input_ids" in enc and self._returns_prompt(gen, enc) else 0
+            for row in gen[:, start:].tolist():
+                ends = [j for j, tok in enumerate(row) if tok in eos]
+                cut.append(not ends and len(row) >= cap)
             texts = self.processor.batch_decode(gen, skip_special_tokens=True)
             for t in texts:
                 t = " ".join(t.split())
                 if cfg.prompt and not t.lower().startswith(cfg.prompt.lower()):
                     t = f"{cfg.prompt} {t}"  # decoder-only captioners return only the continuation
                 out.append(t)
-        return out
+        return (out, cut) if return_cut else out
+
+    @staticmethod
+    def _returns_prompt(gen: Any, enc: Any) -> bool:
+        """Whether ``generate`` output starts with the prompt tokens (decoder-only models)."""
+        ids = enc["input_ids"]
+        return gen.shape[1] >= ids.shape[1] and bool((gen[:, : ids.shape[1]] == ids.to(gen.device)).all())
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:

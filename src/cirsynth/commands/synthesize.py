@@ -12,6 +12,7 @@ def synthesize(
     captioner: Optional[str] = None,
     captions: Optional[str] = None,
     captioner_prompt: Optional[str] = None,
+    captioner_max_new_tokens: Optional[int] = None,
     perturber: Literal["lexical", "llm"] = "lexical",
     perturber_model: Optional[str] = None,
     adapter: Optional[str] = None,
@@ -24,6 +25,10 @@ def synthesize(
     cross_replace_steps: float = 0.8,
     self_replace_steps: list[float] = [0.6],
     local_blend: bool = True,
+    candidates: int = 0,
+    cross_replace_choices: list[float] = [0.2, 0.4, 0.6],
+    self_replace_choices: list[float] = [0.2, 0.4, 0.6, 0.8],
+    reweight_choices: list[float] = [1.0, 1.5, 2.0],
     clip: Optional[str] = None,
     no_filter: bool = False,
     min_clip_i2i: float = 0.7,
@@ -31,7 +36,10 @@ def synthesize(
     min_clip_tgt_text: float = 0.2,
     min_clip_dir: float = 0.2,
     min_words_margin: float = 0.0,
-    min_psnr_outside: float = 18.0,
+    min_psnr_outside: Optional[float] = 18.0,
+    min_caption_margin: Optional[float] = None,
+    hard_negatives: int = 0,
+    rank_by: str = "clip_dir",
     resolution: Optional[int] = None,
     split: str = "train",
     seed: int = 0,
@@ -53,6 +61,8 @@ def synthesize(
         captioner: HF image-to-text model id or folder (e.g. Salesforce/blip2-opt-2.7b).
         captions: CSV/JSONL/Parquet file with columns image, caption (instead of a captioner).
         captioner_prompt: prompt prefix for the captioner, e.g. "a photo of".
+        captioner_max_new_tokens: caption length cap in tokens (default: the captioner's own, else 30); a caption
+            that reaches it is a failed row ("cut off"), never edited.
         perturber: lexical (no weights) or llm.
         perturber_model: causal LM id or folder for --perturber llm.
         adapter: PEFT LoRA adapter folder for the LLM perturber.
@@ -65,6 +75,11 @@ def synthesize(
         cross_replace_steps: prompt-to-prompt fraction of steps with source cross-attention.
         self_replace_steps: one value, or several for a LANCE-style sweep (the best candidate is kept).
         local_blend: LocalBlend on the changed words.
+        candidates: oversample: N candidates per edit, each with settings drawn (seeded per edit) from the three
+            *_choices grids below; the filter keeps the best that passes. 0: one candidate per --self_replace_steps.
+        cross_replace_choices: --candidates grid: cross-attention replace fractions.
+        self_replace_choices: --candidates grid: self-attention replace fractions.
+        reweight_choices: --candidates grid: attention scales of the changed target words (1: none).
         clip: CLIP id or folder for filtering (e.g. openai/clip-vit-large-patch14).
         no_filter: accept every edit (scores are still recorded).
         min_clip_i2i: threshold: CLIP image-image similarity.
@@ -73,6 +88,10 @@ def synthesize(
         min_clip_dir: threshold: directional CLIP similarity.
         min_words_margin: threshold: similarity to target words minus similarity to source words.
         min_psnr_outside: threshold (dB): PSNR outside the LocalBlend mask.
+        min_caption_margin: threshold: CLIP prefers the target caption over every hard negative (the source caption
+            and --hard_negatives one-attribute variants of the target) by this margin; unset: rule off.
+        hard_negatives: one-attribute variants of each target caption (by the run's perturber) as negatives.
+        rank_by: score that orders an edit's passing candidates (clip_dir, caption_margin, clip_i2i, ...).
         resolution: square working size in pixels (default: the model's native size).
         split: split recorded on the triplets (train/val/test).
         seed: perturbation seed.
@@ -83,7 +102,7 @@ def synthesize(
         force_new: start over when the settings changed (moves the old output aside).
     """
     from cirsynth.config import save_resolved_config
-    from cirsynth.synth import ConfigChanged, FilterConfig, SynthConfig, Synthesizer
+    from cirsynth.synth import CandidateConfig, ConfigChanged, FilterConfig, SynthConfig, Synthesizer
 
     missing = [f"--{n}" for n, v in (("images", images), ("out", out), ("editor", editor)) if not v]
     if missing:
@@ -92,12 +111,14 @@ def synthesize(
     filters = FilterConfig(
         min_clip_i2i=min_clip_i2i, min_clip_src_text=min_clip_src_text, min_clip_tgt_text=min_clip_tgt_text,
         min_clip_dir=min_clip_dir, min_words_margin=min_words_margin, min_psnr_outside=min_psnr_outside,
+        min_caption_margin=min_caption_margin, hard_negatives=hard_negatives, rank_by=rank_by,
     )
     cfg = SynthConfig(
         images=images, out=out, editor=editor, captioner=captioner, captions=captions, captioner_prompt=captioner_prompt,
-        perturber=perturber, perturber_model=perturber_model, adapter=adapter, vocabulary=vocabulary, edit_types=edit_types,
+        captioner_max_new_tokens=captioner_max_new_tokens, perturber=perturber, perturber_model=perturber_model, adapter=adapter, vocabulary=vocabulary, edit_types=edit_types,
         edits_per_image=edits_per_image, inversion=inversion, num_steps=num_steps, guidance_scale=guidance_scale,
         cross_replace_steps=cross_replace_steps, self_replace_steps=list(self_replace_steps), local_blend=local_blend,
+        candidates=CandidateConfig(candidates, tuple(cross_replace_choices), tuple(self_replace_choices), tuple(reweight_choices)),
         clip=clip, no_filter=no_filter, filters=filters, resolution=resolution, split=split, seed=seed,
         batch_size=batch_size, device=device, dtype=dtype, progress=progress,
     )

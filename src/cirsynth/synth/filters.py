@@ -8,7 +8,13 @@ changed words s -> t):
 - ``clip_dir``      cos(E_img(E) - E_img(R), E_txt(T) - E_txt(S)) directional similarity (Gal et al. 2022)
 - ``words_margin``  cos(E_img(E), E_txt(t)) - cos(E_img(E), E_txt(s)) the edit is closer to the target words
 - ``psnr_outside``  PSNR between R and E outside the LocalBlend mask (whole image without a mask)
-Each rule compares one score with a threshold; a candidate passes when every enabled rule does.
+- ``caption_margin`` cos(E_img(E), E_txt(T)) - max_n cos(E_img(E), E_txt(n)) over hard-negative captions n: the source
+                    caption and one-attribute variants of T (``candidates.hard_negative_captions``). Positive when CLIP
+                    reads the edited image as the target caption rather than as "nothing changed" or "something else
+                    changed too"; only scored when negatives are given.
+Each rule compares one score with a threshold; a candidate passes when every enabled rule does (a threshold of None
+disables its rule). Thresholds for the mini world are calibrated against ground truth (``cirsynth world
+calibrate-filter``), never on the evaluation seed.
 """
 
 from __future__ import annotations
@@ -25,12 +31,15 @@ from cirsynth.metrics import psnr
 @dataclass
 class FilterConfig:
     clip: str | None = None  # CLIP id or folder; None: no CLIP rules (structure rule only)
-    min_clip_i2i: float = 0.7  # InstructPix2Pix / LANCE default
-    min_clip_src_text: float = 0.2  # reference image vs its caption
-    min_clip_tgt_text: float = 0.2  # edited image vs target caption
-    min_clip_dir: float = 0.2  # directional similarity
-    min_words_margin: float = 0.0  # edited image closer to the target words than to the source words
-    min_psnr_outside: float = 18.0  # dB outside the blend mask: the rest of the scene is preserved
+    min_clip_i2i: float | None = 0.7  # InstructPix2Pix / LANCE default
+    min_clip_src_text: float | None = 0.2  # reference image vs its caption
+    min_clip_tgt_text: float | None = 0.2  # edited image vs target caption
+    min_clip_dir: float | None = 0.2  # directional similarity
+    min_words_margin: float | None = 0.0  # edited image closer to the target words than to the source words
+    min_psnr_outside: float | None = 18.0  # dB outside the blend mask: the rest of the scene is preserved
+    min_caption_margin: float | None = None  # target caption beats every hard negative by this much (None: off)
+    hard_negatives: int = 0  # one-attribute variants of the target caption used as negatives (0: the source only)
+    rank_by: str = "clip_dir"  # score that orders the passing candidates of one edit (the best is kept)
     device: str | None = None  # None: CUDA when available
 
 
@@ -41,6 +50,7 @@ RULES = (
     ("clip_dir", "min_clip_dir"),
     ("words_margin", "min_words_margin"),
     ("psnr_outside", "min_psnr_outside"),
+    ("caption_margin", "min_caption_margin"),
 )
 
 
@@ -100,8 +110,13 @@ class EditFilter:
         source_words: Sequence[Sequence[str]],
         target_words: Sequence[Sequence[str]],
         masks: Sequence[np.ndarray | None],
+        negatives: Sequence[Sequence[str]] | None = None,
     ) -> list[FilterVerdict]:
-        """Score N candidates (all sequences aligned) and apply the rules."""
+        """Score N candidates (all sequences aligned) and apply the rules.
+
+        Args:
+            negatives: per candidate, hard-negative captions for ``caption_margin`` (None: not scored).
+        """
         n = len(edited)
         scores: list[dict[str, float]] = [{} for _ in range(n)]
         for i in range(n):
@@ -127,6 +142,16 @@ class EditFilter:
                 "clip_dir": (d_img * d_txt).sum(-1),
                 "words_margin": (e * tw).sum(-1) - (e * sw).sum(-1),
             }
+            if negatives is not None:
+                flat = [c for negs in negatives for c in negs]
+                neg = self._embed_texts(flat) if flat else None  # (sum K_i, D)
+                margins, j = [], 0
+                for i, negs in enumerate(negatives):
+                    tgt = float(vals["clip_tgt_text"][i])
+                    # no negative to beat: the lowest possible margin (cosines lie in [-1, 1]), so the rule fails
+                    margins.append(tgt - float((neg[j : j + len(negs)] @ e[i]).max()) if negs else -2.0)
+                    j += len(negs)
+                vals["caption_margin"] = torch_tensor(margins)
             for name, v in vals.items():
                 for i, x in enumerate(v.tolist()):
                     scores[i][name] = float(x)
@@ -135,7 +160,7 @@ class EditFilter:
     def judge(self, scores: dict[str, float]) -> FilterVerdict:
         failed = []
         for name, attr in RULES:
-            if name in scores and scores[name] < getattr(self.config, attr):
+            if name in scores and getattr(self.config, attr) is not None and scores[name] < getattr(self.config, attr):
                 failed.append(f"{name} {scores[name]:.3f} < {getattr(self.config, attr)}")
         return FilterVerdict(scores, failed)
 
@@ -146,12 +171,19 @@ def torch_normalize(x: Any):
     return torch.nn.functional.normalize(x, dim=-1)
 
 
-def pick_best(verdicts: Sequence[FilterVerdict]) -> int:
-    """Index of the best candidate: passing ones first, then fewest failed rules, then highest clip_dir
-    (then image-image similarity, then PSNR outside the mask)."""
+def torch_tensor(values: list[float]):
+    import torch
+
+    return torch.tensor(values)
+
+
+def pick_best(verdicts: Sequence[FilterVerdict], rank_by: str = "clip_dir") -> int:
+    """Index of the best candidate: passing ones first, then fewest failed rules, then highest ``rank_by`` score
+    (then clip_dir, image-image similarity, PSNR outside the mask)."""
     def key(i: int):
         v = verdicts[i]
         s = v.scores
-        return (v.passed, -len(v.failed), s.get("clip_dir", 0.0), s.get("clip_i2i", 0.0), s.get("psnr_outside", 0.0))
+        return (v.passed, -len(v.failed), s.get(rank_by, 0.0), s.get("clip_dir", 0.0), s.get("clip_i2i", 0.0),
+                s.get("psnr_outside", 0.0))
 
     return max(range(len(verdicts)), key=key)

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from cirsynth.data import CaptionEdit, Triplet, TripletDataset, config_hash
+from cirsynth.synth.candidates import (CandidateConfig, draw_settings, edit_candidates, fixed_settings,
+                                       hard_negative_captions)
 from cirsynth.synth.filters import EditFilter, FilterConfig, pick_best
 from cirsynth.synth.inputs import InputImage, LoadPolicy, discover, load_rgb
 
@@ -31,6 +33,7 @@ class SynthConfig:
     captioner: Optional[str] = None  # HF image-to-text id or folder (e.g. Salesforce/blip2-opt-2.7b)
     captions: Optional[str] = None  # file of captions (CSV/JSONL/Parquet: image -> caption) instead of a captioner
     captioner_prompt: Optional[str] = None  # prompt prefix for the captioner, e.g. "a photo of"
+    captioner_max_new_tokens: Optional[int] = None  # caption length cap; None: the captioner's own (else 30)
     perturber: str = "lexical"  # lexical | llm
     perturber_model: Optional[str] = None  # causal LM id or folder for --perturber llm
     adapter: Optional[str] = None  # PEFT LoRA adapter folder for the LLM perturber
@@ -43,6 +46,7 @@ class SynthConfig:
     cross_replace_steps: float = 0.8  # P2P: fraction of steps with source cross-attention
     self_replace_steps: list[float] = field(default_factory=lambda: [0.6])  # several: LANCE-style sweep, best kept
     local_blend: bool = True  # P2P LocalBlend on the changed words
+    candidates: CandidateConfig = field(default_factory=CandidateConfig)  # oversampling: N settings drawn per edit
     clip: Optional[str] = None  # CLIP id or folder for filtering
     no_filter: bool = False  # accept every edit (scores still recorded where computable)
     filters: FilterConfig = field(default_factory=FilterConfig)  # thresholds
@@ -139,8 +143,8 @@ class Synthesizer:
         if self._captioner is None:
             from cirsynth.captions.captioner import Captioner, CaptionerConfig
 
-            self._captioner = Captioner.from_pretrained(self.cfg.captioner, CaptionerConfig(prompt=self.cfg.captioner_prompt),
-                                                        device=self.cfg.device, dtype=self.cfg.dtype)
+            cc = CaptionerConfig(prompt=self.cfg.captioner_prompt, max_new_tokens=self.cfg.captioner_max_new_tokens)
+            self._captioner = Captioner.from_pretrained(self.cfg.captioner, cc, device=self.cfg.device, dtype=self.cfg.dtype)
         return self._captioner
 
     def perturber(self):
@@ -246,9 +250,13 @@ class Synthesizer:
         bars.update("caption", len(loaded))
         # 3. perturb
         ok: list[tuple[InputImage, Any, str, list[CaptionEdit]]] = []
-        good = [(x, im, c) for (x, im), c in zip(loaded, captions) if c]
+        good = [(x, im, c) for (x, im), c in zip(loaded, captions) if c and not isinstance(c, CutCaption)]
         for (x, im), c in zip(loaded, captions):
-            if not c:
+            if isinstance(c, CutCaption):
+                why = (f"the caption reached the captioner's length cap ({c.cap} tokens) and is probably cut off: "
+                       f"{str(c)!r}; raise --captioner_max_new_tokens")
+                yield _failed(x, "caption", why, prov, cfg, reference=im, caption=str(c)), (im, None)
+            elif not c:
                 why = "the captioner returned an empty caption" if cfg.captioner else "no caption for this image in the input list or --captions, and no --captioner"
                 yield _failed(x, "caption", why, prov, cfg, reference=im), (im, None)
         results = self.perturber().perturb([c for _, _, c in good], edit_types=cfg.edit_types, n=cfg.edits_per_image, seed=cfg.seed)
@@ -302,9 +310,10 @@ class Synthesizer:
                 for i in need:
                     out[i] = ""  # reported as a failed caption below
             else:
-                caps = self.captioner().caption([loaded[i][1] for i in need])
-                for i, cap in zip(need, caps):
-                    out[i] = (cap or "").strip()
+                captioner = self.captioner()
+                caps, cut = captioner.caption([loaded[i][1] for i in need], return_cut=True)
+                for i, cap, c in zip(need, caps, cut):
+                    out[i] = CutCaption((cap or "").strip(), captioner.max_new_tokens) if c else (cap or "").strip()
         return out
 
     def edit_and_filter(self, pairs, prov, bars):
@@ -312,45 +321,68 @@ class Synthesizer:
         if not pairs:
             return
         editor = self.editor()
-        kwargs = dict(cross_replace_steps=cfg.cross_replace_steps, self_replace_steps=list(cfg.self_replace_steps), return_details=True)
+        # every pair's candidate settings: the fixed sweep, or --candidates N drawn per edit (seeded by its id)
+        settings = [draw_settings(cfg.candidates, f"{p[0].key}:{p[3]}", cfg.seed) if cfg.candidates.n
+                    else fixed_settings(cfg.cross_replace_steps, cfg.self_replace_steps) for p in pairs]
 
-        def run(ps):
-            return editor.edit(
-                [p[2] for p in ps], [p[4].target_caption for p in ps],
-                blend_words=[(p[4].source_words, p[4].target_words) if cfg.local_blend and p[4].source_words and p[4].target_words else None for p in ps],
-                **kwargs,
-            )
+        def run(idx):
+            ps = [pairs[i] for i in idx]
+            return edit_candidates(
+                editor, [p[2] for p in ps], [p[4].target_caption for p in ps],
+                [(p[4].source_words, p[4].target_words) if cfg.local_blend and p[4].source_words and p[4].target_words
+                 else None for p in ps], [p[4].target_words for p in ps], [settings[i] for i in idx])
 
         try:
-            results = run(pairs)
+            results = run(range(len(pairs)))
         except Exception:  # noqa: BLE001 - isolate the failing pair(s)
             results = []
-            for p in pairs:
+            for i in range(len(pairs)):
                 try:
-                    results.append(run([p])[0])
+                    results.append(run([i])[0])
                 except Exception as e:  # noqa: BLE001
                     results.append(e)
         bars.update("edit", len(pairs))
         filt = self.filter()
-        for p, res in zip(pairs, results):
+        negatives = self.negatives([p[4] for p in pairs]) if filt.clip is not None else [None] * len(pairs)
+        for p, res, negs in zip(pairs, results, negatives):
             x, im, inv, k, ed = p
             if isinstance(res, Exception):
                 yield _failed(x, "edit", f"{type(res).__name__}: {res}", prov, cfg, reference=im, caption=ed.source_caption, k=k, edit=ed), (im, None)
                 continue
-            n = len(res.images)
-            verdicts = filt.score([im] * n, res.images, [ed.source_caption] * n, [ed.target_caption] * n,
-                                  [ed.source_words] * n, [ed.target_words] * n, res.masks)
-            best = pick_best(verdicts)
+            n = len(res)
+            verdicts = filt.score([im] * n, [c.image for c in res], [ed.source_caption] * n, [ed.target_caption] * n,
+                                  [ed.source_words] * n, [ed.target_words] * n, [c.mask for c in res],
+                                  negatives=None if negs is None else [negs] * n)
+            best = pick_best(verdicts, cfg.filters.rank_by)
             v = verdicts[best]
             status = "accepted" if (v.passed or cfg.no_filter) else "rejected"
             t = Triplet.from_edit(
                 id=f"{x.key}:{k}", reference="", edit=ed, target="", scores=v.scores, status=status,
                 reason=None if status == "accepted" else "; ".join(v.failed), split=cfg.split,
-                provenance={**prov, "input": x.rel, "self_replace_steps": res.self_replace_steps[best], "candidates": n,
+                provenance={**prov, "input": x.rel, **res[best].setting.as_dict(), "candidates": n,
+                            "candidates_passed": sum(c.passed for c in verdicts),
+                            "candidate_scores": [{**c.setting.as_dict(), **vv.scores, "passed": vv.passed}
+                                                 for c, vv in zip(res, verdicts)],
                             "edit_provenance": ed.provenance},
             )
-            yield t, (im, res.images[best])
+            yield t, (im, res[best].image)
         bars.update("filter", len(pairs))
+
+    def negatives(self, edits: list[CaptionEdit]) -> list[list[str]]:
+        """Hard-negative captions per edit for the filter's caption-margin rule (the source caption, and with
+        ``filters.hard_negatives`` K, K one-attribute variants of the target caption by this run's perturber)."""
+        k = self.cfg.filters.hard_negatives
+        return hard_negative_captions(self.perturber() if k else None, [e.target_caption for e in edits],
+                                      [e.source_caption for e in edits], k, self.cfg.seed)
+
+
+class CutCaption(str):
+    """A generated caption that stopped at the captioner's length cap (kept for the failed row's text)."""
+
+    def __new__(cls, text: str, cap: int):
+        obj = super().__new__(cls, text)
+        obj.cap = cap
+        return obj
 
 
 def _failed(x: InputImage, stage: str, why: str, prov: dict, cfg: SynthConfig, reference=None, caption=None, k=None, edit=None) -> Triplet:

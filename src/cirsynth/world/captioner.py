@@ -158,6 +158,7 @@ def train_world_captioner(config: WorldCaptionerConfig, out: str | os.PathLike,
         if (step + 1) % config.log_every == 0 or step + 1 == config.steps:
             log(f"captioner step {step + 1}/{config.steps} loss {np.mean(losses[-config.log_every:]):.4f} "
                 f"({time.time() - t1:.0f}s)")
+    model.generation_config.max_new_tokens = config.max_length  # the model's own cap: Captioner uses it by default
     model.eval().to(torch.float16)  # weights on disk in fp16; Captioner loads them as float32
     model.save_pretrained(out, safe_serialization=True)
     model.float()

@@ -1,0 +1,125 @@
+"""Oversample, then filter: several prompt-to-prompt candidates per edit, each with its own settings.
+
+InstructPix2Pix builds its data by sampling many images per prompt with randomised settings and keeping the few that
+pass its CLIP filter. With a deterministic inversion the variety has to come from the edit's settings: here each
+candidate draws its cross-attention replace fraction, self-attention replace fraction and the attention scale of the
+changed target words (prompt-to-prompt reweighting) from grids, seeded per edit, so a rerun draws the same candidates.
+The filter then scores every candidate and keeps the best that passes (``filters.pick_best``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class CandidateSetting:
+    """The prompt-to-prompt settings of one candidate."""
+
+    cross_replace_steps: float  # fraction of steps with the source's cross-attention
+    self_replace_steps: float  # fraction of steps with the source's self-attention
+    reweight: float = 1.0  # attention scale of the changed target words (1: no reweighting)
+
+    def as_dict(self) -> dict[str, float]:
+        return {"cross_replace_steps": self.cross_replace_steps, "self_replace_steps": self.self_replace_steps,
+                "reweight": self.reweight}
+
+
+@dataclass
+class CandidateConfig:
+    """How many candidates per edit, and the grids their settings are drawn from."""
+
+    n: int = 0  # candidates per edit; 0: the fixed settings (one per self_replace_steps value, no reweighting)
+    cross_replace_choices: tuple[float, ...] = (0.2, 0.4, 0.6)  # drawn per candidate
+    self_replace_choices: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8)  # drawn per candidate
+    reweight_choices: tuple[float, ...] = (1.0, 1.5, 2.0)  # drawn per candidate; >1 strengthens the new words
+
+
+def fixed_settings(cross_replace_steps: float, self_replace_steps: Sequence[float]) -> list[CandidateSetting]:
+    """The classic sweep: one cross-replace value, one candidate per self-replace value."""
+    return [CandidateSetting(float(cross_replace_steps), float(s)) for s in self_replace_steps]
+
+
+def draw_settings(cfg: CandidateConfig, key: str, seed: int) -> list[CandidateSetting]:
+    """``cfg.n`` distinct settings for the edit named ``key`` (drawn without replacement from the grid product; all of
+    it when the grid is smaller). The draw depends only on ``key`` and ``seed``, not on batch order."""
+    grid = [CandidateSetting(float(c), float(s), float(r)) for c, s, r in
+            itertools.product(cfg.cross_replace_choices, cfg.self_replace_choices, cfg.reweight_choices)]
+    if not grid:
+        raise ValueError("candidate grids must not be empty")
+    for s in grid:
+        if not (0 <= s.cross_replace_steps <= 1 and 0 <= s.self_replace_steps <= 1) or s.reweight <= 0:
+            raise ValueError(f"bad candidate setting {s}: replace fractions lie in [0, 1], reweight > 0")
+    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
+    rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
+    pick = rng.permutation(len(grid))[: min(cfg.n, len(grid))]
+    return [grid[i] for i in pick]
+
+
+@dataclass
+class Candidate:
+    """One edited image of one pair, with its settings and LocalBlend mask."""
+
+    image: Any  # PIL image
+    mask: np.ndarray | None  # (H, W) bool LocalBlend mask in pixels, None without blending
+    setting: CandidateSetting
+
+
+def edit_candidates(
+    editor: Any,
+    inversions: Sequence[Any],
+    target_prompts: Sequence[str],
+    blend_words: Sequence[tuple[Sequence[str], Sequence[str]] | None],
+    target_words: Sequence[Sequence[str]],
+    settings: Sequence[Sequence[CandidateSetting]],
+) -> list[list[Candidate]]:
+    """Every pair's candidates, one per setting. Candidates that share (cross, self) fractions share edit calls, so
+    pairs and candidates still batch in the UNet.
+
+    Args:
+        editor: a ``CounterfactualEditor``.
+        inversions, target_prompts, blend_words: per pair, as ``CounterfactualEditor.edit`` takes them.
+        target_words: per pair, the changed words in the target prompt (reweighted when a setting's scale is not 1).
+        settings: per pair, its candidates' settings.
+
+    Returns:
+        Per pair, its candidates in the order of ``settings[pair]``.
+    """
+    out: list[list[Candidate | None]] = [[None] * len(s) for s in settings]
+    groups: dict[tuple[float, float], list[tuple[int, int]]] = {}
+    for p, ss in enumerate(settings):
+        for k, s in enumerate(ss):
+            groups.setdefault((s.cross_replace_steps, s.self_replace_steps), []).append((p, k))
+    for (cross, self_frac), members in groups.items():
+        reweights = []
+        for p, k in members:
+            scale = settings[p][k].reweight
+            words = [w for w in target_words[p] if w.strip()]
+            reweights.append({w: scale for w in words} if scale != 1.0 and words else None)
+        results = editor.edit(
+            [inversions[p] for p, _ in members], [target_prompts[p] for p, _ in members],
+            cross_replace_steps=cross, self_replace_steps=self_frac,
+            blend_words=[blend_words[p] for p, _ in members], reweight=reweights, return_details=True,
+        )
+        for (p, k), res in zip(members, results):
+            out[p][k] = Candidate(res.images[0], res.masks[0], settings[p][k])
+    return out  # type: ignore[return-value]
+
+
+def hard_negative_captions(perturber: Any, target_captions: Sequence[str], source_captions: Sequence[str],
+                           k: int, seed: int) -> list[list[str]]:
+    """Per edit, captions an edited image must NOT match better than its target caption: the source caption (the
+    edit did not happen) and up to ``k`` one-attribute variants of the target caption made by the same perturber
+    (something else changed too). The filter's ``caption_margin`` rule ranks the target caption against them.
+    """
+    results = perturber.perturb(list(target_captions), n=k, seed=seed) if k > 0 else [None] * len(target_captions)
+    out = []
+    for src, tgt, r in zip(source_captions, target_captions, results):
+        negs = [src] + ([e.target_caption for e in r.edits] if r is not None else [])
+        out.append(list(dict.fromkeys(n for n in negs if n and n != tgt)))
+    return out

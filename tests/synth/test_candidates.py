@@ -1,0 +1,143 @@
+"""Oversampling: candidate settings drawn per edit, batched candidate edits, the caption-margin rule, cut captions."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cirsynth.cli import main
+from cirsynth.data import TripletDataset
+from cirsynth.synth import CandidateConfig, CandidateSetting, draw_settings
+from cirsynth.synth.candidates import edit_candidates, hard_negative_captions
+from tests.synth.conftest import _photo
+
+
+def test_draw_settings_seeded_per_edit_distinct_and_capped():
+    cfg = CandidateConfig(n=5)
+    a = draw_settings(cfg, "img1:0", seed=0)
+    assert a == draw_settings(cfg, "img1:0", seed=0)  # a rerun draws the same candidates
+    assert len(a) == 5 and len(set(a)) == 5
+    grid = {(c, s, r) for c in cfg.cross_replace_choices for s in cfg.self_replace_choices for r in cfg.reweight_choices}
+    assert all((x.cross_replace_steps, x.self_replace_steps, x.reweight) in grid for x in a)
+    others = [draw_settings(cfg, f"img{i}:0", seed=0) for i in range(2, 8)] + [draw_settings(cfg, "img1:0", seed=1)]
+    assert any(o != a for o in others)  # other edits / seeds draw other settings
+    small = CandidateConfig(n=10, cross_replace_choices=(0.4,), self_replace_choices=(0.2, 0.6), reweight_choices=(1.0,))
+    assert len(draw_settings(small, "k", 0)) == 2  # never more than the grid holds
+    with pytest.raises(ValueError, match="replace fractions"):
+        draw_settings(CandidateConfig(n=1, cross_replace_choices=(1.5,)), "k", 0)
+
+
+def test_batched_candidates_equal_single_edits(tiny_models):
+    from cirsynth.editing import CounterfactualEditor
+
+    editor = CounterfactualEditor.from_pretrained(tiny_models["sd"])
+    ims = editor.prepare([_photo(1), _photo(2)])
+    invs = editor.invert(ims, ["a red car on a street", "a blue bird on a tree"], method="negative-prompt", num_steps=3)
+    targets = ["a green car on a street", "a blue bird on a house"]
+    blends = [(["red"], ["green"]), (["tree"], ["house"])]
+    words = [["green"], ["house"]]
+    settings = [[CandidateSetting(0.4, 0.2), CandidateSetting(0.6, 0.6, 2.0)], [CandidateSetting(0.4, 0.2, 1.5)]]
+    got = edit_candidates(editor, invs, targets, blends, words, settings)
+    assert [len(g) for g in got] == [2, 1]
+    for p, cands in enumerate(got):
+        for c, s in zip(cands, settings[p]):
+            assert c.setting == s
+            one = editor.edit([invs[p]], [targets[p]], cross_replace_steps=s.cross_replace_steps,
+                              self_replace_steps=s.self_replace_steps, blend_words=[blends[p]],
+                              reweight=[{words[p][0]: s.reweight} if s.reweight != 1 else None], return_details=True)[0]
+            diff = np.abs(np.asarray(one.images[0], dtype=float) - np.asarray(c.image, dtype=float))
+            assert diff.max() <= 2, diff.max()  # same pixels (up to batching round-off)
+            assert (one.masks[0] == c.mask).mean() > 0.99
+    # reweighting changes the picture: the two settings that differ only in the scale differ
+    rw = edit_candidates(editor, invs[:1], targets[:1], blends[:1], words[:1],
+                         [[CandidateSetting(0.4, 0.2, 1.0), CandidateSetting(0.4, 0.2, 3.0)]])[0]
+    assert np.abs(np.asarray(rw[0].image, dtype=float) - np.asarray(rw[1].image, dtype=float)).max() > 0
+
+
+def test_caption_margin_rule_against_hand_computed_cosines(tiny_models):
+    import torch
+
+    from cirsynth.synth import EditFilter, FilterConfig
+
+    filt = EditFilter(FilterConfig(clip=tiny_models["clip"], min_caption_margin=0.0))
+    ref, edi = _photo(3, (32, 32)), _photo(4, (32, 32))
+    negs = ["a red car", "a green bus", "a green car at night"]
+    v = filt.score([ref], [edi], ["a red car"], ["a green car"], [["red"]], [["green"]], [None], negatives=[negs])[0]
+    e = filt._embed_images([edi])[0]
+    t = filt._embed_texts(["a green car"])[0]
+    n = filt._embed_texts(negs)
+    want = float(e @ t) - float((n @ e).max())
+    assert v.scores["caption_margin"] == pytest.approx(want, abs=1e-5)
+    assert v.passed == (want >= 0) or any(not r.startswith("caption_margin") for r in v.failed)
+    assert any(r.startswith("caption_margin") for r in v.failed) == (want < 0)
+    off = EditFilter(FilterConfig(clip=tiny_models["clip"], min_caption_margin=None))
+    v2 = off.score([ref], [edi], ["a red car"], ["a green car"], [["red"]], [["green"]], [None], negatives=[negs])[0]
+    assert not any(r.startswith("caption_margin") for r in v2.failed)  # None disables the rule
+    assert "caption_margin" not in filt.score([ref], [edi], ["a"], ["b"], [["a"]], [["b"]], [None])[0].scores
+    assert torch.isfinite(torch.tensor(v.scores["caption_margin"]))
+
+
+def test_hard_negatives_are_source_and_variants_of_the_target():
+    from cirsynth.captions import LexicalConfig, LexicalPerturber
+    from cirsynth.world.language import lexical_vocabulary
+
+    pert = LexicalPerturber(LexicalConfig(vocab=lexical_vocabulary()), wordnet=False)
+    src, tgt = "a small red plain metal circle on the left, on grass, at midday", "a small blue plain metal circle on the left, on grass, at midday"
+    negs = hard_negative_captions(pert, [tgt], [src], k=4, seed=0)[0]
+    assert negs[0] == src and tgt not in negs and len(negs) == len(set(negs)) >= 3
+    assert all(n != tgt for n in negs)
+    assert hard_negative_captions(None, [tgt], [src], k=0, seed=0) == [[src]]
+
+
+def test_synthesize_candidates_recorded_and_best_kept(tmp_path, tiny_models, capsys):
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    for i in range(2):
+        _photo(10 + i).save(imgs / f"p{i}.png")
+    caps = tmp_path / "c.jsonl"
+    caps.write_text("".join(json.dumps({"image": f"p{i}.png", "caption": "a red car on a street"}) + "\n" for i in range(2)))
+    out = tmp_path / "out"
+    argv = ["synthesize", "--images", str(imgs), "--out", str(out), "--editor", tiny_models["sd"], "--captions", str(caps),
+            "--clip", tiny_models["clip"], "--inversion", "negative-prompt", "--num_steps", "3", "--progress", "false",
+            "--candidates", "3", "--hard_negatives", "2", "--min_caption_margin", "-1.5", "--rank_by", "caption_margin"]
+    assert main(argv) == 0
+    rows = [t for t in TripletDataset(out).triplets() if t.status != "failed"]
+    assert len(rows) == 2
+    for t in rows:
+        cands = t.provenance["candidate_scores"]
+        assert t.provenance["candidates"] == len(cands) == 3
+        assert len({(c["cross_replace_steps"], c["self_replace_steps"], c["reweight"]) for c in cands}) == 3
+        assert "caption_margin" in t.scores
+        passing = [c for c in cands if c["passed"]]
+        if passing:  # the kept one is the passing candidate with the best rank_by score
+            assert t.status == "accepted" and t.scores["caption_margin"] == max(c["caption_margin"] for c in passing)
+        assert t.provenance["candidates_passed"] == len(passing)
+
+
+def test_cut_caption_is_a_failed_row_and_the_world_captioner_uses_its_own_length(tmp_path, capsys):
+    from cirsynth.captions.captioner import Captioner, CaptionerConfig
+    from cirsynth.world.assets import bundled_models
+    from cirsynth.world.render import render
+    from cirsynth.world.scene import random_scene
+
+    cap_dir = bundled_models()["captioner"]
+    rng = np.random.default_rng(5)
+    scenes = [s for s in (random_scene(rng) for _ in range(40)) if len(s.objects) == 3][:2]
+    ims = [render(s) for s in scenes]
+    full, cut = Captioner.from_pretrained(cap_dir).caption(ims, return_cut=True)
+    assert cut == [False, False] and all(", at " in c for c in full)  # the light phrase ends the caption: not cut
+    short, cut = Captioner.from_pretrained(cap_dir, CaptionerConfig(max_new_tokens=8)).caption(ims, return_cut=True)
+    assert cut == [True, True] and all(len(s) < len(f) for s, f in zip(short, full))
+
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    for i, im in enumerate(ims):
+        im.save(imgs / f"s{i}.png")
+    out = tmp_path / "out"
+    assert main(["synthesize", "--images", str(imgs), "--out", str(out), "--editor", str(bundled_models()["diffusion"]),
+                 "--captioner", str(cap_dir), "--captioner_max_new_tokens", "8", "--vocabulary", "world", "--no-filter",
+                 "--num_steps", "2", "--progress", "false"]) == 0
+    rows = list(TripletDataset(out).triplets())
+    assert len(rows) == 2 and all(t.status == "failed" and "cut off" in t.reason and t.reason.startswith("caption: ")
+                                  for t in rows)
