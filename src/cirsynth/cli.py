@@ -33,6 +33,8 @@ COMMANDS: dict[str, Any] = {
         },
         "models": "cirsynth.commands.world:models",
         "evaluate": "cirsynth.commands.world:evaluate",
+        "calibrate-filter": "cirsynth.commands.world:calibrate_filter",
+        "controls": "cirsynth.commands.world:controls",
         "benchmark": "cirsynth.commands.world:benchmark",
     },
 }

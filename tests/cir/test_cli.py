@@ -102,3 +102,50 @@ def test_data_scarcity_experiment_trains_the_chosen_model_kind(tiny_blip_dir, re
                                                                             ("real+synthetic", "12", "24")]
     runs = sorted((out / "runs").iterdir())
     assert [json.loads((r / "train_log.json").read_text())["model_kind"] for r in runs] == ["blip", "blip"]
+
+
+def test_data_scarcity_equal_steps_reference_arms_and_paired_intervals(tiny_clip_dir, real_ds, synthetic_ds, tmp_path):
+    from cirsynth.cir.experiment import paired_differences
+
+    out = tmp_path / "exp"
+    rc = main(["experiment", "data-scarcity", str(tiny_clip_dir), f"triplets:{real_ds.root}:train",
+               f"triplets:{real_ds.root}:test", str(out), "--synthetic", f"[{synthetic_ds.root}]",
+               "--oracle", f"[{synthetic_ds.root}]", "--wrong_edit", f"[triplets:{real_ds.root}:test]", "--steps", "12",
+               "--fractions", "[0.25]", "--seeds", "[0, 1, 2]", "--batch_size", "6", "--lr", "0.003",
+               "--projection_dim", "16", "--hidden_dim", "32", "--cpu", "true"])
+    assert rc == 0
+    rows = list(csv.DictReader((out / "data_scarcity.csv").open()))
+    assert {r["setting"] for r in rows} == {"real", "real+synthetic", "real+oracle", "real+wrong-edit"}
+    assert len(rows) == 4 * 3
+    # the same optimisation budget whatever the data: 6 real queries = 1 step/epoch -> 12 epochs; 30 queries = 5
+    # steps/epoch -> 3 epochs (15 steps, the fewest whole epochs reaching 12)
+    by = {(r["setting"], r["seed"]): r for r in rows}
+    assert by[("real", "0")]["epochs"] == "12" and by[("real", "0")]["steps"] == "12"
+    assert by[("real+synthetic", "0")]["epochs"] == "3" and by[("real+synthetic", "0")]["steps"] == "15"
+    # the paired differences are per seed against the same seed's real-only run, with a t-interval around the mean
+    parsed = [{**r, "real_fraction": float(r["real_fraction"]), "seed": int(r["seed"]), "R@1": float(r["R@1"])} for r in rows]
+    paired = {p["setting"]: p for p in paired_differences(parsed, "R@1")}
+    diffs = [float(by[("real+oracle", s)]["R@1"]) - float(by[("real", s)]["R@1"]) for s in "012"]
+    assert abs(paired["real+oracle"]["mean_diff"] - sum(diffs) / 3) < 1e-9
+    p = paired["real+oracle"]
+    assert p["ci95_low"] <= p["mean_diff"] <= p["ci95_high"] and p["seeds"] == 3
+    if p["mean_diff"]:
+        assert abs(paired["real+synthetic"]["share_of_oracle_gain"] - paired["real+synthetic"]["mean_diff"] / p["mean_diff"]) < 1e-9
+    md = (out / "data_scarcity.md").read_text()
+    assert "Paired difference" in md and "real+wrong-edit" in md and "Optimisation steps per run: 12–15" in md
+
+
+def test_paired_interval_matches_a_t_interval_by_hand():
+    from cirsynth.cir.experiment import paired_differences
+
+    rows = [{"real_fraction": 0.1, "setting": s, "seed": k, "R@1": v}
+            for k, (a, b) in enumerate([(50, 53), (51, 55), (49, 50), (50, 54)]) for s, v in (("real", a), ("real+oracle", b))]
+    rows += [{"real_fraction": 0.1, "setting": "real+synthetic", "seed": k, "R@1": v} for k, v in enumerate([51, 52, 50, 51])]
+    got = {p["setting"]: p for p in paired_differences(rows, "R@1")}
+    d = [3, 4, 1, 4]
+    mean = sum(d) / 4
+    sd = (sum((x - mean) ** 2 for x in d) / 3) ** 0.5
+    half = 3.182446305284263 * sd / 2  # t(0.975, 3) * sd / sqrt(4)
+    assert abs(got["real+oracle"]["mean_diff"] - 3.0) < 1e-12
+    assert abs(got["real+oracle"]["ci95_high"] - (mean + half)) < 1e-9 and abs(got["real+oracle"]["ci95_low"] - (mean - half)) < 1e-9
+    assert abs(got["real+synthetic"]["share_of_oracle_gain"] - 1.0 / 3.0) < 1e-12

@@ -10,6 +10,9 @@ def data_scarcity(
     test: str,
     out_dir: str,
     synthetic: list[str] = [],
+    oracle: list[str] = [],
+    wrong_edit: list[str] = [],
+    steps: Optional[int] = None,
     fractions: list[float] = [0.1, 0.3, 0.5, 1.0],
     seeds: list[int] = [0, 1, 2],
     synthetic_ratio: Optional[float] = None,
@@ -24,7 +27,8 @@ def data_scarcity(
     cpu: bool = False,
     model: Literal["combiner", "blip"] = "combiner",
 ) -> int:
-    """Real-data fraction x {real only, real + synthetic} x seeds: a CSV, a Markdown table and a PNG plot.
+    """Real-data fraction x {real only, real + synthetic, reference arms} x seeds: a CSV, a Markdown table (with paired
+    differences to real-only and their 95% intervals) and a PNG plot.
 
     Dataset specs as in ``train-cir`` (``triplets:<root>[:<split>]``, ``cirr:<root>:<split>``,
     ``fashioniq:<root>:<category>:<split>``).
@@ -36,6 +40,11 @@ def data_scarcity(
         test: evaluation dataset spec.
         out_dir: experiment folder (data_scarcity.csv/.md/.png, runs/, feature_cache/).
         synthetic: synthetic dataset specs mixed in for the real+synthetic runs.
+        oracle: reference arm "real+oracle": the ground-truth targets of the same references and edits as
+            --synthetic (in the mini world: `cirsynth world controls`).
+        wrong_edit: reference arm "real+wrong-edit": the same references and texts with another valid edit's target.
+        steps: optimisation steps per run, the same for every arm (epochs = ceil(steps / steps per epoch));
+            unset: --epochs for every run (arms with more triplets then train longer).
         fractions: real-data fractions.
         seeds: seeds per cell (>= 3 for a std).
         synthetic_ratio: synthetic triplets per real one; unset = all.
@@ -61,7 +70,10 @@ def data_scarcity(
                          cpu=cpu)
     save_resolved_config(out_dir, "experiment-data-scarcity", params)
     report = run_data_scarcity(load_split(real), [load_split(s) for s in synthetic], load_split(test), config,
-                               fractions, seeds, synthetic_ratio, metric)
+                               fractions, seeds, synthetic_ratio, metric,
+                               references={name: [load_split(x) for x in specs] for name, specs in
+                                           (("oracle", oracle), ("wrong-edit", wrong_edit)) if specs},
+                               steps=steps)
     print(report.markdown_path.read_text())
     print(json.dumps({"csv": str(report.csv_path), "markdown": str(report.markdown_path),
                       "plot": str(report.plot_path)}))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -466,36 +468,42 @@ def evaluate(
     editor: Optional[str] = None,
     classifier: Optional[str] = None,
     clip: Optional[str] = None,
-    methods: list[str] = ["null-text", "negative-prompt", "direct", "ddim"],
+    methods: Optional[list[str]] = None,
     n: int = 16,
-    num_steps: int = 20,
-    guidance_scale: float = 7.5,
-    cross_replace_steps: float = 0.8,
-    self_replace_steps: list[float] = [0.6],
+    num_steps: Optional[int] = None,
+    guidance_scale: Optional[float] = None,
+    cross_replace_steps: Optional[float] = None,
+    self_replace_steps: Optional[list[float]] = None,
+    candidates: Optional[int] = None,
     local_blend: bool = True,
-    seed: int = 0,
+    recipe: Optional[Path] = None,
+    seed: int = 1,
     json_out: Optional[Path] = None,
     grid: Optional[Path] = None,
     update_card: bool = False,
     json: bool = False,
 ) -> int:
     """Measure editing against ground truth in the world: reconstruction PSNR and edit success per inversion method
-    and edit type, the CLIP filter's precision/recall, and the generator's ceiling (plain text-to-image from the
-    target captions, read against the target scenes).
+    and edit type, the CLIP filter's precision/recall (rule by rule and whole), and the generator's ceiling (plain
+    text-to-image from the target captions, read against the target scenes). Unset settings come from the world
+    recipe (``assets/world/recipe.json``, made by ``world calibrate-filter`` on seed 0).
 
     Args:
         editor: diffusion pipeline folder (default: the bundled world model).
         classifier: attribute classifier folder (default: the bundled one).
         clip: CLIP folder for the filter (default: the bundled world CLIP).
-        methods: inversion methods to compare.
+        methods: inversion methods to compare (default: the recipe's).
         n: reference scenes (one ground-truth edit each, edit types in turn).
-        num_steps: DDIM steps.
-        guidance_scale: classifier-free guidance.
-        cross_replace_steps: prompt-to-prompt: fraction of steps with the source's cross-attention.
-        self_replace_steps: fraction(s) of steps with the source's self-attention; several = a sweep, the filter
-            keeps each edit's best candidate.
+        num_steps: DDIM steps (default: the recipe's).
+        guidance_scale: classifier-free guidance (default: the recipe's).
+        cross_replace_steps: prompt-to-prompt fraction of steps with the source's cross-attention (with --candidates 0).
+        self_replace_steps: fraction(s) of steps with the source's self-attention (with --candidates 0); several =
+            a sweep, the filter keeps each edit's best candidate.
+        candidates: candidates per edit with settings drawn from the recipe's grids (default: the recipe's); 0: the
+            fixed cross/self settings.
         local_blend: LocalBlend on the changed words.
-        seed: seed for scenes and edits.
+        recipe: a recipe JSON instead of the bundled one.
+        seed: seed for scenes and edits (1: the reporting seed; the recipe is tuned on 0).
         json_out: also write the result to this file.
         grid: also write a picture grid (reference | edit | generated per method | text-to-image | ground truth).
         update_card: add the result (and this command) to the editor's model card (card.json / README.md).
@@ -505,30 +513,135 @@ def evaluate(
     import json as jsonlib
 
     from cirsynth.config import atomic_write_json
-    from cirsynth.world.assets import add_to_card, bundled_models, command_line
-    from cirsynth.world.evaluate import WorldEvalConfig, evaluate_world
+    from cirsynth.world.assets import add_to_card, command_line
+    from cirsynth.world.evaluate import evaluate_world
 
-    bundled = bundled_models()
-    editor = editor or (str(bundled["diffusion"]) if "diffusion" in bundled else None)
-    classifier = classifier or (str(bundled["classifier"]) if "classifier" in bundled else None)
-    clip = clip or (str(bundled["clip"]) if "clip" in bundled else None)
-    if editor is None:
-        raise SystemExit("world evaluate: no world diffusion model is bundled yet; pass --editor FOLDER")
-    if classifier is None:
-        raise SystemExit("world evaluate: no attribute classifier bundled; pass --classifier FOLDER")
-    cfg = WorldEvalConfig(editor=editor, classifier=classifier, clip=clip, methods=tuple(methods), n=n,
-                          num_steps=num_steps, guidance_scale=guidance_scale, cross_replace_steps=cross_replace_steps,
-                          self_replace_steps=tuple(self_replace_steps), local_blend=local_blend, seed=seed)
+    cfg = _world_eval_config(editor, classifier, clip, methods, n, num_steps, guidance_scale, cross_replace_steps,
+                             self_replace_steps, candidates, local_blend, recipe, seed, "world evaluate")
     images: dict = {}
     result = evaluate_world(cfg, log=(lambda *_: None) if json else print, keep_images=images)
+    result["settings"] = {"seed": seed, "num_steps": cfg.num_steps, "guidance_scale": cfg.guidance_scale,
+                          "candidates": dataclasses.asdict(cfg.candidates), "recipe_calibration": cfg_calibration(recipe)}
+    cal = result["settings"]["recipe_calibration"]
+    result["held_out"] = cal is None or cal.get("seed") != seed
+    if not result["held_out"]:
+        print(f"NOTE: seed {seed} is the seed the recipe's filter was calibrated on: these figures are not held out")
     if grid is not None:
         from cirsynth.world.evaluate import evaluation_grid
 
         evaluation_grid(cfg, images).save(grid)
     if update_card:
         shown = {k: v for k, v in params.items() if k not in ("json", "json_out", "update_card", "grid")}
-        add_to_card(editor, "world_evaluate", {"command": command_line("world evaluate", shown, positional=()), **result})
+        add_to_card(cfg.editor, "world_evaluate", {"command": command_line("world evaluate", shown, positional=()), **result})
     print(jsonlib.dumps(result, indent=None if json else 2))
     if json_out is not None:
         atomic_write_json(json_out, result, indent=2)
+    return 0
+
+
+def cfg_calibration(recipe: Optional[Path]) -> Optional[dict]:
+    from cirsynth.world.recipe import load_recipe
+
+    cal = load_recipe(recipe).calibration
+    return None if cal is None else {k: cal.get(k) for k in ("seed", "n", "method", "command")}
+
+
+def _world_eval_config(editor, classifier, clip, methods, n, num_steps, guidance_scale, cross_replace_steps,
+                       self_replace_steps, candidates, local_blend, recipe, seed, who: str):
+    """A WorldEvalConfig: the bundled models and the world recipe, overridden by what was given."""
+    from cirsynth.world.assets import bundled_models
+    from cirsynth.world.evaluate import WorldEvalConfig
+    from cirsynth.world.recipe import load_recipe
+
+    r = load_recipe(recipe)
+    bundled = bundled_models()
+    editor = editor or (str(bundled["diffusion"]) if "diffusion" in bundled else None)
+    classifier = classifier or (str(bundled["classifier"]) if "classifier" in bundled else None)
+    clip = clip or (str(bundled["clip"]) if "clip" in bundled else None)
+    if editor is None:
+        raise SystemExit(f"{who}: no world diffusion model is bundled yet; pass --editor FOLDER")
+    if classifier is None:
+        raise SystemExit(f"{who}: no attribute classifier bundled; pass --classifier FOLDER")
+    cand = r.candidates if candidates is None else dataclasses.replace(r.candidates, n=candidates)
+    return WorldEvalConfig(
+        editor=editor, classifier=classifier, clip=clip, methods=tuple(methods or [r.inversion]), n=n,
+        num_steps=num_steps or r.num_steps, guidance_scale=r.guidance_scale if guidance_scale is None else guidance_scale,
+        cross_replace_steps=r.cross_replace_steps if cross_replace_steps is None else cross_replace_steps,
+        self_replace_steps=tuple(self_replace_steps or r.self_replace_steps), local_blend=local_blend, seed=seed,
+        candidates=cand, filter=r.filter)
+
+
+def calibrate_filter(
+    n: int = 96,
+    seed: int = 0,
+    method: Optional[str] = None,
+    candidates: Optional[int] = None,
+    hard_negatives: Optional[int] = None,
+    target_precision: float = 0.8,
+    editor: Optional[str] = None,
+    classifier: Optional[str] = None,
+    clip: Optional[str] = None,
+    recipe: Optional[Path] = None,
+    out: Optional[Path] = None,
+) -> int:
+    """Choose the world filter's thresholds and candidate ranking against ground truth on tuning edits, and write
+    them into the world recipe (``world evaluate``, ``demo`` and ``synthesize --editor world`` then use them).
+
+    Args:
+        n: tuning edits.
+        seed: tuning seed (0; never the seed you report: ``world evaluate`` reports on 1).
+        method: inversion method (default: the recipe's).
+        candidates: candidates per edit (default: the recipe's).
+        hard_negatives: one-attribute variants of the target caption as the caption-margin rule's negatives.
+        target_precision: the share of accepted edits that must be right (0-1).
+        editor: diffusion pipeline folder (default: the bundled world model).
+        classifier: the judge (default: the bundled attribute classifier).
+        clip: the filter's CLIP (default: the bundled world CLIP).
+        recipe: recipe to start from (default: the bundled one).
+        out: where to write the new recipe (default: the bundled recipe.json).
+    """
+    params = dict(locals())
+    import json as jsonlib
+
+    from cirsynth.world.assets import command_line
+    from cirsynth.world.calibrate import calibrate
+    from cirsynth.world.recipe import load_recipe, save_recipe
+
+    if not 0 < target_precision <= 1:
+        raise SystemExit("world calibrate-filter: --target_precision is a share in (0, 1]")
+    cfg = _world_eval_config(editor, classifier, clip, None, n, None, None, None, None, candidates, True, recipe, seed,
+                             "world calibrate-filter")
+    if cfg.clip is None:
+        raise SystemExit("world calibrate-filter: no world CLIP bundled; pass --clip FOLDER")
+    if hard_negatives is not None:
+        cfg.filter = dataclasses.replace(cfg.filter, hard_negatives=hard_negatives)
+    r = load_recipe(recipe)
+    method = method or r.inversion
+    t0 = time.time()
+    chosen, report = calibrate(cfg, method, target_precision)
+    r.inversion, r.candidates, r.filter = method, cfg.candidates, dataclasses.replace(chosen, clip=None, device=None)
+    r.calibration = {"command": command_line("world calibrate-filter", {k: v for k, v in params.items() if k != "out"},
+                                             positional=()),
+                     "seed": seed, "n": n, "method": method, "target_precision": target_precision,
+                     "seconds": round(time.time() - t0, 1), "machine": _machine(), **report}
+    path = save_recipe(r, out)
+    print(jsonlib.dumps({"recipe": str(path), "filter": dataclasses.asdict(r.filter), **report["search"]}, indent=2))
+    return 0
+
+
+def controls(synthetic: str, benchmark: str, oracle_out: str, wrong_edit_out: str, seed: int = 0) -> int:
+    """The data-scarcity experiment's reference arms for a synthetic set made from a world benchmark's train
+    references: an oracle set (the ground-truth target of each accepted edit) and a wrong-edit set (another valid
+    edit's target), same references and texts. Pass them to `experiment data-scarcity --oracle / --wrong_edit`.
+
+    Args:
+        synthetic: TripletDataset written by `synthesize` from the benchmark's `--synth_inputs` list.
+        benchmark: the world benchmark the references come from (`world benchmark`).
+        oracle_out: folder for the oracle TripletDataset (created).
+        wrong_edit_out: folder for the wrong-edit TripletDataset (created).
+        seed: picks each wrong edit.
+    """
+    from cirsynth.world.controls import write_controls
+
+    print(json.dumps(write_controls(synthetic, benchmark, oracle_out, wrong_edit_out, seed=seed)))
     return 0

@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 
 from cirsynth.metrics import psnr
+from cirsynth.synth.candidates import CandidateConfig
+from cirsynth.synth.filters import RULES, FilterConfig
 from cirsynth.world.language import WORLD_EDIT_TYPES, apply_edit
 from cirsynth.world.render import render
 from cirsynth.world.scene import random_scene, scene_diff, scene_labels
@@ -44,6 +46,8 @@ class WorldEvalConfig:
     self_replace_steps: tuple[float, ...] = (0.6,)  # several: a sweep; the filter picks each edit's best candidate
     local_blend: bool = True  # LocalBlend on the changed words
     seed: int = 0  # scenes and edits
+    candidates: CandidateConfig = dataclasses.field(default_factory=CandidateConfig)  # n > 0: oversample per edit
+    filter: FilterConfig = dataclasses.field(default_factory=FilterConfig)  # thresholds, negatives, rank_by
 
 
 def judge_edit(pred: dict[str, str], reference_scene, target_scene) -> tuple[bool, bool]:
@@ -88,16 +92,16 @@ def evaluate_world(cfg: WorldEvalConfig, log=print, keep_images: dict | None = N
         keep_images: if given, filled with method -> the generated image of each edit (the filter's pick).
     """
     from cirsynth.editing import CounterfactualEditor
-    from cirsynth.synth.filters import EditFilter, FilterConfig, pick_best
     from cirsynth.world.classifier import AttributeClassifier
     from cirsynth.world.diffusion import object_word_attention_share
 
     edits = evaluation_edits(cfg)
     editor = CounterfactualEditor.from_pretrained(cfg.editor)
     clf = AttributeClassifier.from_pretrained(cfg.classifier)
-    filt = EditFilter(FilterConfig(clip=cfg.clip)) if cfg.clip else None
     refs = editor.prepare([render(e.reference) for e in edits])
-    out: dict[str, Any] = {"edits": len(edits), "editor": cfg.editor, "methods": {}}
+    out: dict[str, Any] = {"edits": len(edits), "editor": cfg.editor, "methods": {},
+                           "candidates": cfg.candidates.n or len(cfg.self_replace_steps),
+                           "filter_config": None if cfg.clip is None else dataclasses.asdict(cfg.filter)}
     # how well the UNet's object words attend to their objects: what LocalBlend's masks are made of
     share = object_word_attention_share(editor.pipe)
     out["object_word_attention_inside"] = None if share is None else round(100.0 * share, 1)
@@ -106,72 +110,146 @@ def evaluate_world(cfg: WorldEvalConfig, log=print, keep_images: dict | None = N
     log(f"text-to-image from the target captions: the edited attribute right {out['text_to_image']['edit_attribute']['all']}%, "
         f"every label right {out['text_to_image']['label_accuracy']['all_labels']}%")
     for method in cfg.methods:
-        inv = editor.invert(refs, [e.caption_edit.source_caption for e in edits], method=method,
-                            num_steps=cfg.num_steps, guidance_scale=cfg.guidance_scale)
-        recon = editor.reconstruct(inv)
-        rec_psnr = [min(psnr(np.asarray(r), np.asarray(x)), 99.0) for r, x in zip(refs, recon)]
-        # the preservation ceiling: how much of the reference the judge still reads off its reconstruction
-        rec_preds = clf.predict(recon)
-        rec_labels = label_accuracy(rec_preds, [e.reference for e in edits])
-        sweep = len(cfg.self_replace_steps) > 1
-        results = editor.edit(inv, [e.caption_edit.target_caption for e in edits],
-                              cross_replace_steps=cfg.cross_replace_steps,
-                              self_replace_steps=list(cfg.self_replace_steps) if sweep else cfg.self_replace_steps[0],
-                              blend_words=[(e.caption_edit.source_words, e.caption_edit.target_words)
-                                           if cfg.local_blend and e.caption_edit.source_words and e.caption_edit.target_words
-                                           else None for e in edits], return_details=True)
-        verdicts = None
-        if filt is not None:  # score every candidate; keep each edit's best (pick_best, as synthesize does)
-            owner = [i for i, r in enumerate(results) for _ in r.images]  # candidate -> its edit, in one batch
-            ces = [edits[i].caption_edit for i in owner]
-            flat = filt.score([refs[i] for i in owner], [im for r in results for im in r.images],
-                              [c.source_caption for c in ces], [c.target_caption for c in ces],
-                              [c.source_words for c in ces], [c.target_words for c in ces],
-                              [m for r in results for m in r.masks])
-            verdicts = [[v for v, i in zip(flat, owner) if i == j] for j in range(len(results))]
-            best = [pick_best(v) for v in verdicts]
-        else:
-            best = [0] * len(results)
-        generated = [r.images[b] for r, b in zip(results, best)]
-        preds = clf.predict(generated)
-        per_type: dict[str, dict[str, list[bool]]] = {}
-        success = []
-        for e, pred, rp in zip(edits, preds, rec_preds):
-            target_ok, preserved = judge_edit(pred, e.reference, e.target)
-            kept = kept_as_reconstructed(pred, rp, e.reference, e.target)
-            success.append(target_ok and preserved)
-            for key in (e.edit_type, "all"):
-                d = per_type.setdefault(key, {"target": [], "preserved": [], "success": [],
-                                              "kept_as_reconstructed": [], "success_vs_reconstruction": []})
-                d["target"].append(target_ok)
-                d["preserved"].append(preserved)
-                d["success"].append(target_ok and preserved)
-                d["kept_as_reconstructed"].append(kept)
-                d["success_vs_reconstruction"].append(target_ok and kept)
-        row: dict[str, Any] = {
-            "reconstruction_psnr_db": round(float(np.mean(rec_psnr)), 2),
-            "reconstruction_label_accuracy": rec_labels,
-            "generated_label_accuracy": label_accuracy(preds, [e.target for e in edits]),
-            "edit": {k: {m: _pct(v) for m, v in d.items()} | {"n": len(d["success"])} for k, d in per_type.items()},
-        }
-        if verdicts is not None:
-            accepted = [v[b].passed for v, b in zip(verdicts, best)]
-            tp = sum(a and s for a, s in zip(accepted, success))
-            row["filter"] = {
-                "accepted": sum(accepted),
-                "precision": round(100.0 * tp / sum(accepted), 1) if sum(accepted) else None,
-                "recall": round(100.0 * tp / sum(success), 1) if sum(success) else None,
-                "success_after_filter": _pct([s for a, s in zip(accepted, success) if a]),
-                "preserved_after_filter": _pct([p for a, p in zip(accepted, per_type["all"]["preserved"]) if a]),
-                "failed_rules": dict(Counter(r.split()[0] for v, b in zip(verdicts, best) for r in v[b].failed)),
-            }
+        table = candidate_table(cfg, editor, clf, edits, refs, method)
+        row = method_report(table, edits, cfg)
         if keep_images is not None:
-            keep_images[method] = generated
+            keep_images[method] = [c[i]["image"] for c, i in zip(table["candidates"], row.pop("_kept"))]
+        else:
+            row.pop("_kept")
         out["methods"][method] = row
-        log(f"{method}: {row['reconstruction_psnr_db']} dB, labels read on reconstructions {rec_labels['all_labels']}%, "
-            f"success {row['edit']['all']['success']}%")
+        log(f"{method}: {row['reconstruction_psnr_db']} dB, labels read on reconstructions "
+            f"{row['reconstruction_label_accuracy']['all_labels']}%, success {row['edit']['all']['success']}%"
+            + (f"; filter accepts {row['filter']['accepted']}, precision {row['filter']['precision']}%, accepted and "
+               f"right {row['filter']['accepted_success']}%" if "filter" in row else ""))
     if keep_images is not None:
         keep_images["text-to-image"] = t2i_images
+    return out
+
+
+def candidate_table(cfg: WorldEvalConfig, editor: Any, clf: Any, edits: list, refs: list, method: str) -> dict[str, Any]:
+    """Invert, reconstruct and make every edit's candidates with ``method``; score each candidate with the filter's
+    scores (no thresholds applied) and judge it against ground truth.
+
+    Returns:
+        ``{"psnr": [...], "recon_preds": [...], "candidates": per edit, a list of dicts with image, setting, scores,
+        target (attribute right), preserved, kept (as reconstructed), right (target and preserved)}``.
+    """
+    from cirsynth.synth.candidates import draw_settings, edit_candidates, fixed_settings, hard_negative_captions
+    from cirsynth.synth.filters import EditFilter
+
+    ces = [e.caption_edit for e in edits]
+    inv = editor.invert(refs, [c.source_caption for c in ces], method=method, num_steps=cfg.num_steps,
+                        guidance_scale=cfg.guidance_scale)
+    recon = editor.reconstruct(inv)
+    rec_psnr = [min(psnr(np.asarray(r), np.asarray(x)), 99.0) for r, x in zip(refs, recon)]
+    rec_preds = clf.predict(recon)  # the preservation ceiling: what the judge still reads off the reconstruction
+    settings = [draw_settings(cfg.candidates, f"world-edit-{i}", cfg.seed) if cfg.candidates.n
+                else fixed_settings(cfg.cross_replace_steps, cfg.self_replace_steps) for i in range(len(edits))]
+    cands = edit_candidates(
+        editor, inv, [c.target_caption for c in ces],
+        [(c.source_words, c.target_words) if cfg.local_blend and c.source_words and c.target_words else None for c in ces],
+        [c.target_words for c in ces], settings)
+    owner = [i for i, cs in enumerate(cands) for _ in cs]  # candidate -> its edit, all scored in one batch
+    flat = [c for cs in cands for c in cs]
+    scores: list[dict[str, float]] = [{} for _ in flat]
+    if cfg.clip is not None:
+        unthresholded = dataclasses.replace(cfg.filter, clip=cfg.clip, **{a: None for _, a in RULES})
+        filt = EditFilter(unthresholded)
+        negs = hard_negative_captions(_world_perturber() if cfg.filter.hard_negatives else None,
+                                      [c.target_caption for c in ces], [c.source_caption for c in ces],
+                                      cfg.filter.hard_negatives, cfg.seed)
+        verdicts = filt.score([refs[i] for i in owner], [c.image for c in flat], [ces[i].source_caption for i in owner],
+                              [ces[i].target_caption for i in owner], [ces[i].source_words for i in owner],
+                              [ces[i].target_words for i in owner], [c.mask for c in flat],
+                              negatives=[negs[i] for i in owner])
+        scores = [v.scores for v in verdicts]
+    preds = clf.predict([c.image for c in flat])
+    table: list[list[dict[str, Any]]] = [[] for _ in edits]
+    for c, i, sc, pred in zip(flat, owner, scores, preds):
+        e = edits[i]
+        target_ok, preserved = judge_edit(pred, e.reference, e.target)
+        table[i].append({"image": c.image, "setting": c.setting.as_dict(), "scores": sc, "pred": pred,
+                         "target": target_ok, "preserved": preserved, "right": target_ok and preserved,
+                         "kept": kept_as_reconstructed(pred, rec_preds[i], e.reference, e.target)})
+    return {"psnr": rec_psnr, "recon_preds": rec_preds, "candidates": table}
+
+
+def _world_perturber():
+    from cirsynth.captions import LexicalConfig, LexicalPerturber
+    from cirsynth.world.language import lexical_vocabulary
+
+    return LexicalPerturber(LexicalConfig(vocab=lexical_vocabulary()), wordnet=False)
+
+
+def method_report(table: dict[str, Any], edits: list, cfg: WorldEvalConfig) -> dict[str, Any]:
+    """One method's figures from its ``candidate_table``: the kept candidate per edit (``pick_best`` under the
+    configured filter), its ground-truth success per edit type, and the filter's precision and recall, rule by rule
+    (over all candidates) and as a whole (over edits)."""
+    from cirsynth.synth.filters import EditFilter, FilterVerdict, pick_best
+
+    judge = EditFilter(dataclasses.replace(cfg.filter, clip=None)) if cfg.clip is not None else None
+    kept, accepted = [], []
+    for cands in table["candidates"]:
+        verdicts = [judge.judge(c["scores"]) if judge else FilterVerdict(c["scores"]) for c in cands]
+        b = pick_best(verdicts, cfg.filter.rank_by)
+        kept.append(b)
+        accepted.append(verdicts[b].passed)
+    chosen = [cands[b] for cands, b in zip(table["candidates"], kept)]
+    per_type: dict[str, dict[str, list[bool]]] = {}
+    for e, c in zip(edits, chosen):
+        for key in (e.edit_type, "all"):
+            d = per_type.setdefault(key, {"target": [], "preserved": [], "success": [], "kept_as_reconstructed": [],
+                                          "success_vs_reconstruction": [], "any_candidate_right": []})
+            d["target"].append(c["target"])
+            d["preserved"].append(c["preserved"])
+            d["success"].append(c["right"])
+            d["kept_as_reconstructed"].append(c["kept"])
+            d["success_vs_reconstruction"].append(c["target"] and c["kept"])
+    for e, cands in zip(edits, table["candidates"]):
+        for key in (e.edit_type, "all"):
+            per_type[key]["any_candidate_right"].append(any(c["right"] for c in cands))
+    row: dict[str, Any] = {
+        "reconstruction_psnr_db": round(float(np.mean(table["psnr"])), 2),
+        "reconstruction_label_accuracy": label_accuracy(table["recon_preds"], [e.reference for e in edits]),
+        "generated_label_accuracy": label_accuracy([c["pred"] for c in chosen], [e.target for e in edits]),
+        "edit": {k: {m: _pct(v) for m, v in d.items()} | {"n": len(d["success"])} for k, d in per_type.items()},
+        "_kept": kept,
+    }
+    if judge is not None:
+        success = [c["right"] for c in chosen]
+        reachable = [any(c["right"] for c in cands) for cands in table["candidates"]]
+        tp = sum(a and s for a, s in zip(accepted, success))
+        by_type: dict[str, list[bool]] = {}
+        for e, a, s in zip(edits, accepted, success):
+            if a:
+                by_type.setdefault(e.edit_type, []).append(s)
+        row["filter"] = {
+            "accepted": sum(accepted),
+            "precision": round(100.0 * tp / sum(accepted), 1) if sum(accepted) else None,
+            "recall": round(100.0 * tp / sum(reachable), 1) if sum(reachable) else None,
+            "accepted_success": _pct([a and s for a, s in zip(accepted, success)]),
+            "preserved_after_filter": _pct([c["preserved"] for a, c in zip(accepted, chosen) if a]),
+            "precision_by_edit_type": {k: _pct(v) for k, v in sorted(by_type.items())},
+            "failed_rules": dict(Counter(r.split()[0] for cands, b in zip(table["candidates"], kept)
+                                         for r in judge.judge(cands[b]["scores"]).failed)),
+            "rules": rule_report([c for cands in table["candidates"] for c in cands], cfg.filter),
+        }
+    return row
+
+
+def rule_report(candidates: list[dict[str, Any]], fcfg: Any) -> dict[str, dict[str, Any]]:
+    """Each enabled rule alone, over every candidate: its threshold, the share of candidates it passes, and its
+    precision (right among passed) and recall (passed among right), against ground truth."""
+    out = {}
+    right = np.array([c["right"] for c in candidates], dtype=bool)
+    for name, attr in RULES:
+        thr = getattr(fcfg, attr)
+        vals = [c["scores"].get(name) for c in candidates]
+        if thr is None or any(v is None for v in vals):
+            continue
+        passed = np.array(vals, dtype=float) >= thr
+        out[name] = {"threshold": thr, "passes": _pct(list(passed)),
+                     "precision": _pct(list(right[passed])), "recall": _pct(list(passed[right]))}
     return out
 
 

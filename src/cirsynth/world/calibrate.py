@@ -1,0 +1,118 @@
+"""``cirsynth world calibrate-filter``: choose the filter's thresholds against ground truth, on tuning edits.
+
+On ``--seed 0`` edits (never the seed that is reported), every edit's candidates are made and scored with every
+filter score, and each candidate is judged right or wrong by the attribute classifier against the ground-truth
+target scene. A coordinate search over each rule's threshold (off, or a quantile of its scores) and over the score
+that ranks an edit's passing candidates then picks the filter that makes the most edits both accepted and right while
+the accepted ones are right at least ``target_precision`` of the time. The filter only ever sees what a user has on
+real photos: CLIP scores of the images and captions; the judge is used to choose thresholds, never inside the filter.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Sequence
+
+import numpy as np
+
+from cirsynth.synth.filters import RULES, FilterConfig
+
+RANK_OPTIONS = ("caption_margin", "clip_dir", "clip_tgt_text", "words_margin", "clip_i2i")
+
+
+def filter_outcome(scores: dict[str, np.ndarray], valid: np.ndarray, right: np.ndarray,
+                   thresholds: dict[str, float | None], rank_by: str) -> tuple[float, float, int]:
+    """(precision, accepted-and-right share of edits, accepted edits) of a filter over (E, K) candidate scores.
+
+    An edit is accepted when one of its candidates passes every rule; the kept candidate is the passing one with the
+    highest ``rank_by`` score (as ``pick_best`` keeps it)."""
+    passed = valid.copy()
+    for name, thr in thresholds.items():
+        if thr is not None:
+            passed &= scores[name] >= thr
+    rank = np.where(passed, scores[rank_by], -np.inf)
+    best = rank.argmax(1)
+    accepted = passed.any(1)
+    ok = accepted & right[np.arange(len(right)), best]
+    n_acc = int(accepted.sum())
+    return (float(ok.sum()) / n_acc if n_acc else 0.0), float(ok.mean()), n_acc
+
+
+def search_filter(candidates: Sequence[Sequence[dict[str, Any]]], target_precision: float = 0.8,
+                  rank_options: Sequence[str] = RANK_OPTIONS, quantiles: int = 24, passes: int = 3
+                  ) -> tuple[dict[str, float | None], str, dict[str, float]]:
+    """Thresholds and rank score maximising accepted-and-right edits subject to precision >= ``target_precision``
+    (when no setting reaches it: the most precise one).
+
+    Args:
+        candidates: per edit, its candidates as ``candidate_table`` gives them (``scores`` and ``right``).
+
+    Returns:
+        ``(thresholds by score name, rank_by, {"precision", "accepted_success", "accepted"})``.
+    """
+    E, K = len(candidates), max(len(c) for c in candidates)
+    names = [n for n, _ in RULES if all(n in c["scores"] for cs in candidates for c in cs)]
+    valid = np.zeros((E, K), bool)
+    right = np.zeros((E, K), bool)
+    scores = {n: np.full((E, K), -np.inf) for n in names}
+    for i, cs in enumerate(candidates):
+        for k, c in enumerate(cs):
+            valid[i, k], right[i, k] = True, c["right"]
+            for n in names:
+                scores[n][i, k] = c["scores"][n]
+    grid = {n: [None] + sorted({round(float(q), 4) for q in np.quantile(scores[n][valid], np.linspace(0.02, 0.9, quantiles))})
+            for n in names}
+
+    def objective(th, rank):
+        prec, succ, _ = filter_outcome(scores, valid, right, th, rank)
+        return (prec >= target_precision, succ if prec >= target_precision else prec, prec)
+
+    best: tuple | None = None
+    for rank in [r for r in rank_options if r in names]:
+        th: dict[str, float | None] = {n: None for n in names}
+        cur = objective(th, rank)
+        for _ in range(passes):
+            changed = False
+            for n in names:
+                for v in grid[n]:
+                    trial = {**th, n: v}
+                    o = objective(trial, rank)
+                    if o > cur:
+                        th, cur, changed = trial, o, True
+            if not changed:
+                break
+        if best is None or cur > best[0]:
+            best = (cur, dict(th), rank)
+    assert best is not None
+    _, th, rank = best
+    prec, succ, n_acc = filter_outcome(scores, valid, right, th, rank)
+    return th, rank, {"precision": round(100 * prec, 1), "accepted_success": round(100 * succ, 1), "accepted": n_acc}
+
+
+def calibrate(cfg: Any, method: str, target_precision: float = 0.8, log=print) -> tuple[FilterConfig, dict[str, Any]]:
+    """Make and judge ``cfg``'s edits' candidates with ``method``, search the filter, report it on the same edits.
+
+    Args:
+        cfg: a ``WorldEvalConfig`` (its ``filter`` gives hard_negatives; its thresholds are replaced).
+
+    Returns:
+        ``(the chosen FilterConfig, report)``; the report's figures are on the tuning edits (not held out).
+    """
+    from cirsynth.editing import CounterfactualEditor
+    from cirsynth.world.classifier import AttributeClassifier
+    from cirsynth.world.evaluate import candidate_table, evaluation_edits, method_report
+    from cirsynth.world.render import render
+
+    edits = evaluation_edits(cfg)
+    editor = CounterfactualEditor.from_pretrained(cfg.editor)
+    clf = AttributeClassifier.from_pretrained(cfg.classifier)
+    refs = editor.prepare([render(e.reference) for e in edits])
+    table = candidate_table(cfg, editor, clf, edits, refs, method)
+    th, rank, fit = search_filter(table["candidates"], target_precision)
+    chosen = dataclasses.replace(cfg.filter, rank_by=rank, **{a: th.get(n) for n, a in RULES})
+    log(f"chosen on {len(edits)} tuning edits (seed {cfg.seed}): rank by {rank}, thresholds "
+        f"{ {n: v for n, v in th.items() if v is not None} }; precision {fit['precision']}%, "
+        f"accepted and right {fit['accepted_success']}%")
+    report = method_report(table, edits, dataclasses.replace(cfg, filter=chosen))
+    report.pop("_kept")
+    return chosen, {"search": fit, "report": report}

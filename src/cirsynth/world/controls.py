@@ -1,0 +1,87 @@
+"""Reference arms for the data-scarcity experiment, for exactly the references and edits of a synthetic set.
+
+For every accepted synthetic triplet made from a world benchmark reference, the world knows the truth:
+- **oracle**: the same reference and modification text with the ground-truth target (the scene re-rendered with the
+  named attribute changed): what a perfect editor would have made;
+- **wrong-edit**: the same reference and text with the target of *another* valid one-attribute edit of the same
+  scene: how a wrong edit looks to the CIR model.
+Triplets whose caption edit has no ground truth (the captioner or perturber wrote a caption the scene does not
+fit) are left out of both and counted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cirsynth.world.ground_truth import ground_truth, possible_edits
+from cirsynth.world.language import NUM_CAPTION_VARIANTS, caption
+from cirsynth.world.render import render
+from cirsynth.world.scene import Scene
+
+
+def benchmark_scenes(benchmark_root: str | Path, split: str = "train") -> dict[str, tuple[Scene, int]]:
+    """Resolved reference image path -> (scene, caption variant) for every reference of a world benchmark split."""
+    from cirsynth.data import TripletDataset
+
+    ds = TripletDataset(benchmark_root)
+    out = {}
+    for t in ds.triplets(split=split):
+        scene = Scene.from_dict(t.provenance["reference_scene"])
+        variant = next((v for v in range(NUM_CAPTION_VARIANTS) if caption(scene, v) == t.reference_caption), None)
+        if variant is None:
+            raise ValueError(f"{t.id}: its reference caption is none of the grammar's variants")
+        out[str(ds.image_path(t.reference).resolve())] = (scene, variant)
+    return out
+
+
+def write_controls(synthetic_root: str | Path, benchmark_root: str | Path, oracle_out: str | Path,
+                   wrong_out: str | Path, seed: int = 0) -> dict[str, Any]:
+    """Write the oracle and wrong-edit TripletDatasets for the accepted triplets of ``synthetic_root``.
+
+    Returns:
+        Counts: accepted synthetic triplets, written per arm, and those left out (no ground truth, reference not in
+        the benchmark, no other valid edit).
+    """
+    from cirsynth.data import Triplet, TripletDataset
+
+    syn = TripletDataset(synthetic_root)
+    scenes = benchmark_scenes(benchmark_root)
+    counts = {"accepted": 0, "oracle": 0, "wrong_edit": 0, "no_ground_truth": 0, "not_a_benchmark_reference": 0,
+              "no_other_edit": 0}
+    oracle = TripletDataset.create(oracle_out, meta={"source": "cirsynth.world controls: oracle", "of": str(synthetic_root)})
+    wrong = TripletDataset.create(wrong_out, meta={"source": "cirsynth.world controls: wrong-edit", "of": str(synthetic_root)})
+    with oracle.writer() as wo, wrong.writer() as ww:
+        for t in syn.triplets(status="accepted"):
+            counts["accepted"] += 1
+            key = str(Path(t.provenance.get("input", "")).resolve())
+            if key not in scenes:
+                counts["not_a_benchmark_reference"] += 1
+                continue
+            scene, variant = scenes[key]
+            gt = ground_truth(scene, variant, t.target_caption)
+            if gt is None:
+                counts["no_ground_truth"] += 1
+                continue
+            ref = syn.open_image(t.reference)
+            size = ref.size[0]
+            fields = dict(reference="", modification_text=t.modification_text, reference_caption=t.reference_caption,
+                          target_caption=t.target_caption, edit_type=t.edit_type, source_words=t.source_words,
+                          target_words=t.target_words, paraphrases=t.paraphrases, status="accepted", split=t.split)
+            wo.add(Triplet(id=t.id, target="", provenance={"of": t.id, "target_scene": gt.target.to_dict()}, **fields),
+                   reference_image=ref, target_image=render(gt.target, size=size))
+            counts["oracle"] += 1
+            others = [e for e in possible_edits(scene, variant) if e.target.key() not in (gt.target.key(), scene.key())]
+            if not others:
+                counts["no_other_edit"] += 1
+                continue
+            rng = np.random.default_rng([seed, int(hashlib.sha256(t.id.encode()).hexdigest()[:8], 16)])
+            other = others[int(rng.integers(len(others)))]
+            ww.add(Triplet(id=t.id, target="", provenance={"of": t.id, "target_scene": other.target.to_dict(),
+                                                            "wrong_edit": other.caption_edit.modification_text}, **fields),
+                   reference_image=ref, target_image=render(other.target, size=size))
+            counts["wrong_edit"] += 1
+    return counts

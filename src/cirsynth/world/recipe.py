@@ -1,0 +1,62 @@
+"""The world recipe: the settings this project recommends for synthesizing in the mini world, in one place.
+
+``world evaluate``, ``demo`` and ``synthesize --editor world`` read them from here, so a plain
+``cirsynth world evaluate --seed S --n N`` measures what the project recommends. The filter thresholds and the
+candidate settings come from ``assets/world/recipe.json``, written by ``cirsynth world calibrate-filter`` on tuning
+edits (``--seed 0``); without that file the uncalibrated defaults below apply.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cirsynth.synth.candidates import CandidateConfig
+from cirsynth.synth.filters import FilterConfig
+from cirsynth.world.assets import ASSETS_DIR
+
+RECIPE_FILE = ASSETS_DIR / "recipe.json"
+
+
+@dataclass
+class WorldRecipe:
+    inversion: str = "null-text"  # best reconstruction of the four on the world model (world evaluate)
+    num_steps: int = 20  # the world UNet is small; 20 DDIM steps keep edits to about a second on a CPU
+    guidance_scale: float = 3.0  # chosen on seed 0 (session 3): the small UNet keeps more of the scene at low guidance
+    cross_replace_steps: float = 0.4  # the fixed sweep (candidates.n == 0)
+    self_replace_steps: tuple[float, ...] = (0.2, 0.4, 0.6)  # the fixed sweep (candidates.n == 0)
+    candidates: CandidateConfig = field(default_factory=lambda: CandidateConfig(n=8))  # oversample, then filter
+    filter: FilterConfig = field(default_factory=lambda: FilterConfig(hard_negatives=8, rank_by="caption_margin"))
+    calibration: dict[str, Any] | None = None  # how recipe.json was made: command, seed, n, figures; None: defaults
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def load_recipe(path: str | Path | None = None) -> WorldRecipe:
+    """The recipe from ``path`` (default: the bundled ``recipe.json``), or the defaults when there is none."""
+    path = Path(path) if path is not None else RECIPE_FILE
+    if not path.is_file():
+        return WorldRecipe()
+    d = json.loads(path.read_text())
+    try:
+        cand = CandidateConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.pop("candidates").items()})
+        filt = FilterConfig(**d.pop("filter"))
+        d["self_replace_steps"] = tuple(d["self_replace_steps"])
+        return WorldRecipe(candidates=cand, filter=filt, **d)
+    except (KeyError, TypeError) as e:
+        raise ValueError(f"{path}: not a world recipe ({e})") from e
+
+
+def save_recipe(recipe: WorldRecipe, path: str | Path | None = None) -> Path:
+    from cirsynth.config import atomic_write_json
+
+    path = Path(path) if path is not None else RECIPE_FILE
+    d = recipe.as_dict()
+    d["filter"].pop("clip", None)  # the CLIP is chosen per run (the bundled world CLIP by default)
+    d["filter"].pop("device", None)
+    atomic_write_json(path, d, indent=1)
+    return path

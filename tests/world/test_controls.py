@@ -1,0 +1,56 @@
+"""The experiment's reference arms: oracle and wrong-edit targets for exactly the accepted synthetic triplets."""
+
+import json
+
+import numpy as np
+
+from cirsynth.cli import main
+from cirsynth.data import Triplet, TripletDataset
+from cirsynth.world.benchmark import BenchmarkConfig, build_benchmark, write_benchmark
+from cirsynth.world.ground_truth import possible_edits
+from cirsynth.world.render import render
+from cirsynth.world.scene import Scene
+
+
+def test_controls_render_the_true_and_another_edit_for_accepted_triplets(tmp_path, capsys):
+    bench = write_benchmark(build_benchmark(BenchmarkConfig(num_train=6, num_val=2, num_test=2, seed=1)), tmp_path / "bench")
+    refs = {}
+    for t in bench.triplets(split="train"):
+        refs.setdefault(t.reference, t)
+    from cirsynth.world.controls import benchmark_scenes
+
+    variants = {k: v for k, (_, v) in benchmark_scenes(bench.root).items()}
+    syn = TripletDataset.create(tmp_path / "syn")
+    want = {}
+    with syn.writer() as w:
+        for i, (ref, t) in enumerate(list(refs.items())[:4]):
+            scene = Scene.from_dict(t.provenance["reference_scene"])
+            variant = variants[str(bench.image_path(ref).resolve())]
+            edit = next(e for e in possible_edits(scene, variant) if e.edit_type == "color")
+            ce = edit.caption_edit
+            # row 3: a caption that fits no scene edit (no ground truth); row 2: rejected (not a control)
+            target_caption = ce.target_caption if i != 3 else "a caption the scene does not fit"
+            status = "rejected" if i == 2 else "accepted"
+            image = bench.open_image(ref)
+            w.add(Triplet(id=f"s{i}", reference="", target="", modification_text=ce.modification_text,
+                          reference_caption=t.reference_caption, target_caption=target_caption, edit_type="color",
+                          status=status, reason=None if status == "accepted" else "x",
+                          provenance={"input": str(bench.image_path(ref).resolve())}),
+                  reference_image=image, target_image=image)
+            want[f"s{i}"] = edit
+    assert main(["world", "controls", str(syn.root), str(bench.root), str(tmp_path / "oracle"), str(tmp_path / "wrong")]) == 0
+    counts = json.loads(capsys.readouterr().out)
+    oracle, wrong = TripletDataset(tmp_path / "oracle"), TripletDataset(tmp_path / "wrong")
+    assert counts["accepted"] == 3 and counts["no_ground_truth"] == 1 and counts["oracle"] == 2
+    assert counts["oracle"] == len(list(oracle.triplets())) == 3 - counts["no_ground_truth"] - counts["not_a_benchmark_reference"]
+    assert counts["not_a_benchmark_reference"] == 0
+    for t in oracle.triplets():
+        edit = want[t.id]
+        assert np.array_equal(np.asarray(oracle.open_image(t.target)), np.asarray(render(edit.target)))
+        assert t.modification_text == edit.caption_edit.modification_text
+    for t in wrong.triplets():
+        edit = want[t.id]
+        tgt = np.asarray(wrong.open_image(t.target))
+        assert not np.array_equal(tgt, np.asarray(render(edit.target)))  # another edit's target, not the true one
+        assert not np.array_equal(tgt, np.asarray(wrong.open_image(t.reference)))
+        assert Scene.from_dict(t.provenance["target_scene"]).key() != edit.target.key()
