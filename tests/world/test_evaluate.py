@@ -66,7 +66,7 @@ def test_world_evaluate_command_reports_every_method(tmp_path, capsys):
     capsys.readouterr()
     out = tmp_path / "eval.json"
     rc = main(["world", "evaluate", "--editor", str(sd), "--n", "3", "--num_steps", "2",
-               "--methods", "[negative-prompt, direct]", "--self_replace_steps", "[0.4, 0.8]", "--json",
+               "--methods", "[negative-prompt, direct]", "--self_replace_steps", "[0.4, 0.8]", "--candidates", "0", "--seed", "0", "--json",
                "--json_out", str(out), "--grid", str(tmp_path / "grid.png"), "--update_card"])
     assert rc == 0
     from PIL import Image
@@ -78,7 +78,8 @@ def test_world_evaluate_command_reports_every_method(tmp_path, capsys):
     measured = card["quality"]["world_evaluate"]
     assert measured["methods"] == result["methods"]
     assert measured["command"] == f"cirsynth world evaluate --editor {sd} --methods [\"negative-prompt\", \"direct\"] --n 3 " \
-        "--num_steps 2 --guidance_scale 7.5 --cross_replace_steps 0.8 --self_replace_steps [0.4, 0.8] --local_blend true --seed 0"
+        "--num_steps 2 --guidance_scale 3.0 --cross_replace_steps 0.4 --self_replace_steps [0.4, 0.8] --candidates 0 " \
+        "--local_blend true --seed 0"
     assert "world_evaluate" in (sd / "README.md").read_text()
     assert result["edits"] == 3 and set(result["methods"]) == {"negative-prompt", "direct"}
     t2i = result["text_to_image"]  # the generator's ceiling, read against the target scenes
@@ -94,5 +95,8 @@ def test_world_evaluate_command_reports_every_method(tmp_path, capsys):
         assert "precision" in row["filter"]  # the bundled world CLIP filters
         assert 0 <= row["filter"]["accepted"] <= 3
         assert all(isinstance(k, str) and 0 < v <= 3 for k, v in row["filter"]["failed_rules"].items())
+        for rule in row["filter"]["rules"].values():  # each rule alone, over all 6 candidates, against ground truth
+            assert rule["threshold"] is not None and 0 <= rule["passes"] <= 100
+        assert row["edit"]["all"]["success"] <= row["edit"]["all"]["any_candidate_right"]
         assert np.isfinite(row["reconstruction_psnr_db"])
         assert set(row["reconstruction_label_accuracy"]) == set(row["generated_label_accuracy"]) >= {"all_labels", "color", "light"}

@@ -530,7 +530,10 @@ def evaluate(
         from cirsynth.world.evaluate import evaluation_grid
 
         evaluation_grid(cfg, images).save(grid)
-    if update_card:
+    if update_card:  # the command with every recipe default it used written out, so it reproduces without the recipe
+        params.update(methods=list(cfg.methods), num_steps=cfg.num_steps, guidance_scale=cfg.guidance_scale,
+                      cross_replace_steps=cfg.cross_replace_steps, self_replace_steps=list(cfg.self_replace_steps),
+                      candidates=cfg.candidates.n)
         shown = {k: v for k, v in params.items() if k not in ("json", "json_out", "update_card", "grid")}
         add_to_card(cfg.editor, "world_evaluate", {"command": command_line("world evaluate", shown, positional=()), **result})
     print(jsonlib.dumps(result, indent=None if json else 2))

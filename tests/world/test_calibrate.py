@@ -1,0 +1,69 @@
+"""The filter calibration: thresholds searched against ground truth, and the recipe that carries them."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from cirsynth.synth.filters import EditFilter, FilterConfig, pick_best
+from cirsynth.world.calibrate import filter_outcome, search_filter
+from cirsynth.world.recipe import WorldRecipe, load_recipe, save_recipe
+
+
+def _candidates(seed=0, E=60, K=4):
+    """Edits whose candidates are right exactly when a hidden 'caption_margin' is above 0.1; the other scores are noise."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(E):
+        cands = []
+        for _ in range(K):
+            m = float(rng.normal(0, 0.2))
+            cands.append({"scores": {"caption_margin": m, "clip_dir": float(rng.normal()), "clip_i2i": float(rng.uniform(0.5, 1)),
+                                     "psnr_outside": float(rng.uniform(10, 30))}, "right": m > 0.1})
+        out.append(cands)
+    return out
+
+
+def test_search_finds_the_separating_rule_and_meets_the_precision_target():
+    cands = _candidates()
+    th, rank, fit = search_filter(cands, target_precision=0.9)
+    assert th["caption_margin"] is not None and 0.0 <= th["caption_margin"] <= 0.25
+    assert fit["precision"] >= 90.0
+    # edits with some right candidate: the filter should accept most of them
+    reachable = sum(any(c["right"] for c in cs) for cs in cands)
+    assert fit["accepted_success"] >= 0.8 * 100 * reachable / len(cands)
+
+
+def test_filter_outcome_keeps_what_pick_best_keeps():
+    cands = _candidates(seed=3, E=30)
+    th = {"caption_margin": 0.0, "clip_i2i": 0.6, "clip_dir": None, "psnr_outside": None}
+    names = list(th)
+    E, K = len(cands), len(cands[0])
+    scores = {n: np.array([[c["scores"][n] for c in cs] for cs in cands]) for n in names}
+    right = np.array([[c["right"] for c in cs] for cs in cands])
+    prec, succ, n_acc = filter_outcome(scores, np.ones((E, K), bool), right, th, "clip_dir")
+    judge = EditFilter(FilterConfig(min_clip_i2i=0.6, min_clip_src_text=None, min_clip_tgt_text=None, min_clip_dir=None,
+                                    min_words_margin=None, min_psnr_outside=None, min_caption_margin=0.0))
+    acc = ok = 0
+    for cs in cands:
+        verdicts = [judge.judge(c["scores"]) for c in cs]
+        b = pick_best(verdicts, "clip_dir")
+        if verdicts[b].passed:
+            acc += 1
+            ok += cs[b]["right"]
+    assert n_acc == acc and succ == pytest.approx(ok / E) and prec == pytest.approx(ok / acc)
+
+
+def test_recipe_round_trip_and_bad_file(tmp_path):
+    r = WorldRecipe()
+    r.filter = dataclasses.replace(r.filter, min_caption_margin=0.05, min_clip_dir=None)
+    r.calibration = {"seed": 0, "n": 96}
+    path = save_recipe(r, tmp_path / "recipe.json")
+    back = load_recipe(path)
+    assert back.filter.min_caption_margin == 0.05 and back.filter.min_clip_dir is None
+    assert back.candidates == r.candidates and back.self_replace_steps == r.self_replace_steps
+    assert back.calibration == {"seed": 0, "n": 96}
+    (tmp_path / "bad.json").write_text('{"inversion": "ddim"}')
+    with pytest.raises(ValueError, match="not a world recipe"):
+        load_recipe(tmp_path / "bad.json")
+    assert load_recipe(tmp_path / "none.json") == WorldRecipe()  # no file: the defaults
