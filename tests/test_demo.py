@@ -8,7 +8,7 @@ from cirsynth.data import TripletDataset
 
 def test_demo_runs_the_whole_flow_and_scores_against_ground_truth(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--n", "3", "--num_steps", "3", "--progress", "false"]) == 0
+    assert main(["demo", "--out", str(out), "--n", "3", "--num_steps", "3", "--candidates", "2", "--progress", "false"]) == 0
     result = json.loads((out / "demo_result.json").read_text())
     ds = TripletDataset(out / "dataset")
     rows = list(ds.triplets())

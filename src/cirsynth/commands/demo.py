@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from typing import Literal, Optional
 
 
 def demo(
@@ -8,9 +9,10 @@ def demo(
     n: int = 8,
     seed: int = 0,
     edits_per_image: int = 1,
-    inversion: str = "null-text",
-    num_steps: int = 20,
-    perturber: str = "lexical",
+    inversion: Optional[Literal["null-text", "negative-prompt", "direct", "ddim"]] = None,
+    num_steps: Optional[int] = None,
+    candidates: Optional[int] = None,
+    perturber: Literal["lexical", "llm"] = "lexical",
     captioner: bool = True,
     progress: bool = True,
 ) -> int:
@@ -26,8 +28,10 @@ def demo(
         n: number of reference scenes.
         seed: seed for scenes and edits.
         edits_per_image: caption edits per scene.
-        inversion: null-text | negative-prompt | direct | ddim.
-        num_steps: DDIM steps.
+        inversion: null-text | negative-prompt | direct | ddim (default: the world recipe's).
+        num_steps: DDIM steps (default: the world recipe's).
+        candidates: candidates per edit, settings drawn from the recipe's grids (default: the recipe's); 0: a fixed
+            sweep of three.
         perturber: lexical (world vocabulary) or llm (SmolLM2 + the bundled world LoRA adapter; slow on a CPU).
         captioner: caption references with the bundled world captioner (false: their true grammar captions).
         progress: progress bars.
@@ -36,7 +40,7 @@ def demo(
     from cirsynth.world.demo import DemoConfig, run_demo
 
     cfg = DemoConfig(out=out, n=n, seed=seed, edits_per_image=edits_per_image, inversion=inversion,
-                     num_steps=num_steps, perturber=perturber, captioner=captioner, progress=progress)
+                     num_steps=num_steps, candidates=candidates, perturber=perturber, captioner=captioner, progress=progress)
     result = run_demo(cfg)
     save_resolved_config(out, "demo", cfg.__dict__)
     print(json.dumps({k: result[k] for k in ("synthesis", "ground_truth", "grid")}, indent=2))

@@ -32,13 +32,10 @@ class DemoConfig:
     n: int = 8  # reference scenes
     seed: int = 0  # scenes and perturbations
     edits_per_image: int = 1  # caption edits per scene
-    inversion: str = "null-text"  # inversion method
-    num_steps: int = 20  # DDIM steps (the world model is small; 20 keep the demo to minutes on a CPU)
-    # Prompt-to-prompt settings of the bundled world model, chosen on `world evaluate --seed 0` (README, "The mini
-    # world"): its small UNet keeps more of the scene at lower guidance and a shorter cross-attention swap.
-    guidance_scale: float = 3.0  # classifier-free guidance
-    cross_replace_steps: float = 0.4  # fraction of steps with the source's cross-attention
-    self_replace_steps: tuple[float, ...] = (0.2, 0.4, 0.6)  # a sweep: the filter keeps each edit's best candidate
+    # None: the world recipe's setting (``cirsynth.world.recipe``: chosen on seed-0 edits, filter calibrated there)
+    inversion: str | None = None  # inversion method
+    num_steps: int | None = None  # DDIM steps
+    candidates: int | None = None  # candidates per edit (settings drawn from the recipe's grids); 0: the fixed sweep
     perturber: str = "lexical"  # lexical (world vocabulary) or llm (SmolLM2 + the bundled world LoRA adapter)
     captioner: bool = True  # caption with the bundled world captioner (False: the grammar's true captions)
     progress: bool = True  # progress bars
@@ -96,12 +93,17 @@ def run_demo(cfg: DemoConfig, log=print) -> dict[str, Any]:
             f.write(json.dumps(row) + "\n")
     log(f"1. rendered {cfg.n} reference scenes -> {ref_dir}")
 
-    # 2. synthesize with the world models
+    # 2. synthesize with the world models and the world recipe
+    from cirsynth.world.recipe import load_recipe
+
+    recipe = load_recipe()
+    cand = recipe.candidates if cfg.candidates is None else dataclasses.replace(recipe.candidates, n=cfg.candidates)
     synth_cfg = SynthConfig(
         images=str(out / "references.jsonl"), out=str(out / "dataset"), editor=models["editor"], captioner=captioner,
-        perturber=cfg.perturber, adapter=models["perturber"] if cfg.perturber == "llm" else None, vocabulary="world", edits_per_image=cfg.edits_per_image, inversion=cfg.inversion, num_steps=cfg.num_steps,
-        guidance_scale=cfg.guidance_scale, cross_replace_steps=cfg.cross_replace_steps,
-        self_replace_steps=list(cfg.self_replace_steps), clip=models["clip"], no_filter=models["clip"] is None, split="train",
+        perturber=cfg.perturber, adapter=models["perturber"] if cfg.perturber == "llm" else None, vocabulary="world", edits_per_image=cfg.edits_per_image, inversion=cfg.inversion or recipe.inversion,
+        num_steps=cfg.num_steps or recipe.num_steps, guidance_scale=recipe.guidance_scale,
+        cross_replace_steps=recipe.cross_replace_steps, self_replace_steps=list(recipe.self_replace_steps),
+        candidates=cand, filters=recipe.filter, clip=models["clip"], no_filter=models["clip"] is None, split="train",
         seed=cfg.seed, progress=cfg.progress, batch_size=4,
     )
     summary = Synthesizer(synth_cfg).run(force_new=True)
