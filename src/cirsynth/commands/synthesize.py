@@ -19,27 +19,27 @@ def synthesize(
     vocabulary: Optional[str] = None,
     edit_types: Optional[list[str]] = None,
     edits_per_image: int = 1,
-    inversion: Literal["null-text", "negative-prompt", "direct", "ddim"] = "null-text",
-    num_steps: int = 50,
-    guidance_scale: float = 7.5,
-    cross_replace_steps: float = 0.8,
-    self_replace_steps: list[float] = [0.6],
+    inversion: Optional[Literal["null-text", "negative-prompt", "direct", "ddim"]] = None,
+    num_steps: Optional[int] = None,
+    guidance_scale: Optional[float] = None,
+    cross_replace_steps: Optional[float] = None,
+    self_replace_steps: Optional[list[float]] = None,
     local_blend: bool = True,
-    candidates: int = 0,
-    cross_replace_choices: list[float] = [0.2, 0.4, 0.6],
-    self_replace_choices: list[float] = [0.2, 0.4, 0.6, 0.8],
-    reweight_choices: list[float] = [1.0, 1.5, 2.0],
+    candidates: Optional[int] = None,
+    cross_replace_choices: Optional[list[float]] = None,
+    self_replace_choices: Optional[list[float]] = None,
+    reweight_choices: Optional[list[float]] = None,
     clip: Optional[str] = None,
     no_filter: bool = False,
-    min_clip_i2i: float = 0.7,
-    min_clip_src_text: float = 0.2,
-    min_clip_tgt_text: float = 0.2,
-    min_clip_dir: float = 0.2,
-    min_words_margin: float = 0.0,
-    min_psnr_outside: Optional[float] = 18.0,
+    min_clip_i2i: Optional[float] = None,
+    min_clip_src_text: Optional[float] = None,
+    min_clip_tgt_text: Optional[float] = None,
+    min_clip_dir: Optional[float] = None,
+    min_words_margin: Optional[float] = None,
+    min_psnr_outside: Optional[float] = None,
     min_caption_margin: Optional[float] = None,
-    hard_negatives: int = 0,
-    rank_by: str = "clip_dir",
+    hard_negatives: Optional[int] = None,
+    rank_by: Optional[str] = None,
     resolution: Optional[int] = None,
     split: str = "train",
     seed: int = 0,
@@ -48,11 +48,15 @@ def synthesize(
     dtype: Optional[str] = None,
     progress: bool = True,
     force_new: bool = False,
+    recipe: Optional[str] = None,
 ) -> int:
     """Images in, a filtered TripletDataset out: caption -> perturb -> invert -> edit -> filter -> write.
 
     Re-running the same command resumes after the last complete batch; changed settings are refused
     unless --force-new (the old output is moved aside). Pass --config run.yaml to read settings from a file.
+    Unset settings take the defaults shown, or with --recipe world the mini world's recipe (its bundled models,
+    steps, guidance, candidates and the filter calibrated on seed-0 world edits). `--editor world`, `--clip world`
+    and `--captioner world` name the bundled world models.
 
     Args:
         images: folder (recursive, by extension) or .parquet/.jsonl list (fields image, optional caption).
@@ -100,28 +104,33 @@ def synthesize(
         dtype: model dtype, e.g. bfloat16 on a GPU.
         progress: show one progress bar per stage.
         force_new: start over when the settings changed (moves the old output aside).
+        recipe: "world": every unset setting (and --editor / --clip / --vocabulary) from the world recipe.
     """
+    given = {k: v for k, v in locals().items() if k not in ("force_new", "recipe")}  # first: the arguments only
     from cirsynth.config import save_resolved_config
-    from cirsynth.synth import CandidateConfig, ConfigChanged, FilterConfig, SynthConfig, Synthesizer
+    from cirsynth.synth import ConfigChanged, Synthesizer
+    from cirsynth.synth.settings import resolve_synth_config
 
+    try:
+        base = None
+        if recipe is not None:
+            if recipe != "world":
+                raise ValueError(f"unknown --recipe {recipe!r}; the one recipe is 'world' (the mini world's)")
+            from cirsynth.world.recipe import synth_settings
+
+            base = synth_settings()
+        for name in ("editor", "clip", "captioner"):  # `world`: the bundled world model of that kind
+            if given[name] == "world":
+                from cirsynth.world.recipe import bundled_model
+
+                given[name] = bundled_model(name)
+        cfg = resolve_synth_config(given, base)
+    except ValueError as e:
+        raise SystemExit(f"synthesize: {e}") from e
+    images, out, editor, clip = cfg.images, cfg.out, cfg.editor, cfg.clip
     missing = [f"--{n}" for n, v in (("images", images), ("out", out), ("editor", editor)) if not v]
     if missing:
         raise SystemExit(f"synthesize: {', '.join(missing)} required")
-
-    filters = FilterConfig(
-        min_clip_i2i=min_clip_i2i, min_clip_src_text=min_clip_src_text, min_clip_tgt_text=min_clip_tgt_text,
-        min_clip_dir=min_clip_dir, min_words_margin=min_words_margin, min_psnr_outside=min_psnr_outside,
-        min_caption_margin=min_caption_margin, hard_negatives=hard_negatives, rank_by=rank_by,
-    )
-    cfg = SynthConfig(
-        images=images, out=out, editor=editor, captioner=captioner, captions=captions, captioner_prompt=captioner_prompt,
-        captioner_max_new_tokens=captioner_max_new_tokens, perturber=perturber, perturber_model=perturber_model, adapter=adapter, vocabulary=vocabulary, edit_types=edit_types,
-        edits_per_image=edits_per_image, inversion=inversion, num_steps=num_steps, guidance_scale=guidance_scale,
-        cross_replace_steps=cross_replace_steps, self_replace_steps=list(self_replace_steps), local_blend=local_blend,
-        candidates=CandidateConfig(candidates, tuple(cross_replace_choices), tuple(self_replace_choices), tuple(reweight_choices)),
-        clip=clip, no_filter=no_filter, filters=filters, resolution=resolution, split=split, seed=seed,
-        batch_size=batch_size, device=device, dtype=dtype, progress=progress,
-    )
     if clip is None and not no_filter:
         raise SystemExit("synthesize: pass --clip ID_OR_DIR for filtering, or --no-filter to accept every edit")
     try:

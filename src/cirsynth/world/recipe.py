@@ -60,3 +60,28 @@ def save_recipe(recipe: WorldRecipe, path: str | Path | None = None) -> Path:
     d["filter"].pop("device", None)
     atomic_write_json(path, d, indent=1)
     return path
+
+
+def bundled_model(kind: str) -> str:
+    """Folder of the bundled world model for a ``synthesize`` option: editor (diffusion), clip or captioner."""
+    from cirsynth.world.assets import model_path
+
+    name = {"editor": "diffusion", "clip": "clip", "captioner": "captioner"}[kind]
+    try:
+        return str(model_path(name))
+    except FileNotFoundError as e:
+        raise ValueError(str(e)) from e
+
+
+def synth_settings(recipe: WorldRecipe | None = None) -> dict[str, Any]:
+    """The recipe as ``synthesize`` settings (flat option names): bundled models, world vocabulary, inversion, steps,
+    guidance, prompt-to-prompt settings, candidates and the calibrated filter."""
+    r = recipe or load_recipe()
+    filt = dataclasses.asdict(r.filter)
+    filt.pop("clip", None)
+    filt.pop("device", None)
+    cand = dataclasses.asdict(r.candidates)
+    return {"editor": bundled_model("editor"), "clip": bundled_model("clip"), "vocabulary": "world",
+            "inversion": r.inversion, "num_steps": r.num_steps, "guidance_scale": r.guidance_scale,
+            "cross_replace_steps": r.cross_replace_steps, "self_replace_steps": list(r.self_replace_steps),
+            "candidates": cand.pop("n"), **cand, **filt}
