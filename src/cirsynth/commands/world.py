@@ -520,6 +520,7 @@ def evaluate(
                              self_replace_steps, candidates, local_blend, recipe, seed, "world evaluate")
     images: dict = {}
     result = evaluate_world(cfg, log=(lambda *_: None) if json else print, keep_images=images)
+    tables = {m: row.pop("candidate_table") for m, row in result["methods"].items()}  # to --json_out only
     result["settings"] = {"seed": seed, "num_steps": cfg.num_steps, "guidance_scale": cfg.guidance_scale,
                           "candidates": dataclasses.asdict(cfg.candidates), "recipe_calibration": cfg_calibration(recipe)}
     cal = result["settings"]["recipe_calibration"]
@@ -537,8 +538,9 @@ def evaluate(
         shown = {k: v for k, v in params.items() if k not in ("json", "json_out", "update_card", "grid")}
         add_to_card(cfg.editor, "world_evaluate", {"command": command_line("world evaluate", shown, positional=()), **result})
     print(jsonlib.dumps(result, indent=None if json else 2))
-    if json_out is not None:
-        atomic_write_json(json_out, result, indent=2)
+    if json_out is not None:  # with every candidate's scores and verdicts
+        atomic_write_json(json_out, {**result, "methods": {m: {**row, "candidate_table": tables[m]}
+                                                           for m, row in result["methods"].items()}}, indent=1)
     return 0
 
 
@@ -606,6 +608,7 @@ def calibrate_filter(
     params = dict(locals())
     import json as jsonlib
 
+    from cirsynth.config import atomic_write_json
     from cirsynth.world.assets import command_line
     from cirsynth.world.calibrate import calibrate
     from cirsynth.world.recipe import load_recipe, save_recipe
@@ -627,7 +630,9 @@ def calibrate_filter(
                                              positional=()),
                      "seed": seed, "n": n, "method": method, "target_precision": target_precision,
                      "seconds": round(time.time() - t0, 1), "machine": _machine(), **report}
+    table = report.pop("candidate_table")
     path = save_recipe(r, out)
+    atomic_write_json(path.with_name(path.stem + "_candidates.json"), table, indent=None)
     print(jsonlib.dumps({"recipe": str(path), "filter": dataclasses.asdict(r.filter), **report["search"]}, indent=2))
     return 0
 

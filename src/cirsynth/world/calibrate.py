@@ -113,6 +113,8 @@ def calibrate(cfg: Any, method: str, target_precision: float = 0.8, log=print) -
     log(f"chosen on {len(edits)} tuning edits (seed {cfg.seed}): rank by {rank}, thresholds "
         f"{ {n: v for n, v in th.items() if v is not None} }; precision {fit['precision']}%, "
         f"accepted and right {fit['accepted_success']}%")
+    from cirsynth.world.evaluate import candidate_rows
+
     report = method_report(table, edits, dataclasses.replace(cfg, filter=chosen))
     report.pop("_kept")
-    return chosen, {"search": fit, "report": report}
+    return chosen, {"search": fit, "report": report, "candidate_table": candidate_rows(table, edits)}

@@ -112,6 +112,7 @@ def evaluate_world(cfg: WorldEvalConfig, log=print, keep_images: dict | None = N
     for method in cfg.methods:
         table = candidate_table(cfg, editor, clf, edits, refs, method)
         row = method_report(table, edits, cfg)
+        row["candidate_table"] = candidate_rows(table, edits)
         if keep_images is not None:
             keep_images[method] = [c[i]["image"] for c, i in zip(table["candidates"], row.pop("_kept"))]
         else:
@@ -235,6 +236,14 @@ def method_report(table: dict[str, Any], edits: list, cfg: WorldEvalConfig) -> d
             "rules": rule_report([c for cands in table["candidates"] for c in cands], cfg.filter),
         }
     return row
+
+
+def candidate_rows(table: dict[str, Any], edits: list) -> list[dict[str, Any]]:
+    """Every candidate without its image: edit index and type, settings, filter scores and ground-truth verdicts (for
+    one's own analysis of the filter)."""
+    return [{"edit": i, "edit_type": e.edit_type, "candidate": k, **c["setting"], "scores": c["scores"],
+             "target": c["target"], "preserved": c["preserved"], "right": c["right"]}
+            for i, (e, cands) in enumerate(zip(edits, table["candidates"])) for k, c in enumerate(cands)]
 
 
 def rule_report(candidates: list[dict[str, Any]], fcfg: Any) -> dict[str, dict[str, Any]]:
