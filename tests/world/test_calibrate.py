@@ -67,3 +67,28 @@ def test_recipe_round_trip_and_bad_file(tmp_path):
     with pytest.raises(ValueError, match="not a world recipe"):
         load_recipe(tmp_path / "bad.json")
     assert load_recipe(tmp_path / "none.json") == WorldRecipe()  # no file: the defaults
+
+
+def test_min_accepted_floor_keeps_the_search_off_a_handful_of_lucky_edits():
+    rng = np.random.default_rng(7)
+    cands = []
+    for i in range(50):  # scores carry no information, except two edits whose 'clip_dir' is huge and right
+        lucky = i < 2
+        cands.append([{"scores": {"clip_dir": 9.0 if lucky and k == 0 else float(rng.normal()), "clip_i2i": float(rng.uniform())},
+                       "right": (lucky and k == 0) or bool(rng.uniform() < 0.2)} for k in range(3)])
+    th, rank, fit = search_filter(cands, target_precision=0.9, min_accepted=0.0, rank_options=("clip_dir",))
+    assert fit["accepted"] <= 8 and fit["precision"] >= 90.0  # the unguarded search: a few lucky edits
+    th, rank, fit = search_filter(cands, target_precision=0.9, min_accepted=0.3, rank_options=("clip_dir",))
+    assert fit["accepted"] >= 15  # at least 30% of the 50 edits
+
+
+def test_score_auc_matches_the_pairwise_definition():
+    from cirsynth.world.evaluate import score_auc
+
+    rng = np.random.default_rng(0)
+    cands = [{"scores": {"a": float(np.round(rng.normal(), 1)), "b": 1.0}, "right": bool(rng.uniform() < 0.3)} for _ in range(80)]
+    got = score_auc(cands)
+    pos = np.array([c["scores"]["a"] for c in cands if c["right"]])
+    neg = np.array([c["scores"]["a"] for c in cands if not c["right"]])
+    want = (pos[:, None] > neg[None, :]).mean() + 0.5 * (pos[:, None] == neg[None, :]).mean()
+    assert got["a"] == pytest.approx(want, abs=1e-3) and got["b"] == 0.5

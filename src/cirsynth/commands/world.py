@@ -583,6 +583,7 @@ def calibrate_filter(
     candidates: Optional[int] = None,
     hard_negatives: Optional[int] = None,
     target_precision: float = 0.8,
+    min_accepted: float = 0.1,
     editor: Optional[str] = None,
     classifier: Optional[str] = None,
     clip: Optional[str] = None,
@@ -599,6 +600,8 @@ def calibrate_filter(
         candidates: candidates per edit (default: the recipe's).
         hard_negatives: one-attribute variants of the target caption as the caption-margin rule's negatives.
         target_precision: the share of accepted edits that must be right (0-1).
+        min_accepted: the filter must accept at least this share of the tuning edits (0-1), so that its precision
+            is measured on more than a handful.
         editor: diffusion pipeline folder (default: the bundled world model).
         classifier: the judge (default: the bundled attribute classifier).
         clip: the filter's CLIP (default: the bundled world CLIP).
@@ -624,11 +627,12 @@ def calibrate_filter(
     r = load_recipe(recipe)
     method = method or r.inversion
     t0 = time.time()
-    chosen, report = calibrate(cfg, method, target_precision)
+    chosen, report = calibrate(cfg, method, target_precision, min_accepted)
     r.inversion, r.candidates, r.filter = method, cfg.candidates, dataclasses.replace(chosen, clip=None, device=None)
     r.calibration = {"command": command_line("world calibrate-filter", {k: v for k, v in params.items() if k != "out"},
                                              positional=()),
                      "seed": seed, "n": n, "method": method, "target_precision": target_precision,
+                     "min_accepted": min_accepted,
                      "seconds": round(time.time() - t0, 1), "machine": _machine(), **report}
     table = report.pop("candidate_table")
     path = save_recipe(r, out)

@@ -234,6 +234,7 @@ def method_report(table: dict[str, Any], edits: list, cfg: WorldEvalConfig) -> d
             "failed_rules": dict(Counter(r.split()[0] for cands, b in zip(table["candidates"], kept)
                                          for r in judge.judge(cands[b]["scores"]).failed)),
             "rules": rule_report([c for cands in table["candidates"] for c in cands], cfg.filter),
+            "score_auc": score_auc([c for cands in table["candidates"] for c in cands]),
         }
     return row
 
@@ -244,6 +245,26 @@ def candidate_rows(table: dict[str, Any], edits: list) -> list[dict[str, Any]]:
     return [{"edit": i, "edit_type": e.edit_type, "candidate": k, **c["setting"], "scores": c["scores"],
              "target": c["target"], "preserved": c["preserved"], "right": c["right"]}
             for i, (e, cands) in enumerate(zip(edits, table["candidates"])) for k, c in enumerate(cands)]
+
+
+def score_auc(candidates: list[dict[str, Any]]) -> dict[str, float | None]:
+    """Per filter score, over every candidate: the probability that a right candidate scores above a wrong one (ROC
+    AUC; 0.5 = the score cannot tell them apart). How much any threshold on that score can do."""
+    right = np.array([c["right"] for c in candidates], dtype=bool)
+    out: dict[str, float | None] = {}
+    for name in sorted({k for c in candidates for k in c["scores"]}):
+        v = np.array([c["scores"].get(name, np.nan) for c in candidates], dtype=float)
+        pos, neg = v[right & ~np.isnan(v)], v[~right & ~np.isnan(v)]
+        if not len(pos) or not len(neg):
+            out[name] = None
+            continue
+        ranks = np.argsort(np.argsort(np.concatenate([pos, neg]), kind="stable"), kind="stable") + 1.0
+        both = np.concatenate([pos, neg])
+        for val in np.unique(both):  # mid-ranks for ties (Mann-Whitney U)
+            tie = both == val
+            ranks[tie] = ranks[tie].mean()
+        out[name] = round(float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg))), 3)
+    return out
 
 
 def rule_report(candidates: list[dict[str, Any]], fcfg: Any) -> dict[str, dict[str, Any]]:
