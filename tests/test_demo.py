@@ -30,7 +30,7 @@ def test_demo_runs_the_whole_flow_and_scores_against_ground_truth(tmp_path, caps
 
 
 def test_wrap_words_breaks_before_a_word_that_would_pass_the_width():
-    from cirsynth.world.demo import wrap_words
+    from cirsynth.world.pictures import wrap_words
 
     assert wrap_words("make the circle green", 10) == ["make the", "circle", "green"]
     assert wrap_words("", 10) == [""]

@@ -37,7 +37,7 @@ from PIL import Image
 from torch import nn
 from transformers import BlipConfig, BlipTextModel, BlipVisionModel
 
-from cirsynth.cir.model import CHECKPOINT_FILE, weights_fingerprint
+from cirsynth.cir.checkpoint import CHECKPOINT_FILE, weights_fingerprint
 from cirsynth.cir.preprocess import PadMode, pad_image
 from cirsynth.config import atomic_write_json
 

@@ -15,7 +15,6 @@ A ``cir_model.json`` of kind "blip" marks a ``BlipCIR`` folder instead (see ``ci
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING, Callable, Literal, Sequence
 import torch
 from PIL import Image
 
+from cirsynth.cir.checkpoint import CHECKPOINT_FILE, weights_fingerprint
 from cirsynth.cir.combiner import Combiner, CombinerConfig, sum_combine
 from cirsynth.cir.preprocess import PadMode, pad_image
 from cirsynth.config import atomic_write_json
@@ -34,21 +34,6 @@ if TYPE_CHECKING:
     from cirsynth.cir.blip import BlipCIR
 
 ModelKind = Literal["clip-combiner", "clip-sum", "blip"]
-CHECKPOINT_FILE = "cir_model.json"
-
-
-def weights_fingerprint(header: object, state: dict[str, torch.Tensor]) -> str:
-    """Hash of a JSON-able ``header`` and a strided sample (<= 256 values) of every tensor in ``state``.
-
-    Cheap enough to key feature caches on a model's exact weights: any training step moves the samples.
-    """
-    h = hashlib.sha256()
-    h.update(json.dumps(header, sort_keys=True, default=str).encode())
-    for name, t in state.items():
-        flat = t.detach().flatten()
-        sample = flat[:: max(1, flat.numel() // 256)][:256].float().cpu()
-        h.update(name.encode() + str(tuple(t.shape)).encode() + sample.numpy().tobytes())
-    return h.hexdigest()[:16]
 
 
 class ClipCIR(torch.nn.Module):

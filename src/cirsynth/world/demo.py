@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from cirsynth.world.assets import bundled_models
+from cirsynth.world.pictures import wrap_words
 from cirsynth.world.evaluate import judge_edit
 from cirsynth.world.ground_truth import ground_truth
 from cirsynth.world.language import NUM_CAPTION_VARIANTS, caption
@@ -163,16 +164,6 @@ def judge(rows, ds, classifier_dir: str | None) -> dict[str, Any]:
     for key, d in per.items():
         out[key] = {k: round(100.0 * float(np.mean(v)), 1) for k, v in d.items()} | {"n": len(d["success"])}
     return out
-
-
-def wrap_words(text: str, width: int) -> list[str]:
-    """Greedy line breaks for a picture grid's text cell: a word starts a new line when the line would pass ``width``."""
-    lines = [""]
-    for w in text.split():
-        if len(lines[-1]) + len(w) > width:
-            lines.append("")
-        lines[-1] = f"{lines[-1]} {w}".strip()
-    return lines
 
 
 def picture_grid(rows, cell: int = 128) -> Image.Image:

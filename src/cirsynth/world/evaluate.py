@@ -328,7 +328,7 @@ def evaluation_grid(cfg: WorldEvalConfig, images: dict, cell: int = 96):
     text-to-image where kept) | ground truth."""
     from PIL import Image, ImageDraw
 
-    from cirsynth.world.demo import wrap_words
+    from cirsynth.world.pictures import wrap_words
 
     edits = evaluation_edits(cfg)
     methods = list(images)
