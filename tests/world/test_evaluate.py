@@ -76,7 +76,10 @@ def test_world_evaluate_command_reports_every_method(tmp_path, capsys):
     card = json.loads((sd / "card.json").read_text())
     assert card["quality"]["vae_eval_psnr_db"] == 1.0  # kept
     measured = card["quality"]["world_evaluate"]
+    tables = {m: row.pop("candidate_table") for m, row in result["methods"].items()}  # in --json_out only
     assert measured["methods"] == result["methods"]
+    for rows in tables.values():  # every candidate of every edit, with its scores and verdicts
+        assert len(rows) == 3 * 2 and all({"scores", "right", "broken", "self_replace_steps"} <= set(r) for r in rows)
     assert measured["command"] == f"cirsynth world evaluate --editor {sd} --methods [\"negative-prompt\", \"direct\"] --n 3 " \
         "--num_steps 2 --guidance_scale 3.0 --cross_replace_steps 0.4 --self_replace_steps [0.4, 0.8] --candidates 0 " \
         "--local_blend true --seed 0"
@@ -100,3 +103,22 @@ def test_world_evaluate_command_reports_every_method(tmp_path, capsys):
         assert row["edit"]["all"]["success"] <= row["edit"]["all"]["any_candidate_right"]
         assert np.isfinite(row["reconstruction_psnr_db"])
         assert set(row["reconstruction_label_accuracy"]) == set(row["generated_label_accuracy"]) >= {"all_labels", "color", "light"}
+
+
+def test_broken_labels_say_where_preservation_failed():
+    from cirsynth.world.evaluate import broken_labels
+    from cirsynth.world.language import apply_edit
+    from cirsynth.world.scene import random_scene, scene_labels
+
+    rng = np.random.default_rng(4)
+    scene = next(s for s in (random_scene(rng) for _ in range(50)) if len(s.objects) >= 2)
+    edit = apply_edit(scene, "color", rng, object_index=0)
+    pred = dict(scene_labels(edit.target))
+    assert broken_labels(pred, scene, edit.target) == []  # the perfect edit breaks nothing
+    slot = next(k.split(".")[0] for k in scene_labels(scene) if k.endswith(".color") and pred[k] != scene_labels(scene)[k])
+    other = next(k.split(".")[0] for k, v in scene_labels(scene).items() if k.endswith(".shape") and v != "none"
+                 and not k.startswith(slot))
+    pred[f"{slot}.pattern"] = "wrong"
+    pred[f"{other}.size"] = "wrong"
+    pred["light"] = "wrong"
+    assert sorted(broken_labels(pred, scene, edit.target)) == ["light", "other object.size", "same object.pattern"]

@@ -58,6 +58,24 @@ def judge_edit(pred: dict[str, str], reference_scene, target_scene) -> tuple[boo
     return target_ok, preserved
 
 
+def broken_labels(pred: dict[str, str], reference_scene, target_scene) -> list[str]:
+    """The labels the edit does not name that read differently from the reference scene, as "same object.<attribute>"
+    (the edited object's other attributes), "other object.<attribute>", "background" or "light": where preservation
+    fails."""
+    changed = scene_diff(reference_scene, target_scene)
+    edited_slots = {k.split(".")[0] for k in changed if "." in k}
+    out = []
+    for k, v in scene_labels(reference_scene).items():
+        if k in changed or pred[k] == v:
+            continue
+        if "." in k:
+            slot, attr = k.split(".")
+            out.append(f"{'same' if slot in edited_slots else 'other'} object.{attr}")
+        else:
+            out.append(k)
+    return out
+
+
 def kept_as_reconstructed(pred: dict[str, str], recon_pred: dict[str, str], reference_scene, target_scene) -> bool:
     """Every attribute the edit does not name reads the same on the edited image as on the plain reconstruction.
 
@@ -171,6 +189,7 @@ def candidate_table(cfg: WorldEvalConfig, editor: Any, clf: Any, edits: list, re
         target_ok, preserved = judge_edit(pred, e.reference, e.target)
         table[i].append({"image": c.image, "setting": c.setting.as_dict(), "scores": sc, "pred": pred,
                          "target": target_ok, "preserved": preserved, "right": target_ok and preserved,
+                         "broken": broken_labels(pred, e.reference, e.target),
                          "kept": kept_as_reconstructed(pred, rec_preds[i], e.reference, e.target)})
     return {"psnr": rec_psnr, "recon_preds": rec_preds, "candidates": table}
 
@@ -209,7 +228,11 @@ def method_report(table: dict[str, Any], edits: list, cfg: WorldEvalConfig) -> d
     for e, cands in zip(edits, table["candidates"]):
         for key in (e.edit_type, "all"):
             per_type[key]["any_candidate_right"].append(any(c["right"] for c in cands))
+    recon_broken = Counter(b for e, rp in zip(edits, table["recon_preds"]) for b in broken_labels(rp, e.reference, e.target))
     row: dict[str, Any] = {
+        # where preservation fails, counted over the kept candidates, beside the same count on the reconstructions
+        "broken_labels": {"edits": dict(Counter(b for c in chosen for b in c["broken"]).most_common()),
+                          "reconstructions": dict(recon_broken.most_common())},
         "reconstruction_psnr_db": round(float(np.mean(table["psnr"])), 2),
         "reconstruction_label_accuracy": label_accuracy(table["recon_preds"], [e.reference for e in edits]),
         "generated_label_accuracy": label_accuracy([c["pred"] for c in chosen], [e.target for e in edits]),
@@ -243,7 +266,7 @@ def candidate_rows(table: dict[str, Any], edits: list) -> list[dict[str, Any]]:
     """Every candidate without its image: edit index and type, settings, filter scores and ground-truth verdicts (for
     one's own analysis of the filter)."""
     return [{"edit": i, "edit_type": e.edit_type, "candidate": k, **c["setting"], "scores": c["scores"],
-             "target": c["target"], "preserved": c["preserved"], "right": c["right"]}
+             "target": c["target"], "preserved": c["preserved"], "right": c["right"], "broken": c["broken"]}
             for i, (e, cands) in enumerate(zip(edits, table["candidates"])) for k, c in enumerate(cands)]
 
 
