@@ -175,6 +175,15 @@ def build_edit(
         old_words = [t.text for t in src_tokens[span.source_start - back: span.source_end]]
         new_words = [t.text for t in tgt_tokens[t0: span.target_end]]
     noun = None
+    if edit_type in ("subject", "object"):  # name whole compounds ("clock tower" -> "bell tower")
+        unit = next(((i, j) for i, j in noun_spans(src_tokens, vocab, wordnet)
+                     if i < span.source_end and span.source_start < j), None)
+        if unit and (unit[0] < span.source_start or unit[1] > span.source_end):
+            a, b = min(unit[0], span.source_start), max(unit[1], span.source_end)
+            old_words = [t.text for t in src_tokens[a:b]]
+            new_words = [t.text for t in tgt_tokens[a - span.source_start + t0:
+                                                    b - span.source_end + span.target_end]]
+            t0 = a - span.source_start + t0
     if edit_type in ("color", "material", "size", "pattern", "count"):
         unit = head_noun_span(tgt_tokens, span.target_start, span.target_end, vocab, wordnet)
         closed = vocab.subject_groups or vocab.object_groups or vocab.noun_groups

@@ -19,7 +19,7 @@ from typing import Sequence
 from cirsynth.captions.base import EditChecks, PerturbResult, build_edit, caption_rng, check_edit_types
 from cirsynth.captions.context import default_scorer
 from cirsynth.captions.nouns import (
-    MAX_CANDIDATES, MIN_CONTEXT_SIM, head_noun_span, noun_category, noun_spans, noun_swaps,
+    MAX_CANDIDATES, MIN_CONTEXT_SIM, MIN_KIND_SIM, head_noun_span, noun_category, noun_spans, noun_swaps,
 )
 from cirsynth.captions.text import CaptionLimits, Token, article_for, check_caption, tokenize
 from cirsynth.captions.vocab import Vocabulary
@@ -227,12 +227,16 @@ class LexicalPerturber:
             cands = [self._with_article(caption, tokens, i, j, alt) for alt in swaps.candidates]
             if self.scorer is not None and not groups and swaps.category != "group":
                 targets = [caption[: p.start] + p.text + caption[p.end:] for p in cands]
-                sims = self.scorer.similarities(caption, targets)
-                ranked = sorted(zip(sims, range(len(cands))), key=lambda x: -x[0])
-                kept = [cands[k] for sim, k in ranked if sim >= MIN_CONTEXT_SIM][:MAX_CANDIDATES]
+                sims = self.scorer.similarities(caption, targets)  # does the scene stay coherent?
+                # is it the same kind of thing? ("horse" -> "rings" 0.44, "horse" -> "zebra" 0.56)
+                kin = self.scorer.similarities(f"a photo of a {' '.join(words)}",
+                                               [f"a photo of a {alt}" for alt in swaps.candidates])
+                ranked = sorted(zip(sims, kin, range(len(cands))), key=lambda x: -(x[0] + x[1]))
+                kept = [cands[k] for sim, kn, k in ranked
+                        if sim >= MIN_CONTEXT_SIM and kn >= MIN_KIND_SIM][:MAX_CANDIDATES]
                 if not kept:
-                    why.append(f"no replacement for {' '.join(words)!r} keeps the scene coherent "
-                               f"(MiniLM similarity < {MIN_CONTEXT_SIM})")
+                    why.append(f"no replacement for {' '.join(words)!r} is the same kind of thing and keeps the "
+                               f"scene coherent (MiniLM similarity < {MIN_KIND_SIM} / {MIN_CONTEXT_SIM})")
                 cands = kept
             props.extend(cands)
         return props or "; ".join(dict.fromkeys(why)) or f"no replacement for the {role} noun"
@@ -244,6 +248,7 @@ class LexicalPerturber:
         v = self.vocab
         return {
             "indoor": bool(set(words) & set(v.indoor_keywords)),
+            "outdoor": not v.outdoor_keywords or bool(set(words) & set(v.outdoor_keywords)),
             "day": bool(set(words) & set(v.day_keywords)),
             "night": bool(set(words) & set(v.night_keywords)),
             "weather": [i for i, w in enumerate(words) if w in v.weather_keywords],
@@ -276,6 +281,8 @@ class LexicalPerturber:
         facts = self._scene_facts(rest)
         if edit_type == "weather" and facts["indoor"]:
             return "an indoor scene has no weather"
+        if edit_type == "weather" and not found and not self._scene_facts(tokens)["outdoor"]:
+            return "no weather on a scene that may be indoors (no outdoor word in the caption)"
         ok = [alt for alt in phrases if not self._conflicts(alt, facts, edit_type)]
         # insertion point: end of the caption, before closing punctuation
         k = len(tokens)

@@ -46,8 +46,9 @@ _IRREGULAR_PLURAL = ("man", "child", "person", "foot", "tooth", "mouse", "goose"
 NUMBER_WORDS = frozenset("one two three four five six seven eight nine ten several many".split())
 MAX_MODIFIERS = 5  # words allowed between a determiner and its noun ("a large orange plain glass circle")
 MIN_ZIPF = 3.3
-COMMON_ZIPF = 4.0  # between MIN_ZIPF and this, a word also needs SemCor uses of the sense  # wordfreq Zipf frequency below which a replacement is too rare ("sloop" 2.8, "beaker" 2.8)
-MIN_CONTEXT_SIM = 0.55  # MiniLM cosine of edited vs source caption below which a swap reads as a different scene
+COMMON_ZIPF = 4.3  # between MIN_ZIPF and this, a word also needs SemCor uses of the sense  # wordfreq Zipf frequency below which a replacement is too rare ("sloop" 2.8, "beaker" 2.8)
+MIN_CONTEXT_SIM = 0.6  # MiniLM cosine of edited vs source caption below which a swap reads as a different scene
+MIN_KIND_SIM = 0.55  # MiniLM cosine of "a photo of a OLD" vs "... NEW" below which it is another kind of thing
 MAX_CANDIDATES = 8
 MIN_SIBLINGS = 3  # climb one more hypernym level only while fewer near siblings than this were found  # replacements kept per noun (best context fit first)
 
@@ -184,7 +185,7 @@ def _siblings(wn: Any, synset_name: str) -> tuple[str, ...]:
                         continue  # the word mostly means something else ("counter": a table, not a game piece)
                     if "_" not in name and not _noun_like(wn, name):
                         continue  # mostly a verb or an adjective ("poke", "simple")
-                    z = _zipf(name.replace("_", " "))
+                    z = _zipf(name.replace("_", " ")) if "_" not in name else _zipf(name.split("_")[-1]) - 0.5
                     if z is not None and (z < MIN_ZIPF or z < COMMON_ZIPF and not sum(x.count() for x in h.lemmas())):
                         continue  # rare, or only a name-frequency word with no SemCor use ("das")
                     if any(x.name()[:1].isupper() for y in wn.synsets(name, "n") for x in y.lemmas()
@@ -206,7 +207,7 @@ def _sense(wn: Any, lemma: str, context: str, scorer: Any) -> Any | None:
         return senses[0] if senses else None
     glosses = [f"{lemma.replace('_', ' ')}: {s.definition()}" for s in senses]
     sims = scorer.similarities(context, glosses)
-    score = [sim - 0.03 * rank for rank, sim in enumerate(sims)]  # a small prior for the more frequent sense
+    score = [sim - 0.06 * rank for rank, sim in enumerate(sims)]  # a prior for the more frequent sense
     return senses[max(range(len(senses)), key=score.__getitem__)]
 
 

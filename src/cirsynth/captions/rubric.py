@@ -111,8 +111,12 @@ def judge(edit: Any, scene: str = "any") -> list[str]:
         cw = comp.split()
         for i in range(len(src) - len(cw) + 1):
             if src[i:i + len(cw)] == cw and start < i + len(cw) and i < end and not (start <= i and i + len(cw) <= end):
-                if edit.edit_type in ("subject", "object") or i < end <= i + len(cw) - 1 or start > i:
-                    problems.append(f"implausible: changes part of the compound {comp!r}")
+                # the whole compound replaced by another lexicon noun ("clock tower" -> "bell tower") is fine
+                whole = " ".join(tgt[min(i, start): max(i + len(cw), end) + len(new) - len(old)])
+                if edit.edit_type in ("subject", "object") and _categories(whole):
+                    old, new = cw, whole.split()
+                    continue
+                problems.append(f"implausible: changes part of the compound {comp!r}")
     if edit.edit_type in ("subject", "object"):
         o, n = " ".join(old), " ".join(new)
         if not _categories(n):

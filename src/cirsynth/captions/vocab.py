@@ -35,6 +35,7 @@ class Vocabulary:
     weather_adjectives: list[str] = field(default_factory=list)  # "a sunny field" -> "a foggy field" (swapped, never stacked)
     lighting_adjectives: list[str] = field(default_factory=list)  # "a bright room" -> "a dim room"
     indoor_keywords: list[str] = field(default_factory=list)  # words that put a scene indoors (no weather there)
+    outdoor_keywords: list[str] = field(default_factory=list)  # weather only on captions with one of these (empty: no check)
     day_keywords: list[str] = field(default_factory=list)  # daytime words; never combined with night_keywords
     night_keywords: list[str] = field(default_factory=list)  # night-time words
     weather_keywords: list[str] = field(default_factory=list)  # a weather edit's new words must contain one
