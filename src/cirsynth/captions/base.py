@@ -186,7 +186,7 @@ def build_edit(
             t0 = a - span.source_start + t0
     if edit_type in ("color", "material", "size", "pattern", "count"):
         unit = head_noun_span(tgt_tokens, span.target_start, span.target_end, vocab, wordnet)
-        closed = vocab.subject_groups or vocab.object_groups or vocab.noun_groups
+        closed = vocab.subject_groups or vocab.object_groups
         if unit is None and (wordnet is not None or closed):
             return f"no noun found for the {edit_type} word {' '.join(span.target_words)!r} to describe"
         noun = " ".join(t.text for t in tgt_tokens[unit[0]:unit[1]]) if unit else None

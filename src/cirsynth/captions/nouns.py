@@ -185,7 +185,9 @@ def _siblings(wn: Any, synset_name: str) -> tuple[str, ...]:
                         continue  # the word mostly means something else ("counter": a table, not a game piece)
                     if "_" not in name and not _noun_like(wn, name):
                         continue  # mostly a verb or an adjective ("poke", "simple")
-                    z = _zipf(name.replace("_", " ")) if "_" not in name else _zipf(name.split("_")[-1]) - 0.5
+                    z = _zipf(name.replace("_", " "))
+                    if z is not None and "_" in name:  # wordfreq rates a phrase lower than a word
+                        z += 1.0
                     if z is not None and (z < MIN_ZIPF or z < COMMON_ZIPF and not sum(x.count() for x in h.lemmas())):
                         continue  # rare, or only a name-frequency word with no SemCor use ("das")
                     if any(x.name()[:1].isupper() for y in wn.synsets(name, "n") for x in y.lemmas()
