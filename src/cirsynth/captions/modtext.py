@@ -72,6 +72,11 @@ def _head_noun(tokens: list[Token], start: int, end: int) -> str:
     return "object"
 
 
+def _plural(noun: str) -> bool:
+    """A rough plural test for swapped nouns: ends in s but not ss ("cats", not "glass", "cross")."""
+    return noun.endswith("s") and not noun.endswith("ss")
+
+
 def _strip_preposition(phrase: str, prepositions: set[str]) -> str:
     words = phrase.split()
     return " ".join(words[1:]) if len(words) > 1 and words[0].lower() in prepositions else phrase
@@ -86,6 +91,7 @@ def modification_texts(
     target_end: int,
     rng: random.Random,
     prepositions: set[str] | None = None,
+    noun: str | None = None,
 ) -> tuple[str, list[str]]:
     """A modification text and its paraphrases for one edit.
 
@@ -95,6 +101,8 @@ def modification_texts(
         target_tokens, target_start, target_end: the edited caption's tokens and the span in them (for the noun).
         rng: picks which phrasing is the main one.
         prepositions: words a background phrase starts with (dropped for "change the background to ...").
+        noun: the noun the changed attribute describes (``nouns.head_noun_span``); None: the first content
+            word after the span (or before it), a guess that can land on another attribute.
 
     Returns:
         ``(modification_text, paraphrases)``; paraphrases never repeat the main text.
@@ -102,7 +110,7 @@ def modification_texts(
     s = " ".join(source_words)
     t = " ".join(target_words)
     strip = (lambda x: x[len(x.split(" ")[0]) + 1:] if x.split(" ")[0].lower() in {"a", "an", "the"} else x)
-    noun = _head_noun(target_tokens, target_start, target_end)
+    noun = noun or _head_noun(target_tokens, target_start, target_end)
     if edit_type in _KIND:
         templates = _ATTRIBUTE
     elif edit_type == "count":
@@ -122,6 +130,8 @@ def modification_texts(
     }
     if edit_type in ("subject", "object"):
         values["s"], values["t"] = s_bare, t_bare
+        if _plural(s_bare) and _plural(t_bare):  # "has lions instead of cats", not "a lions"
+            values["a_s"], values["a_t"] = s_bare, t_bare
     texts = list(dict.fromkeys(tpl.format(**values) for tpl in templates))
     main = rng.choice(texts)
     return main, [x for x in texts if x != main]

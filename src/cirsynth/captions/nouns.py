@@ -1,7 +1,17 @@
-"""Finding swappable nouns in a caption and their co-hyponyms (closed word groups, or WordNet)."""
+"""Finding swappable nouns in a caption and what can replace them (closed word groups, or WordNet).
+
+A noun unit is one noun or a compound kept whole ("fire truck", "teddy bear", "clock tower"): a run of
+noun-like words ending in a concrete noun. WordNet swaps take the sense that fits the caption (the MiniLM
+``ContextScorer`` compares the caption with each sense's gloss), stay inside one visual, depictable category
+(``VISUAL_ROOTS``: animal, vehicle, furniture, food, clothing, plant, building, ...), use only words whose most
+frequent sense is the one meant (so "counter" never stands for a game piece), and prefer common words
+(``wordfreq`` Zipf frequency). People swap only within the closed ``vocab.noun_groups`` (man <-> woman, ...):
+WordNet's person siblings are roles ("character", "fellow") that a picture cannot show.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -12,8 +22,35 @@ from cirsynth.captions.vocab import Vocabulary
 CONCRETE_LEXNAMES = frozenset(
     {"noun.animal", "noun.person", "noun.artifact", "noun.food", "noun.plant", "noun.object", "noun.body"}
 )
+# Visual categories by WordNet subtree root; a swap stays under the deepest root its source sense has.
+VISUAL_ROOTS: dict[str, str] = {
+    "animal.n.01": "animal", "bird.n.01": "animal", "dog.n.01": "animal", "fish.n.01": "animal",
+    "vehicle.n.01": "vehicle", "conveyance.n.03": "vehicle", "public_transport.n.01": "vehicle", "aircraft.n.01": "vehicle", "vessel.n.02": "vehicle",
+    "furniture.n.01": "furniture",
+    "food.n.02": "food", "food.n.01": "food", "dish.n.02": "food", "beverage.n.01": "food",
+    "edible_fruit.n.01": "food", "vegetable.n.01": "food", "baked_goods.n.01": "food",
+    "clothing.n.01": "clothing", "footwear.n.02": "clothing", "headdress.n.01": "clothing",
+    "bag.n.04": "clothing",
+    "flower.n.01": "plant", "tree.n.01": "plant", "shrub.n.01": "plant",
+    "building.n.01": "building", "tower.n.01": "building", "bridge.n.01": "building",
+    "room.n.01": "room",
+    "container.n.01": "container", "tableware.n.01": "container", "vessel.n.03": "container",
+    "home_appliance.n.01": "appliance", "electronic_device.n.01": "device", "computer.n.01": "device",
+    "telephone.n.01": "device", "timepiece.n.01": "device", "lamp.n.01": "device",
+    "musical_instrument.n.01": "instrument", "sports_equipment.n.01": "sports", "ball.n.01": "sports",
+    "toy.n.01": "toy", "plaything.n.01": "toy", "kitchen_utensil.n.01": "utensil", "cutlery.n.02": "utensil", "tool.n.01": "tool",
+    "geological_formation.n.01": "terrain", "body_of_water.n.01": "terrain", "road.n.01": "road",
+    "signboard.n.01": "sign", "umbrella.n.01": "umbrella", "book.n.02": "book", "bed.n.01": "furniture",
+}
 _IRREGULAR_PLURAL = ("man", "child", "person", "foot", "tooth", "mouse", "goose", "sheep", "deer", "fish", "ox")
 NUMBER_WORDS = frozenset("one two three four five six seven eight nine ten several many".split())
+MAX_MODIFIERS = 5  # words allowed between a determiner and its noun ("a large orange plain glass circle")
+MIN_ZIPF = 3.3
+COMMON_ZIPF = 4.3  # between MIN_ZIPF and this, a word also needs SemCor uses of the sense  # wordfreq Zipf frequency below which a replacement is too rare ("sloop" 2.8, "beaker" 2.8)
+MIN_CONTEXT_SIM = 0.6  # MiniLM cosine of edited vs source caption below which a swap reads as a different scene
+MIN_KIND_SIM = 0.55  # MiniLM cosine of "a photo of a OLD" vs "... NEW" below which it is another kind of thing
+MAX_CANDIDATES = 8
+MIN_SIBLINGS = 3  # climb one more hypernym level only while fewer near siblings than this were found  # replacements kept per noun (best context fit first)
 
 
 def pluralize(word: str) -> str:
@@ -34,25 +71,37 @@ def _concrete_lemma(wn: Any, word: str) -> str | None:
     return None
 
 
-MAX_MODIFIERS = 5  # words allowed between a determiner and its noun ("a large orange plain glass circle")
+@lru_cache(maxsize=8192)
+def _noun_like(wn: Any, word: str) -> bool:
+    """A word that can modify a head noun as a noun ("fire", "school", "clock"), not an adjective ("young")."""
+    nouns = wn.synsets(word, "n")
+    if not nouns:
+        return False
+    count = (lambda ss: sum(l.count() for s in ss for l in s.lemmas() if l.name().lower() == word))
+    return count(nouns) >= count(wn.synsets(word, "a") + wn.synsets(word, "s")) and count(nouns) >= count(
+        wn.synsets(word, "v"))
 
 
-def noun_positions(tokens: list[Token], vocab: Vocabulary, wordnet: Any = None) -> list[int]:
-    """Indices of tokens that head a noun phrase we could swap.
+def _is_noun(t: Token, groups: set[str], closed: bool, wordnet: Any) -> bool:
+    if t.lower in groups:
+        return True
+    return not closed and wordnet is not None and _concrete_lemma(wordnet, t.lower) is not None
 
-    A noun is a word of a closed group in ``vocab`` or, with WordNet, a word whose most frequent noun sense
-    is concrete (an animal, person, artifact, food, plant, natural object); it must open the caption or
-    follow a determiner/number, maybe with attribute words between (this keeps verbs like "stands" out).
+
+def noun_spans(tokens: list[Token], vocab: Vocabulary, wordnet: Any = None) -> list[tuple[int, int]]:
+    """Token spans ``[i, j)`` of noun units we could swap (a noun, or a compound kept whole), in order.
+
+    A unit ends in a noun: a word of a closed group in ``vocab`` or, with WordNet and no closed subject/object
+    groups (a closed vocabulary names every noun), a word whose most frequent noun sense is concrete. Noun-like
+    words right before it join it ("fire truck"). The unit must open the caption or follow a determiner/number,
+    maybe with attribute words between (this keeps verbs like "stands" out).
     """
-    groups = {w for g in vocab.subject_groups + vocab.object_groups for w in g}
+    groups = {w for g in vocab.subject_groups + vocab.object_groups + vocab.noun_groups for w in g}
+    closed = bool(vocab.subject_groups or vocab.object_groups)
     blocked = STOPWORDS | vocab.attribute_words()
-    out = []
+    heads = []
     for i, t in enumerate(tokens):
-        w = t.lower
-        if not t.text.isalpha() or w in blocked:
-            continue
-        is_noun = w in groups or (wordnet is not None and _concrete_lemma(wordnet, w) is not None)
-        if not is_noun:
+        if not t.text.isalpha() or t.lower in blocked or not _is_noun(t, groups, closed, wordnet):
             continue
         j = i - 1  # walk back over adjectives / attribute words to a determiner
         while j >= 0 and tokens[j].lower not in DETERMINERS | NUMBER_WORDS and i - j <= MAX_MODIFIERS + 1:
@@ -60,49 +109,191 @@ def noun_positions(tokens: list[Token], vocab: Vocabulary, wordnet: Any = None) 
                 break
             j -= 1
         if i == 0 or (j >= 0 and i - j <= MAX_MODIFIERS + 1 and tokens[j].lower in DETERMINERS | NUMBER_WORDS):
-            out.append(i)
-    return out
+            heads.append(i)
+    spans: list[tuple[int, int]] = []
+    for i in heads:
+        if spans and spans[-1][1] == i:  # "fire" then "truck": one unit
+            spans[-1] = (spans[-1][0], i + 1)
+            continue
+        k = i
+        while (not closed and wordnet is not None and k > 0 and tokens[k - 1].text.isalpha()
+               and tokens[k - 1].lower not in blocked and _noun_like(wordnet, tokens[k - 1].lower)
+               and (not spans or spans[-1][1] <= k - 1)):
+            k -= 1
+        spans.append((k, i + 1))
+    return spans
 
 
-def swap_candidates(word: str, vocab: Vocabulary, role: str, wordnet: Any = None) -> list[str]:
-    """Nouns that can replace ``word`` (same number), sorted; empty when there is none.
+def noun_positions(tokens: list[Token], vocab: Vocabulary, wordnet: Any = None) -> list[int]:
+    """Indices of the head tokens (last word) of the noun units of ``noun_spans``."""
+    return [j - 1 for _, j in noun_spans(tokens, vocab, wordnet)]
+
+
+@dataclass(frozen=True)
+class NounSwaps:
+    """Replacements for one noun unit, or why there are none."""
+
+    candidates: tuple[str, ...]  # best first
+    reason: str | None = None
+    category: str | None = None  # visual category of the sense taken ("animal", "person", ...)
+
+
+def _category(synset: Any) -> tuple[str, Any] | None:
+    """(category, root synset) of the deepest ``VISUAL_ROOTS`` root above or at ``synset``."""
+    best = None
+    for path in synset.hypernym_paths():
+        for depth, s in enumerate(path):
+            if s.name() in VISUAL_ROOTS and (best is None or depth > best[0]):
+                best = (depth, s)
+    return (VISUAL_ROOTS[best[1].name()], best[1]) if best else None
+
+
+def _zipf(word: str) -> float | None:
+    try:
+        from wordfreq import zipf_frequency
+    except ImportError:
+        return None
+    return zipf_frequency(word, "en")
+
+
+@lru_cache(maxsize=8192)
+def _siblings(wn: Any, synset_name: str) -> tuple[str, ...]:
+    """Common words for other things of the same visual category, nearest in WordNet first."""
+    s = wn.synset(synset_name)
+    cat = _category(s)
+    if cat is None:
+        return ()
+    _, root = cat
+    near = set(s.closure(lambda x: x.hypernyms())) | set(s.closure(lambda x: x.hyponyms())) | {s}
+    own = {l.name().lower() for l in s.lemmas()}
+    out: dict[str, None] = {}
+    level = [s]
+    for _ in range(3):  # climb at most three hypernym levels, never above the category root
+        level = [a for x in level for a in x.hypernyms() if a == root or root in a.closure(lambda y: y.hypernyms())]
+        for a in level:
+            for h in [a, *a.hyponyms(), *[g for c in a.hyponyms() for g in c.hyponyms()]]:
+                if h in near:
+                    continue
+                for l in h.lemmas():
+                    name = l.name().lower()
+                    if name in own or name in out or not name.replace("_", "").isalpha() or name != l.name():
+                        continue  # a synonym, a proper noun or a non-word
+                    if name.count("_") > int("_" in synset_name.split(".")[0]) or len(name) < 3:
+                        continue
+                    dominant = wn.synsets(name, "n")
+                    if not dominant or dominant[0] != h:
+                        continue  # the word mostly means something else ("counter": a table, not a game piece)
+                    if "_" not in name and not _noun_like(wn, name):
+                        continue  # mostly a verb or an adjective ("poke", "simple")
+                    z = _zipf(name.replace("_", " "))
+                    if z is not None and "_" in name:  # wordfreq rates a phrase lower than a word
+                        z += 1.0
+                    if z is not None and (z < MIN_ZIPF or z < COMMON_ZIPF and not sum(x.count() for x in h.lemmas())):
+                        continue  # rare, or only a name-frequency word with no SemCor use ("das")
+                    if any(x.name()[:1].isupper() for y in wn.synsets(name, "n") for x in y.lemmas()
+                           if x.name().lower() == name):
+                        continue  # also a proper noun ("john")
+                    if z is None and sum(x.count() for x in dominant[0].lemmas()) == 0:
+                        continue
+                    out[name.replace("_", " ")] = None
+        if len(out) >= MIN_SIBLINGS or not level or root in level:
+            break
+    return tuple(out)
+
+
+def _sense(wn: Any, lemma: str, context: str, scorer: Any) -> Any | None:
+    """The visual noun sense of ``lemma`` that fits ``context`` best (the most frequent one without a scorer)."""
+    senses = [s for s in wn.synsets(lemma, "n")[:5] if s.lexname() in CONCRETE_LEXNAMES
+              and (s.lexname() == "noun.person" or _category(s) is not None)]
+    if len(senses) <= 1 or scorer is None:
+        return senses[0] if senses else None
+    glosses = [f"{lemma.replace('_', ' ')}: {s.definition()}" for s in senses]
+    sims = scorer.similarities(context, glosses)
+    score = [sim - 0.06 * rank for rank, sim in enumerate(sims)]  # a prior for the more frequent sense
+    return senses[max(range(len(senses)), key=score.__getitem__)]
+
+
+def noun_swaps(words: list[str], context: str, vocab: Vocabulary, role: str, wordnet: Any = None,
+               scorer: Any = None) -> NounSwaps:
+    """What can replace the noun unit ``words`` (same number) in a caption reading ``context``.
 
     Args:
-        word: the noun as written (maybe plural).
-        vocab: closed groups (``subject_groups`` / ``object_groups`` by ``role``) win over WordNet.
+        words: the unit as written ("fire", "truck"), maybe plural.
+        context: the whole caption (for the sense choice).
+        vocab: closed groups: ``subject_groups`` / ``object_groups`` by ``role`` (a closed vocabulary), else
+            ``noun_groups`` tried before WordNet.
         role: ``"subject"`` or ``"object"``.
-        wordnet: nltk WordNet reader, used when ``vocab`` has no groups for ``role``.
+        wordnet: nltk WordNet reader.
+        scorer: a ``ContextScorer`` for the sense choice (None: most frequent sense).
     """
-    groups = vocab.subject_groups if role == "subject" else vocab.object_groups
-    w = word.lower()
-    if groups:
-        return sorted({x for g in groups if w in g for x in g if x != w})
+    phrase = " ".join(w.lower() for w in words)
+    closed = vocab.subject_groups if role == "subject" else vocab.object_groups
+    if closed:
+        return NounSwaps(tuple(sorted({x for g in closed if phrase in g for x in g if x != phrase})))
+    group = sorted({x for g in vocab.noun_groups if phrase in g for x in g if x != phrase})
+    if group:
+        return NounSwaps(tuple(group), category="group")
     if wordnet is None:
-        return []
-    return list(_wordnet_siblings(wordnet, w))
+        return NounSwaps((), "needs WordNet")
+    key = "_".join(w.lower() for w in words)
+    lemma = _concrete_lemma(wordnet, key) if "_" not in key else (
+        key if wordnet.synsets(key, "n") else next(iter(wordnet._morphy(key, "n")), None))
+    if lemma is None or not wordnet.synsets(lemma, "n"):
+        return NounSwaps((), f"compound {phrase!r} is not a WordNet noun: kept whole, not swapped")
+    sense = _sense(wordnet, lemma, context, scorer)
+    if sense is None:
+        return NounSwaps((), f"{phrase!r} has no sense in a visual category we swap within")
+    if sense.lexname() == "noun.person":
+        return NounSwaps((), f"{phrase!r} is a person word with no visual counterpart in vocab.noun_groups",
+                         "person")
+    cat = _category(sense)
+    if cat is None:
+        return NounSwaps((), f"{phrase!r} ({sense.name()}) is in no visual category we swap within")
+    names = _siblings(wordnet, sense.name())
+    if lemma != key:  # plural: regular plurals only ("mans", "childs" would be wrong)
+        names = tuple(pluralize(n) for n in names if not n.endswith(_IRREGULAR_PLURAL))
+    names = tuple(n for n in names if n != phrase)
+    if not names:
+        return NounSwaps((), f"no common word of the same {cat[0]} kind as {phrase!r}", cat[0])
+    return NounSwaps(names, category=cat[0])
 
 
-@lru_cache(maxsize=4096)
-def _wordnet_siblings(wn: Any, word: str, max_siblings: int = 10) -> tuple[str, ...]:
-    lemma = _concrete_lemma(wn, word)
+def noun_category(words: list[str], context: str, vocab: Vocabulary, wordnet: Any = None,
+                  scorer: Any = None) -> str | None:
+    """The visual category of a noun unit ("person", "animal", "food", "clothing", ...), None when unknown."""
+    if wordnet is None:
+        return None
+    key = "_".join(w.lower() for w in words)
+    lemma = key if wordnet.synsets(key, "n") else _concrete_lemma(wordnet, words[-1].lower())
     if lemma is None:
-        return ()
-    plural = lemma != word
-    synset = wn.synsets(lemma, "n")[0]
-    own = {l.name().lower() for l in synset.lemmas()}
-    counts: dict[str, int] = {}
-    for hyper in synset.hypernyms():
-        for sib in hyper.hyponyms():
-            if sib == synset:
-                continue
-            for l in sib.lemmas():
-                name = l.name()
-                if not name.isalpha() or not name.islower() or name in own or len(name) < 3:
-                    continue  # multi-word, proper noun, or a synonym of the source
-                counts[name] = max(counts.get(name, 0), l.count())
-    # the most frequent siblings (SemCor counts) are the everyday words; rare ones ("moderate") read oddly
-    ranked = sorted(counts, key=lambda n: (-counts[n], n))
-    names = {n for n in ranked[:max_siblings] if counts[n] > 0} or set(ranked[:max_siblings])
-    if plural:  # regular plurals only: "mans", "childs" would be wrong
-        names = {pluralize(n) for n in names if not n.endswith(_IRREGULAR_PLURAL)}
-    return tuple(sorted(names - {word}))
+        return None
+    sense = _sense(wordnet, lemma, context, scorer)
+    if sense is None:
+        return None
+    if sense.lexname() == "noun.person":
+        return "person"
+    cat = _category(sense)
+    return cat[0] if cat else None
+
+
+_PHRASE_BREAKS = frozenset(", ; and or with of on in at by near under over from into onto behind beside".split())
+
+
+def head_noun_span(tokens: list[Token], start: int, end: int, vocab: Vocabulary, wordnet: Any = None
+                   ) -> tuple[int, int] | None:
+    """The noun unit an attribute span ``[start, end)`` describes: the first unit after it in the same phrase
+    ("a red [fire truck]"), else the nearest one before it ("a metal [diamond], large, blue and dotted").
+
+    Returns:
+        The unit's token span, or None when the caption has no noun unit near the span.
+    """
+    spans = noun_spans(tokens, vocab, wordnet)
+    for i, j in spans:
+        if i >= end:
+            if all(t.lower not in _PHRASE_BREAKS for t in tokens[end:i]):
+                return (i, j)
+            break
+        if i < end and j > start:  # the span is inside a unit (a compound's modifier)
+            return (i, j)
+    before = [(i, j) for i, j in spans if j <= start and start - j <= 8]
+    return before[-1] if before else None

@@ -28,6 +28,16 @@ class Vocabulary:
     lighting: list[str] = field(default_factory=list)  # light / time-of-day phrases ("at night")
     subject_groups: list[list[str]] = field(default_factory=list)  # closed sets of swappable subject nouns; empty: WordNet co-hyponyms
     object_groups: list[list[str]] = field(default_factory=list)  # closed sets of swappable object nouns; empty: WordNet co-hyponyms
+    noun_groups: list[list[str]] = field(default_factory=list)  # closed groups tried before WordNet (people: man <-> woman)
+    material_groups: list[list[str]] = field(default_factory=list)  # a material swaps only within its groups (fabric, rigid)
+    size_groups: list[list[str]] = field(default_factory=list)  # a size swaps only within its groups (small/large, tall/short)
+    category_colors: dict[str, list[str]] = field(default_factory=dict)  # colours a thing of a visual category can have
+    weather_adjectives: list[str] = field(default_factory=list)  # "a sunny field" -> "a foggy field" (swapped, never stacked)
+    lighting_adjectives: list[str] = field(default_factory=list)  # "a bright room" -> "a dim room"
+    indoor_keywords: list[str] = field(default_factory=list)  # words that put a scene indoors (no weather there)
+    outdoor_keywords: list[str] = field(default_factory=list)  # weather only on captions with one of these (empty: no check)
+    day_keywords: list[str] = field(default_factory=list)  # daytime words; never combined with night_keywords
+    night_keywords: list[str] = field(default_factory=list)  # night-time words
     weather_keywords: list[str] = field(default_factory=list)  # a weather edit's new words must contain one
     lighting_keywords: list[str] = field(default_factory=list)  # a lighting edit's new words must contain one
     locative_prepositions: list[str] = field(default_factory=list)  # start of a background phrase
@@ -35,9 +45,13 @@ class Vocabulary:
     def __post_init__(self) -> None:
         for f in fields(self):
             v = getattr(self, f.name)
+            if f.name == "category_colors":
+                if not isinstance(v, dict) or not all(isinstance(x, list) for x in v.values()):
+                    raise TypeError("Vocabulary.category_colors must map a category to a list of colours")
+                continue
             if not isinstance(v, list):
                 raise TypeError(f"Vocabulary.{f.name} must be a list, got {type(v).__name__}")
-        for name in ("subject_groups", "object_groups"):
+        for name in ("subject_groups", "object_groups", "noun_groups", "material_groups", "size_groups"):
             for g in getattr(self, name):
                 if not isinstance(g, list) or len(g) < 2:
                     raise ValueError(f"Vocabulary.{name}: each group needs at least two words, got {g!r}")
