@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import os
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -53,6 +54,15 @@ class EditorConfig:
     blend_grid_divisor: int = 4  # word maps are pooled onto a (h / 4, w / 4) latent grid (SD-1.5: 16 x 16, as P2P) ...
     blend_grid_min: int = 16  # ... but never coarser than this many cells a side (or the latent's own side)
     paste_background: bool = False  # composite pixels outside the final LocalBlend mask from the source branch
+    direct_add_target: bool = True  # direct inversion: add the source branch's per-step offset to the target branch
+    # too (PnP Inversion's add-target variant), so an identity edit is exactly the reconstruction; False applies it
+    # to the source branch only (PnP Inversion's default; identity edit off by 0.15 mean abs on the tiny pipeline)
+
+
+def ddpm_noise_seed(seed: int, image_hash: str) -> int:
+    """The generator seed of an image's ddpm noise: from the user's seed and the image content, so an image's noise
+    is the same whichever batch it is inverted in, and two images under one seed get unrelated noise."""
+    return int(hashlib.sha256(f"{int(seed)}:{image_hash}".encode()).hexdigest()[:15], 16)
 
 
 def blend_grid(h: int, w: int, divisor: int, minimum: int) -> tuple[int, int]:
@@ -149,10 +159,12 @@ class CounterfactualEditor:
         """eps for (B, C, h, w) fp32 latents and (B, L, D) fp32 embeddings; runs in the UNet dtype, returns fp32."""
         return self.unet(latents.to(self.dtype), t, encoder_hidden_states=embeds.to(self.dtype)).sample.float()
 
-    def _settings(self, method: str) -> dict[str, Any]:
+    def _settings(self, method: str, seed: int) -> dict[str, Any]:
         settings: dict[str, Any] = {"dtype": str(self.dtype).removeprefix("torch."), "scheduler": "DDIM"}
         if method == "null-text":
             settings["null_text"] = dataclasses.asdict(self.config.null_text)
+        if method == "ddpm":
+            settings["seed"] = int(seed)
         return settings
 
     # ------------------------------------------------------------------------------------------- inversion
@@ -164,12 +176,14 @@ class CounterfactualEditor:
         num_steps: int = 50,
         guidance_scale: float = 7.5,
         cache: InversionCache | None = None,
+        seed: int | Sequence[int] = 0,
     ) -> list[Inversion]:
         """Invert images under their source prompts.
 
         Methods: ``ddim`` (DDIM inversion, no guidance while inverting), ``null-text`` (Mokady et al. 2022),
         ``negative-prompt`` (Miyake et al. 2023: the source embedding stands in for the unconditional one),
-        ``direct`` (Ju et al. 2023: the source branch is pinned to the inversion trajectory).
+        ``direct`` (Ju et al. 2023: the source branch is pinned to the inversion trajectory), ``ddpm``
+        (edit-friendly DDPM inversion, Huberman-Spiegelglas et al. 2023: exact, random, seedable).
 
         Args:
             images: PIL images of any size (fitted with ``prepare``).
@@ -178,6 +192,9 @@ class CounterfactualEditor:
             num_steps: DDIM steps T.
             guidance_scale: CFG scale w used when reconstructing/editing (and in null-text's objective).
             cache: optional ``InversionCache``; hits are loaded, misses computed and stored.
+            seed: ``ddpm`` only: one seed for all images or one per image. An image's noise depends only on its seed
+                and its content (not on batching); different seeds give different noise maps, hence different edits
+                of one image (candidates to oversample), all reconstructing it exactly. Part of the cache key.
 
         Returns:
             One ``Inversion`` per image, in order.
@@ -188,17 +205,23 @@ class CounterfactualEditor:
             raise ValueError(f"got {len(images)} images but {len(prompts)} prompts")
         if num_steps < 1:
             raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+        seeds = [seed] * len(images) if isinstance(seed, int) else [int(s) for s in seed]
+        if len(seeds) != len(images):
+            raise ValueError(f"got {len(images)} images but {len(seeds)} seeds")
         fitted = self.prepare(images)
         hashes = [image_hash(im) for im in fitted]
-        settings = self._settings(method)
-        keys = [inversion_key(h, self.model_id, p, method, num_steps, guidance_scale, settings) for h, p in zip(hashes, prompts)]
+        settings = [self._settings(method, s) for s in seeds]
+        keys = [
+            inversion_key(h, self.model_id, p, method, num_steps, guidance_scale, st)
+            for h, p, st in zip(hashes, prompts, settings)
+        ]
         results: list[Inversion | None] = [cache.get(k) if cache else None for k in keys]
         todo = [i for i, r in enumerate(results) if r is None]
         for start in range(0, len(todo), self.config.batch_size):
             chunk = todo[start : start + self.config.batch_size]
             invs = self._invert_batch(
                 [fitted[i] for i in chunk], [prompts[i] for i in chunk], [hashes[i] for i in chunk],
-                method, num_steps, guidance_scale, settings,
+                method, num_steps, guidance_scale, [settings[i] for i in chunk],
             )  # fmt: skip
             for i, inv in zip(chunk, invs):
                 results[i] = inv
@@ -210,8 +233,13 @@ class CounterfactualEditor:
     def _invert_batch(self, fitted, prompts, hashes, method, num_steps, guidance_scale, settings) -> list[Inversion]:
         z0 = self.encode_images(fitted)  # (N, C, h, w)
         cond = self.encode_text(prompts)  # (N, L, D)
-        trajectory = self._ddim_inversion(z0, cond, num_steps)  # (N, T+1, C, h, w)
-        nulls, stats = None, [{} for _ in prompts]
+        nulls, noise, stats = None, None, [{} for _ in prompts]
+        if method == "ddpm":
+            seeds = [ddpm_noise_seed(st["seed"], h) for st, h in zip(settings, hashes)]
+            x_T, noise = self._ddpm_inversion(z0, cond, num_steps, guidance_scale, seeds)  # (N,C,h,w), (N,T,C,h,w)
+            trajectory = x_T[:, None]  # (N, 1, C, h, w): only x_T is kept
+        else:
+            trajectory = self._ddim_inversion(z0, cond, num_steps)  # (N, T+1, C, h, w)
         if method == "null-text":
             nulls, stats = self._null_text(trajectory, cond, guidance_scale)  # (N, T, L, D)
         return [
@@ -225,7 +253,8 @@ class CounterfactualEditor:
                 x_T=trajectory[n, -1].cpu(),
                 null_embeddings=None if nulls is None else nulls[n].cpu(),
                 latents=trajectory[n].cpu() if method == "direct" else None,
-                settings=settings,
+                noise=None if noise is None else noise[n].cpu(),
+                settings=settings[n],
                 stats=stats[n],
             )
             for n, (prompt, h) in enumerate(zip(prompts, hashes))
@@ -245,6 +274,49 @@ class CounterfactualEditor:
             z = self.inverse_scheduler.step(eps, t, z).prev_sample
             latents.append(z)
         return torch.stack(latents, dim=1)
+
+    def _ddpm_inversion(
+        self, z0: torch.Tensor, cond: torch.Tensor, num_steps: int, guidance: float, seeds: Sequence[int]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Edit-friendly DDPM inversion (Huberman-Spiegelglas et al. 2023, Sec. 3).
+
+        Each noisy latent is drawn independently from the forward marginal, x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t)
+        eps_t (their eq. 6, ``scheduler.add_noise``); then, step by step, the noise that takes the guided DDPM
+        (DDIM eta = 1) mean mu_t(x_t) exactly to x_{t-1} is extracted: noise_t = x_{t-1} - mu_t(x_t) = sigma_t z_t
+        (their eq. 5, stored times sigma_t, which also makes a sigma_t = 0 final step exact). Sampling
+        x_{t-1} = mu_t(x_t) + noise_t from x_T then reproduces the trajectory, hence x_0, without optimisation.
+
+        Args:
+            z0: (N, C, h, w) clean latents.
+            cond: (N, L, D) source-prompt embeddings (CFG with the empty prompt, scale ``guidance``).
+            seeds: one generator seed per image (CPU generator, so noise is device-independent).
+
+        Returns:
+            ``(x_T, noise)``: (N, C, h, w) and (N, T, C, h, w), noise in sampling order.
+        """
+        N, T = len(z0), num_steps
+        self.scheduler.set_timesteps(T, device=self.device)
+        timesteps = self.scheduler.timesteps  # (T,) descending
+        draws = torch.stack(
+            [torch.randn((T, *z0.shape[1:]), generator=torch.Generator().manual_seed(s)) for s in seeds]
+        ).to(self.device)  # (N, T, C, h, w)
+        xs = [self.scheduler.add_noise(z0, draws[:, i], t) for i, t in enumerate(timesteps)]  # T x (N, C, h, w)
+        xs.append(z0)
+        empty = self.encode_text([""]).expand(N, -1, -1)  # (N, L, D)
+        noise = []
+        for i, t in enumerate(timesteps):
+            eps = self._guided_eps(xs[i], t, empty, cond, guidance)  # (N, C, h, w)
+            noise.append(xs[i + 1] - self._ddpm_mean(eps, t, xs[i]))
+        return xs[0], torch.stack(noise, dim=1)
+
+    def _guided_eps(self, x: torch.Tensor, t, uncond: torch.Tensor, cond: torch.Tensor, w: float) -> torch.Tensor:
+        """CFG eps (Ho & Salimans 2022, eq. 6) for (N, C, h, w) latents in one UNet call of 2N rows."""
+        eps_u, eps_c = self._unet(torch.cat([x, x]), t, torch.cat([uncond, cond])).chunk(2)
+        return eps_u + w * (eps_c - eps_u)
+
+    def _ddpm_mean(self, eps: torch.Tensor, t, x: torch.Tensor) -> torch.Tensor:
+        """The DDPM posterior mean mu_t(x_t): DDIM's step at eta = 1 (DDIM paper eq. 12 / 16) without its noise."""
+        return self.scheduler.step(eps, t, x, eta=1.0, variance_noise=torch.zeros_like(x)).prev_sample
 
     def _null_text(self, trajectory: torch.Tensor, cond: torch.Tensor, guidance: float):
         """Null-text optimisation (Mokady et al. 2022, eq. 3 / Alg. 1), batched over images.
@@ -328,7 +400,10 @@ class CounterfactualEditor:
         empty = self.encode_text([""])  # (1, L, D)
         nulls = torch.stack([s.null_embeddings for s in sources]).to(dev) if method == "null-text" else None  # (S,T,L,D)
         traj = torch.stack([s.latents for s in sources]).to(dev) if method == "direct" else None  # (S,T+1,C,h,w)
-        src_cfg = method in ("null-text", "ddim")  # negative-prompt: eps_u == eps_c; direct: source is pinned
+        noise = torch.stack([s.noise for s in sources]).to(dev) if method == "ddpm" else None  # (S, T, C, h, w)
+        add_target = method == "direct" and self.config.direct_add_target and J > 0
+        # negative-prompt: eps_u == eps_c; direct: the source is pinned (its guided step only for the add-target offset)
+        src_cfg = method in ("null-text", "ddim", "ddpm") or add_target
         controller = None
         if J:
             src_idx = torch.tensor([e.source_index for e in edits], device=dev)  # (J,)
@@ -365,14 +440,23 @@ class CounterfactualEditor:
                 eps_u_tgt = parts.pop(0) if J else None
                 eps_c_src = parts.pop(0)
                 eps_c_tgt = parts.pop(0) if J else None
+                e_src = eps_u_src + w * (eps_c_src - eps_u_src) if src_cfg else eps_c_src
                 if method == "direct":
                     x_src_next = traj[:, T - i - 1]
+                    if add_target:  # PnP Inversion's offset: where the guided source step lands vs the trajectory
+                        offset = x_src_next - self.scheduler.step(e_src, t, x_src).prev_sample  # (S, C, h, w)
+                elif method == "ddpm":
+                    x_src_next = self._ddpm_mean(e_src, t, x_src) + noise[:, i]
                 else:
-                    e_src = eps_u_src + w * (eps_c_src - eps_u_src) if src_cfg else eps_c_src
                     x_src_next = self.scheduler.step(e_src, t, x_src).prev_sample
                 if J:
                     e_tgt = eps_u_tgt + w * (eps_c_tgt - eps_u_tgt)
-                    x_tgt = self.scheduler.step(e_tgt, t, x_tgt).prev_sample
+                    if method == "ddpm":  # the target branch reuses its source's noise maps
+                        x_tgt = self._ddpm_mean(e_tgt, t, x_tgt) + noise[src_idx, i]
+                    else:
+                        x_tgt = self.scheduler.step(e_tgt, t, x_tgt).prev_sample
+                    if add_target:
+                        x_tgt = x_tgt + offset[src_idx]
                     if controller.has_blend.any() and i >= blend_from:
                         x_tgt, mask = controller.blend(x_src_next, x_tgt)
                 x_src = x_src_next
