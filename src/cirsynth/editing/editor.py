@@ -59,6 +59,13 @@ class EditorConfig:
     # to the source branch only (PnP Inversion's default; identity edit off by 0.15 mean abs on the tiny pipeline)
 
 
+def is_sdxl(pipe: Any) -> bool:
+    """Whether a pipeline is SDXL-shaped: a second text encoder and a UNet with SDXL's "text_time" added conditioning."""
+    return getattr(pipe, "text_encoder_2", None) is not None and (
+        getattr(pipe.unet.config, "addition_embed_type", None) == "text_time"
+    )
+
+
 def ddpm_noise_seed(seed: int, image_hash: str) -> int:
     """The generator seed of an image's ddpm noise: from the user's seed and the image content, so an image's noise
     is the same whichever batch it is inverted in, and two images under one seed get unrelated noise."""
@@ -69,6 +76,38 @@ def blend_grid(h: int, w: int, divisor: int, minimum: int) -> tuple[int, int]:
     """LocalBlend's grid on an (h, w) latent: (h / divisor, w / divisor), but never coarser than ``minimum`` cells a
     side, or the latent's own side if that is smaller."""
     return max(h // divisor, min(h, minimum)), max(w // divisor, min(w, minimum))
+
+
+@dataclass
+class TextCond:
+    """Text conditioning of a batch of UNet rows: the token sequence, and for SDXL the pooled embedding.
+
+    Attributes:
+        seq: (N, L, D) float32 token embeddings (SDXL: both encoders' hidden states concatenated along D).
+        pooled: (N, P) float32 pooled embedding of SDXL's second encoder, or ``None`` (SD-1.x/2.x).
+    """
+
+    seq: torch.Tensor
+    pooled: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return len(self.seq)
+
+    def __getitem__(self, index: Any) -> "TextCond":
+        return TextCond(self.seq[index], None if self.pooled is None else self.pooled[index])
+
+    def expand(self, n: int) -> "TextCond":
+        """The single row of a (1, ...) conditioning repeated ``n`` times."""
+        return TextCond(self.seq.expand(n, -1, -1), None if self.pooled is None else self.pooled.expand(n, -1))
+
+    def with_seq(self, seq: torch.Tensor) -> "TextCond":
+        """The same pooled embedding with another (N, L, D) sequence (null-text optimises only the sequence)."""
+        return TextCond(seq, self.pooled)
+
+    @staticmethod
+    def cat(parts: Sequence["TextCond"]) -> "TextCond":
+        pooled = None if parts[0].pooled is None else torch.cat([p.pooled for p in parts])
+        return TextCond(torch.cat([p.seq for p in parts]), pooled)
 
 
 @dataclass
@@ -92,9 +131,12 @@ class EditResult:
 
 
 class CounterfactualEditor:
-    """Inversion + prompt-to-prompt over the components of a diffusers ``StableDiffusionPipeline``.
+    """Inversion + prompt-to-prompt over the components of a diffusers ``StableDiffusionPipeline`` or
+    ``StableDiffusionXLPipeline``.
 
-    Works with any SD-1.x/2.x-compatible pipeline and whatever tokenizer/text encoder it holds (CLIP, BERT, ...).
+    Works with any SD-1.x/2.x-compatible pipeline and whatever tokenizer/text encoder it holds (CLIP, BERT, ...), and
+    with SDXL (two tokenizers and encoders, pooled embeddings and ``add_time_ids``; see ``encode_text`` / ``_unet``).
+    A fp16 VAE whose config asks for it (``force_upcast``, as SDXL's) is moved to fp32: it overflows in fp16.
 
     Args:
         pipe: the pipeline (its modules are used in place; their device and dtype are the editor's).
@@ -110,6 +152,10 @@ class CounterfactualEditor:
         self.pipe = pipe
         self.config = config or EditorConfig()
         self.unet, self.vae, self.tokenizer = pipe.unet, pipe.vae, pipe.tokenizer
+        self.is_xl = is_sdxl(pipe)
+        self.tokenizer_2 = getattr(pipe, "tokenizer_2", None) if self.is_xl else None
+        if self.vae.dtype == torch.float16 and getattr(self.vae.config, "force_upcast", False):
+            self.vae.to(torch.float32)
         self.model_id = model_id or model_id_of(pipe)
         self.device = self.unet.device
         self.dtype = self.unet.dtype
@@ -123,7 +169,8 @@ class CounterfactualEditor:
     def from_pretrained(
         cls, path_or_id: str | os.PathLike, device: Any = None, dtype: Any = None, config: EditorConfig | None = None
     ) -> "CounterfactualEditor":
-        """Load a pipeline folder or HF id (see ``cirsynth.models.diffusion.load_sd_pipeline``) and wrap it."""
+        """Load a pipeline folder or HF id (SD or SDXL, told apart by its ``model_index.json``; see
+        ``cirsynth.models.diffusion.load_sd_pipeline``) and wrap it."""
         from cirsynth.models.diffusion import load_sd_pipeline
 
         return cls(load_sd_pipeline(path_or_id, device=device, dtype=dtype), config=config, model_id=str(path_or_id))
@@ -150,14 +197,40 @@ class CounterfactualEditor:
         return torch.cat(out).clamp(-1, 1)
 
     @torch.no_grad()
-    def encode_text(self, prompts: Sequence[str]) -> torch.Tensor:
-        """Prompts -> (N, L, D) float32 embeddings through the pipeline's own ``encode_prompt``."""
-        embeds, _ = self.pipe.encode_prompt(list(prompts), self.device, 1, False)
-        return embeds.float()
+    def encode_text(self, prompts: Sequence[str]) -> TextCond:
+        """Prompts -> float32 ``TextCond`` (N rows) through the pipeline's own ``encode_prompt``.
 
-    def _unet(self, latents: torch.Tensor, t: torch.Tensor, embeds: torch.Tensor) -> torch.Tensor:
-        """eps for (B, C, h, w) fp32 latents and (B, L, D) fp32 embeddings; runs in the UNet dtype, returns fp32."""
-        return self.unet(latents.to(self.dtype), t, encoder_hidden_states=embeds.to(self.dtype)).sample.float()
+        SDXL: both encoders (sequence (N, L, D1 + D2)) and the second one's pooled (N, P) embedding. The empty prompt
+        maps to zeros when the pipeline's ``force_zeros_for_empty_prompt`` says so (SDXL's unconditional input).
+        """
+        prompts = list(prompts)
+        if not self.is_xl:
+            embeds, _ = self.pipe.encode_prompt(prompts, self.device, 1, False)
+            return TextCond(embeds.float())
+        embeds, _, pooled, _ = self.pipe.encode_prompt(
+            prompts, device=self.device, num_images_per_prompt=1, do_classifier_free_guidance=False
+        )  # (N, L, D1 + D2), (N, P)
+        if getattr(self.pipe.config, "force_zeros_for_empty_prompt", False):
+            empty = torch.tensor([p == "" for p in prompts], device=embeds.device)  # (N,)
+            embeds = torch.where(empty[:, None, None], torch.zeros_like(embeds), embeds)
+            pooled = torch.where(empty[:, None], torch.zeros_like(pooled), pooled)
+        return TextCond(embeds.float(), pooled.float())
+
+    def _unet(self, latents: torch.Tensor, t: torch.Tensor, cond: TextCond) -> torch.Tensor:
+        """eps for (B, C, h, w) fp32 latents and B rows of fp32 conditioning; runs in the UNet dtype, returns fp32.
+
+        SDXL: the pooled embedding and ``add_time_ids`` (original size, crop top-left (0, 0), target size, all the
+        working size, as for an uncropped image) go through ``added_cond_kwargs``, one row per UNet row (so the
+        guidance rows get them too).
+        """
+        added = None
+        if cond.pooled is not None:
+            h, w = self.image_size
+            time_ids = torch.tensor([[h, w, 0, 0, h, w]], device=self.device, dtype=self.dtype).expand(len(latents), -1)
+            added = {"text_embeds": cond.pooled.to(self.dtype), "time_ids": time_ids}  # (B, P), (B, 6)
+        return self.unet(
+            latents.to(self.dtype), t, encoder_hidden_states=cond.seq.to(self.dtype), added_cond_kwargs=added
+        ).sample.float()
 
     def _settings(self, method: str, seed: int) -> dict[str, Any]:
         settings: dict[str, Any] = {"dtype": str(self.dtype).removeprefix("torch."), "scheduler": "DDIM"}
@@ -232,7 +305,7 @@ class CounterfactualEditor:
     @torch.no_grad()
     def _invert_batch(self, fitted, prompts, hashes, method, num_steps, guidance_scale, settings) -> list[Inversion]:
         z0 = self.encode_images(fitted)  # (N, C, h, w)
-        cond = self.encode_text(prompts)  # (N, L, D)
+        cond = self.encode_text(prompts)  # N rows
         nulls, noise, stats = None, None, [{} for _ in prompts]
         if method == "ddpm":
             seeds = [ddpm_noise_seed(st["seed"], h) for st, h in zip(settings, hashes)]
@@ -302,16 +375,16 @@ class CounterfactualEditor:
         ).to(self.device)  # (N, T, C, h, w)
         xs = [self.scheduler.add_noise(z0, draws[:, i], t) for i, t in enumerate(timesteps)]  # T x (N, C, h, w)
         xs.append(z0)
-        empty = self.encode_text([""]).expand(N, -1, -1)  # (N, L, D)
+        empty = self.encode_text([""]).expand(N)
         noise = []
         for i, t in enumerate(timesteps):
             eps = self._guided_eps(xs[i], t, empty, cond, guidance)  # (N, C, h, w)
             noise.append(xs[i + 1] - self._ddpm_mean(eps, t, xs[i]))
         return xs[0], torch.stack(noise, dim=1)
 
-    def _guided_eps(self, x: torch.Tensor, t, uncond: torch.Tensor, cond: torch.Tensor, w: float) -> torch.Tensor:
+    def _guided_eps(self, x: torch.Tensor, t, uncond: TextCond, cond: TextCond, w: float) -> torch.Tensor:
         """CFG eps (Ho & Salimans 2022, eq. 6) for (N, C, h, w) latents in one UNet call of 2N rows."""
-        eps_u, eps_c = self._unet(torch.cat([x, x]), t, torch.cat([uncond, cond])).chunk(2)
+        eps_u, eps_c = self._unet(torch.cat([x, x]), t, TextCond.cat([uncond, cond])).chunk(2)
         return eps_u + w * (eps_c - eps_u)
 
     def _ddpm_mean(self, eps: torch.Tensor, t, x: torch.Tensor) -> torch.Tensor:
@@ -335,7 +408,8 @@ class CounterfactualEditor:
         cfg = self.config.null_text
         N, T = trajectory.shape[0], trajectory.shape[1] - 1
         self.scheduler.set_timesteps(T, device=self.device)
-        null = self.encode_text([""]).expand(N, -1, -1).clone()  # (N, L, D) fp32 master copy
+        empty = self.encode_text([""]).expand(N)  # SDXL: its pooled part stays fixed; only the sequence is optimised
+        null = empty.seq.clone()  # (N, L, D) fp32 master copy
         latent = trajectory[:, T]  # (N, C, h, w)
         nulls, inner_steps, last_loss = [], [[] for _ in range(N)], [0.0] * N
         for i, t in enumerate(self.scheduler.timesteps):
@@ -349,7 +423,7 @@ class CounterfactualEditor:
                 idx = active.nonzero().squeeze(1)  # (n,)
                 frozen = null.detach().clone()
                 with torch.enable_grad():
-                    eps_u = self._unet(latent[idx], t, null[idx])  # (n, C, h, w)
+                    eps_u = self._unet(latent[idx], t, empty[idx].with_seq(null[idx]))  # (n, C, h, w)
                     eps = eps_u + guidance * (eps_c[idx] - eps_u)
                     prev = self.scheduler.step(eps, t, latent[idx]).prev_sample
                     loss = ((prev - target[idx]) ** 2).mean(dim=(1, 2, 3))  # (n,) per-image MSE
@@ -367,7 +441,7 @@ class CounterfactualEditor:
             null = null.detach()
             for n in range(N):
                 inner_steps[n].append(steps[n])
-            eps_u = self._unet(latent, t, null)
+            eps_u = self._unet(latent, t, empty.with_seq(null))
             latent = self.scheduler.step(eps_u + guidance * (eps_c - eps_u), t, latent).prev_sample
             nulls.append(null)
         stats = [{"inner_steps": inner_steps[n], "last_loss": last_loss[n]} for n in range(N)]
@@ -396,8 +470,8 @@ class CounterfactualEditor:
         x_src = torch.stack([s.x_T for s in sources]).to(dev)  # (S, C, h, w)
         if method == "direct" and J == 0:  # the source branch is the stored trajectory itself
             return torch.stack([s.latents[0] for s in sources]).to(dev), None, None
-        cond_src = self.encode_text([s.prompt for s in sources])  # (S, L, D)
-        empty = self.encode_text([""])  # (1, L, D)
+        cond_src = self.encode_text([s.prompt for s in sources])  # S rows
+        empty = self.encode_text([""])  # 1 row
         nulls = torch.stack([s.null_embeddings for s in sources]).to(dev) if method == "null-text" else None  # (S,T,L,D)
         traj = torch.stack([s.latents for s in sources]).to(dev) if method == "direct" else None  # (S,T+1,C,h,w)
         noise = torch.stack([s.noise for s in sources]).to(dev) if method == "ddpm" else None  # (S, T, C, h, w)
@@ -408,7 +482,7 @@ class CounterfactualEditor:
         if J:
             src_idx = torch.tensor([e.source_index for e in edits], device=dev)  # (J,)
             x_tgt = x_src[src_idx].clone()  # (J, C, h, w)
-            cond_tgt = self.encode_text(targets)  # (J, L, D)
+            cond_tgt = self.encode_text(targets)  # J rows
             h, w_lat = x_src.shape[-2:]
             grid = blend_grid(h, w_lat, self.config.blend_grid_divisor, self.config.blend_grid_min)
             controller = P2PController(edits, S, (h, w_lat), self.config.self_replace_max_tokens, grid, dev)
@@ -418,11 +492,12 @@ class CounterfactualEditor:
         with ctx:
             for i, t in enumerate(self.scheduler.timesteps):
                 if method == "null-text":
-                    u_src, u_tgt = nulls[:, i], (nulls[src_idx, i] if J else None)
+                    u_src = empty.expand(S).with_seq(nulls[:, i])
+                    u_tgt = empty.expand(J).with_seq(nulls[src_idx, i]) if J else None
                 elif method == "negative-prompt":
                     u_src, u_tgt = None, (cond_src[src_idx] if J else None)
                 else:
-                    u_src, u_tgt = empty.expand(S, -1, -1), (empty.expand(J, -1, -1) if J else None)
+                    u_src, u_tgt = empty.expand(S), (empty.expand(J) if J else None)
                 lat, emb = [], []
                 if src_cfg:
                     lat.append(x_src), emb.append(u_src)
@@ -434,7 +509,7 @@ class CounterfactualEditor:
                     lat.append(x_tgt), emb.append(cond_tgt)
                 if controller:
                     controller.begin_step(i, n_uncond)
-                eps = self._unet(torch.cat(lat), t, torch.cat(emb))  # (n_uncond + S + J, C, h, w)
+                eps = self._unet(torch.cat(lat), t, TextCond.cat(emb))  # (n_uncond + S + J, C, h, w)
                 parts = list(eps.split([len(x) for x in lat]))
                 eps_u_src = parts.pop(0) if src_cfg else None
                 eps_u_tgt = parts.pop(0) if J else None
@@ -554,6 +629,13 @@ class CounterfactualEditor:
         edits, prompts, modes = [], [], []
         for inv, target, blend, weights in zip(invs, targets, blends, reweights):
             cross = cross_attention_edit(self.tokenizer, inv.prompt, target, mode)
+            if self.tokenizer_2 is not None:  # SDXL: both encoders' tokens share the sequence positions
+                other = cross_attention_edit(self.tokenizer_2, inv.prompt, target, mode)
+                if other.name != cross.name or not (torch.equal(other.mapper, cross.mapper) and torch.equal(other.alpha, cross.alpha)):
+                    raise ValueError(
+                        f"SDXL's two tokenizers align {inv.prompt!r} -> {target!r} differently; prompt-to-prompt "
+                        "needs one token alignment for both encoders"
+                    )
             modes.append(cross.name)
             local = None
             if blend is not None:
