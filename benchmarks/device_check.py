@@ -31,7 +31,7 @@ import torch
 _spec = importlib.util.spec_from_file_location("cirsynth_bench_editing", Path(__file__).resolve().parent / "editing.py")
 _bench = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_bench)  # benchmarks/editing.py: the one SD-1.5-shapes builder, photos and PSNR
-photos, psnr, sd15_random_pipeline = _bench.photos, _bench.psnr, _bench.sd15_random_pipeline
+photos, psnr, sd15_random_pipeline, UnetCounter = _bench.photos, _bench.psnr, _bench.sd15_random_pipeline, _bench.UnetCounter
 
 METHODS = ("ddpm", "direct", "negative-prompt", "ddim", "null-text")
 
@@ -105,27 +105,6 @@ def build(shape: str, dtype: torch.dtype, device: str):
     if shape == "tiny-sdxl":
         return _finish(tiny_sdxl_pipeline(), dtype, device)
     raise ValueError(f"unknown shape {shape!r}")
-
-
-class UnetRows:
-    """Counts UNet batch rows (grad-enabled rows separately: they also run a backward pass)."""
-
-    def __init__(self, unet) -> None:
-        self.fwd = self.fwd_bwd = 0
-        unet.register_forward_pre_hook(self._hook, with_kwargs=True)
-
-    def _hook(self, module, args, kwargs) -> None:
-        rows = args[0].shape[0] if args else kwargs["sample"].shape[0]
-        if torch.is_grad_enabled():
-            self.fwd_bwd += rows
-        else:
-            self.fwd += rows
-
-    def reset(self) -> None:
-        self.fwd = self.fwd_bwd = 0
-
-    def forward_equivalents(self) -> int:
-        return self.fwd + 3 * self.fwd_bwd  # backward ~ 2x forward
 
 
 def unet_gflop_per_row(editor) -> float:
@@ -236,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
                     p.numel() * p.element_size() for m in pipe.components.values() if isinstance(m, torch.nn.Module)
                     for p in m.parameters()
                 )  # fmt: skip
-                loaded[(shape, dtype_name)] = (pipe, UnetRows(pipe.unet), weights / 2**30)
+                loaded[(shape, dtype_name)] = (pipe, UnetCounter(pipe.unet), weights / 2**30)
             pipe, rows, weights_gb = loaded[(shape, dtype_name)]
             cfg = EditorConfig(null_text=NullTextConfig(inner_steps=inner), batch_size=batch)
             editor = CounterfactualEditor(pipe, cfg)
@@ -257,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
             if cuda:
                 torch.cuda.reset_peak_memory_stats()
                 base = torch.cuda.memory_allocated()
-            rows.reset()
+            rows.fwd = rows.fwd_bwd = 0
             sync()
             t0 = time.perf_counter()
             inv = editor.invert(images, ["a photo of a cat"] * batch, method=method, num_steps=steps)
@@ -278,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
                 null_text_inner_steps=int(sum(inv[0].stats.get("inner_steps", [0]))),
                 # this pipeline's weights + the row's own peak working memory (other shapes stay resident meanwhile)
                 peak_mem_gb=weights_gb + (torch.cuda.max_memory_allocated() - base) / 2**30 if cuda else None,
-                unet_tflops=doc["unet_gflop_per_row"][shape] * rows.forward_equivalents() / 1e3 / (t2 - t0),
+                unet_tflops=doc["unet_gflop_per_row"][shape] * (rows.fwd + 3 * rows.fwd_bwd) / 1e3 / (t2 - t0),
                 recon_psnr_bf16_vs_fp32=None,  # filled in below once the fp32 row of this shape and method ran
             )
         except torch.cuda.OutOfMemoryError as e:  # recorded, and the check goes on

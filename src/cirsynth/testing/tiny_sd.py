@@ -43,7 +43,7 @@ def tiny_sd_pipeline(
         A pipeline with ``safety_checker=None`` whose ``name_or_path`` names its recipe (used in cache keys).
     """
     import torch
-    from diffusers import DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
     from transformers import BertConfig, BertModel, BertTokenizer, CLIPTextConfig, CLIPTextModel
 
     tokenizer = BertTokenizer.from_pretrained(minilm_dir(), model_max_length=max_length)
@@ -66,32 +66,14 @@ def tiny_sd_pipeline(
         )
     elif text_encoder == "clip":
         hidden = 32
-        encoder_config = CLIPTextConfig(
-            vocab_size=vocab,
-            hidden_size=hidden,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            intermediate_size=37,
-            max_position_embeddings=max_length,
-            pad_token_id=tokenizer.pad_token_id,
-            bos_token_id=tokenizer.cls_token_id,
-            eos_token_id=tokenizer.sep_token_id,
-        )
-        encoder = CLIPTextModel(encoder_config)
+        encoder = CLIPTextModel(CLIPTextConfig(**_tiny_clip_text(tokenizer, max_length)))
     else:
         raise ValueError(f"text_encoder must be 'clip', 'bert' or 'minilm', got {text_encoder!r}")
 
-    unet = UNet2DConditionModel(
-        sample_size=sample_size,
-        in_channels=4,
-        out_channels=4,
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+    unet = _tiny_unet(
+        sample_size,
         cross_attention_dim=hidden,
         attention_head_dim=8,  # heads = channels / 8 in diffusers' SD-1.x convention
-        norm_num_groups=8,
     )
     vae = _tiny_vae(sample_size)
     _weaken_cross_attention(unet)
@@ -117,6 +99,38 @@ def tiny_sd_pipeline(
 TINY_SCHEDULE = dict(
     beta_start=0.0002, beta_end=0.002, beta_schedule="scaled_linear", steps_offset=1, clip_sample=False, set_alpha_to_one=False
 )
+
+
+def _tiny_clip_text(tokenizer, max_length: int) -> dict:
+    """``CLIPTextConfig`` arguments of the tiny random CLIP text encoders (hidden 32) over the BERT tokenizer."""
+    return dict(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=37,
+        max_position_embeddings=max_length,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.cls_token_id,
+        eos_token_id=tokenizer.sep_token_id,
+    )
+
+
+def _tiny_unet(sample_size: int, **kw):
+    """A two-resolution UNet with cross-attention at both (``kw``: text width, heads, SDXL's added conditioning)."""
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(
+        sample_size=sample_size,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        norm_num_groups=8,
+        **kw,
+    )
 
 
 def _tiny_vae(sample_size: int):
@@ -162,39 +176,22 @@ def tiny_sdxl_pipeline(seed: int = 0, sample_size: int = 16, max_length: int = 1
         max_length: tokenizer context length.
     """
     import torch
-    from diffusers import DDIMScheduler, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from diffusers import DDIMScheduler, EulerDiscreteScheduler, StableDiffusionXLPipeline
     from transformers import BertTokenizer, CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     tokenizer = BertTokenizer.from_pretrained(minilm_dir(), model_max_length=max_length)
     torch.manual_seed(seed)
-    text_config = dict(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=37,
-        max_position_embeddings=max_length,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.cls_token_id,
-        eos_token_id=tokenizer.sep_token_id,
-    )
+    text_config = _tiny_clip_text(tokenizer, max_length)
     encoder = CLIPTextModel(CLIPTextConfig(**text_config))
     encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(**text_config, projection_dim=32))
-    unet = UNet2DConditionModel(
-        sample_size=sample_size,
-        in_channels=4,
-        out_channels=4,
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+    unet = _tiny_unet(
+        sample_size,
         attention_head_dim=(2, 4),  # SDXL's convention: head counts per block
         use_linear_projection=True,
         addition_embed_type="text_time",
         addition_time_embed_dim=8,
         projection_class_embeddings_input_dim=6 * 8 + 32,  # 6 time ids x 8 + the pooled 32
         cross_attention_dim=64,  # 32 + 32: both encoders' hidden states
-        norm_num_groups=8,
     )
     vae = _tiny_vae(sample_size)
     vae.register_to_config(force_upcast=True)
