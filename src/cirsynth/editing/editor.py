@@ -333,7 +333,7 @@ class CounterfactualEditor:
             for n, (prompt, h) in enumerate(zip(prompts, hashes))
         ]
 
-    def _ddim_inversion(self, z0: torch.Tensor, cond: torch.Tensor, num_steps: int) -> torch.Tensor:
+    def _ddim_inversion(self, z0: torch.Tensor, cond: TextCond, num_steps: int) -> torch.Tensor:
         """DDIM inversion under the source prompt without guidance (DDIM paper eq. 13 run backwards).
 
         Returns:
@@ -349,7 +349,7 @@ class CounterfactualEditor:
         return torch.stack(latents, dim=1)
 
     def _ddpm_inversion(
-        self, z0: torch.Tensor, cond: torch.Tensor, num_steps: int, guidance: float, seeds: Sequence[int]
+        self, z0: torch.Tensor, cond: TextCond, num_steps: int, guidance: float, seeds: Sequence[int]
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Edit-friendly DDPM inversion (Huberman-Spiegelglas et al. 2023, Sec. 3).
 
@@ -361,7 +361,7 @@ class CounterfactualEditor:
 
         Args:
             z0: (N, C, h, w) clean latents.
-            cond: (N, L, D) source-prompt embeddings (CFG with the empty prompt, scale ``guidance``).
+            cond: N rows of source-prompt conditioning (CFG with the empty prompt, scale ``guidance``).
             seeds: one generator seed per image (CPU generator, so noise is device-independent).
 
         Returns:
@@ -391,7 +391,7 @@ class CounterfactualEditor:
         """The DDPM posterior mean mu_t(x_t): DDIM's step at eta = 1 (DDIM paper eq. 12 / 16) without its noise."""
         return self.scheduler.step(eps, t, x, eta=1.0, variance_noise=torch.zeros_like(x)).prev_sample
 
-    def _null_text(self, trajectory: torch.Tensor, cond: torch.Tensor, guidance: float):
+    def _null_text(self, trajectory: torch.Tensor, cond: TextCond, guidance: float):
         """Null-text optimisation (Mokady et al. 2022, eq. 3 / Alg. 1), batched over images.
 
         Each image has its own null embedding; the loss is a sum of per-image means, so gradients (and Adam's
@@ -400,7 +400,7 @@ class CounterfactualEditor:
 
         Args:
             trajectory: (N, T+1, C, h, w) DDIM-inversion latents.
-            cond: (N, L, D) source-prompt embeddings.
+            cond: N rows of source-prompt conditioning.
 
         Returns:
             ``(nulls, stats)``: (N, T, L, D) float32 embeddings and per-image diagnostics.
