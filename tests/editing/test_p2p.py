@@ -93,7 +93,7 @@ def test_explicit_attention_path_matches_sdpa(editor):
     edit = PairEdit(0, AttentionReplace.from_prompts(tok, "a cat", "a dog"), cross_steps=0, self_steps=0)
     ctrl = P2PController([edit], 1, (16, 16), 10**9, (4, 4), torch.device("cpu"))
     x = torch.randn(2, 4, 16, 16)
-    emb = editor.encode_text(["a cat", "a dog"])
+    emb = editor.encode_text(["a cat", "a dog"]).seq  # (2, L, D)
     with torch.no_grad():
         ref = unet(x, 500, encoder_hidden_states=emb).sample
         with p2p_attention(unet, ctrl):

@@ -19,7 +19,7 @@ def synthesize(
     vocabulary: Optional[str] = None,
     edit_types: Optional[list[str]] = None,
     edits_per_image: int = 1,
-    inversion: Optional[Literal["null-text", "negative-prompt", "direct", "ddim"]] = None,
+    inversion: Optional[Literal["null-text", "negative-prompt", "direct", "ddim", "ddpm"]] = None,
     num_steps: Optional[int] = None,
     guidance_scale: Optional[float] = None,
     cross_replace_steps: Optional[float] = None,
@@ -61,7 +61,7 @@ def synthesize(
     Args:
         images: folder (recursive, by extension) or .parquet/.jsonl list (fields image, optional caption).
         out: output TripletDataset folder.
-        editor: Stable Diffusion pipeline id or folder (e.g. stable-diffusion-v1-5/stable-diffusion-v1-5).
+        editor: Stable Diffusion or SDXL pipeline id or folder (e.g. stable-diffusion-v1-5/stable-diffusion-v1-5).
         captioner: HF image-to-text model id or folder (e.g. Salesforce/blip2-opt-2.7b).
         captions: CSV/JSONL/Parquet file with columns image, caption (instead of a captioner).
         captioner_prompt: prompt prefix for the captioner, e.g. "a photo of".
@@ -73,7 +73,7 @@ def synthesize(
         vocabulary: lexical perturber word lists: "world" (the mini world's), a JSON file, or unset (built-in + WordNet).
         edit_types: restrict edit types (subject object color material size pattern count background weather lighting).
         edits_per_image: counterfactual captions per image.
-        inversion: null-text | negative-prompt | direct | ddim.
+        inversion: null-text | negative-prompt | direct | ddim | ddpm (edit-friendly DDPM; noise seed 0).
         num_steps: DDIM steps.
         guidance_scale: classifier-free guidance scale.
         cross_replace_steps: prompt-to-prompt fraction of steps with source cross-attention.

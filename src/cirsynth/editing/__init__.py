@@ -1,4 +1,5 @@
-"""Counterfactual image editing: inversion (null-text, negative-prompt, direct, DDIM) + prompt-to-prompt.
+"""Counterfactual image editing (SD-1.x/2.x and SDXL): inversion (null-text, negative-prompt, direct, DDIM, edit-friendly
+DDPM) + prompt-to-prompt.
 
 No file I/O here except ``Inversion.save/load`` and ``InversionCache``.
 """
@@ -16,7 +17,7 @@ from cirsynth.editing.attention import (
     p2p_attention,
     word_token_indices,
 )
-from cirsynth.editing.editor import CounterfactualEditor, EditorConfig, EditResult, NullTextConfig
+from cirsynth.editing.editor import CounterfactualEditor, EditorConfig, EditResult, NullTextConfig, TextCond
 from cirsynth.editing.images import fit_image, image_hash, model_image_size
 from cirsynth.editing.inversion import METHODS, Inversion, InversionCache, inversion_key
 
@@ -35,6 +36,7 @@ __all__ = [
     "P2PAttnProcessor",
     "P2PController",
     "PairEdit",
+    "TextCond",
     "align_tokens",
     "cross_attention_edit",
     "fit_image",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import os
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -53,12 +54,60 @@ class EditorConfig:
     blend_grid_divisor: int = 4  # word maps are pooled onto a (h / 4, w / 4) latent grid (SD-1.5: 16 x 16, as P2P) ...
     blend_grid_min: int = 16  # ... but never coarser than this many cells a side (or the latent's own side)
     paste_background: bool = False  # composite pixels outside the final LocalBlend mask from the source branch
+    direct_add_target: bool = True  # direct inversion: add the source branch's per-step offset to the target branch
+    # too (PnP Inversion's add-target variant), so an identity edit is exactly the reconstruction; False applies it
+    # to the source branch only (PnP Inversion's default; identity edit off by 0.15 mean abs on the tiny pipeline)
+
+
+def is_sdxl(pipe: Any) -> bool:
+    """Whether a pipeline is SDXL-shaped: a second text encoder and a UNet with SDXL's "text_time" added conditioning."""
+    return getattr(pipe, "text_encoder_2", None) is not None and (
+        getattr(pipe.unet.config, "addition_embed_type", None) == "text_time"
+    )
+
+
+def ddpm_noise_seed(seed: int, image_hash: str) -> int:
+    """The generator seed of an image's ddpm noise: from the user's seed and the image content, so an image's noise
+    is the same whichever batch it is inverted in, and two images under one seed get unrelated noise."""
+    return int(hashlib.sha256(f"{int(seed)}:{image_hash}".encode()).hexdigest()[:15], 16)
 
 
 def blend_grid(h: int, w: int, divisor: int, minimum: int) -> tuple[int, int]:
     """LocalBlend's grid on an (h, w) latent: (h / divisor, w / divisor), but never coarser than ``minimum`` cells a
     side, or the latent's own side if that is smaller."""
     return max(h // divisor, min(h, minimum)), max(w // divisor, min(w, minimum))
+
+
+@dataclass
+class TextCond:
+    """Text conditioning of a batch of UNet rows: the token sequence, and for SDXL the pooled embedding.
+
+    Attributes:
+        seq: (N, L, D) float32 token embeddings (SDXL: both encoders' hidden states concatenated along D).
+        pooled: (N, P) float32 pooled embedding of SDXL's second encoder, or ``None`` (SD-1.x/2.x).
+    """
+
+    seq: torch.Tensor
+    pooled: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return len(self.seq)
+
+    def __getitem__(self, index: Any) -> "TextCond":
+        return TextCond(self.seq[index], None if self.pooled is None else self.pooled[index])
+
+    def expand(self, n: int) -> "TextCond":
+        """The single row of a (1, ...) conditioning repeated ``n`` times."""
+        return TextCond(self.seq.expand(n, -1, -1), None if self.pooled is None else self.pooled.expand(n, -1))
+
+    def with_seq(self, seq: torch.Tensor) -> "TextCond":
+        """The same pooled embedding with another (N, L, D) sequence (null-text optimises only the sequence)."""
+        return TextCond(seq, self.pooled)
+
+    @staticmethod
+    def cat(parts: Sequence["TextCond"]) -> "TextCond":
+        pooled = None if parts[0].pooled is None else torch.cat([p.pooled for p in parts])
+        return TextCond(torch.cat([p.seq for p in parts]), pooled)
 
 
 @dataclass
@@ -82,9 +131,12 @@ class EditResult:
 
 
 class CounterfactualEditor:
-    """Inversion + prompt-to-prompt over the components of a diffusers ``StableDiffusionPipeline``.
+    """Inversion + prompt-to-prompt over the components of a diffusers ``StableDiffusionPipeline`` or
+    ``StableDiffusionXLPipeline``.
 
-    Works with any SD-1.x/2.x-compatible pipeline and whatever tokenizer/text encoder it holds (CLIP, BERT, ...).
+    Works with any SD-1.x/2.x-compatible pipeline and whatever tokenizer/text encoder it holds (CLIP, BERT, ...), and
+    with SDXL (two tokenizers and encoders, pooled embeddings and ``add_time_ids``; see ``encode_text`` / ``_unet``).
+    A fp16 VAE whose config asks for it (``force_upcast``, as SDXL's) is moved to fp32: it overflows in fp16.
 
     Args:
         pipe: the pipeline (its modules are used in place; their device and dtype are the editor's).
@@ -100,6 +152,10 @@ class CounterfactualEditor:
         self.pipe = pipe
         self.config = config or EditorConfig()
         self.unet, self.vae, self.tokenizer = pipe.unet, pipe.vae, pipe.tokenizer
+        self.is_xl = is_sdxl(pipe)
+        self.tokenizer_2 = getattr(pipe, "tokenizer_2", None) if self.is_xl else None
+        if self.vae.dtype == torch.float16 and getattr(self.vae.config, "force_upcast", False):
+            self.vae.to(torch.float32)
         self.model_id = model_id or model_id_of(pipe)
         self.device = self.unet.device
         self.dtype = self.unet.dtype
@@ -113,7 +169,8 @@ class CounterfactualEditor:
     def from_pretrained(
         cls, path_or_id: str | os.PathLike, device: Any = None, dtype: Any = None, config: EditorConfig | None = None
     ) -> "CounterfactualEditor":
-        """Load a pipeline folder or HF id (see ``cirsynth.models.diffusion.load_sd_pipeline``) and wrap it."""
+        """Load a pipeline folder or HF id (SD or SDXL, told apart by its ``model_index.json``; see
+        ``cirsynth.models.diffusion.load_sd_pipeline``) and wrap it."""
         from cirsynth.models.diffusion import load_sd_pipeline
 
         return cls(load_sd_pipeline(path_or_id, device=device, dtype=dtype), config=config, model_id=str(path_or_id))
@@ -140,19 +197,47 @@ class CounterfactualEditor:
         return torch.cat(out).clamp(-1, 1)
 
     @torch.no_grad()
-    def encode_text(self, prompts: Sequence[str]) -> torch.Tensor:
-        """Prompts -> (N, L, D) float32 embeddings through the pipeline's own ``encode_prompt``."""
-        embeds, _ = self.pipe.encode_prompt(list(prompts), self.device, 1, False)
-        return embeds.float()
+    def encode_text(self, prompts: Sequence[str]) -> TextCond:
+        """Prompts -> float32 ``TextCond`` (N rows) through the pipeline's own ``encode_prompt``.
 
-    def _unet(self, latents: torch.Tensor, t: torch.Tensor, embeds: torch.Tensor) -> torch.Tensor:
-        """eps for (B, C, h, w) fp32 latents and (B, L, D) fp32 embeddings; runs in the UNet dtype, returns fp32."""
-        return self.unet(latents.to(self.dtype), t, encoder_hidden_states=embeds.to(self.dtype)).sample.float()
+        SDXL: both encoders (sequence (N, L, D1 + D2)) and the second one's pooled (N, P) embedding. The empty prompt
+        maps to zeros when the pipeline's ``force_zeros_for_empty_prompt`` says so (SDXL's unconditional input).
+        """
+        prompts = list(prompts)
+        if not self.is_xl:
+            embeds, _ = self.pipe.encode_prompt(prompts, self.device, 1, False)
+            return TextCond(embeds.float())
+        embeds, _, pooled, _ = self.pipe.encode_prompt(
+            prompts, device=self.device, num_images_per_prompt=1, do_classifier_free_guidance=False
+        )  # (N, L, D1 + D2), (N, P)
+        if getattr(self.pipe.config, "force_zeros_for_empty_prompt", False):
+            empty = torch.tensor([p == "" for p in prompts], device=embeds.device)  # (N,)
+            embeds = torch.where(empty[:, None, None], torch.zeros_like(embeds), embeds)
+            pooled = torch.where(empty[:, None], torch.zeros_like(pooled), pooled)
+        return TextCond(embeds.float(), pooled.float())
 
-    def _settings(self, method: str) -> dict[str, Any]:
+    def _unet(self, latents: torch.Tensor, t: torch.Tensor, cond: TextCond) -> torch.Tensor:
+        """eps for (B, C, h, w) fp32 latents and B rows of fp32 conditioning; runs in the UNet dtype, returns fp32.
+
+        SDXL: the pooled embedding and ``add_time_ids`` (original size, crop top-left (0, 0), target size, all the
+        working size, as for an uncropped image) go through ``added_cond_kwargs``, one row per UNet row (so the
+        guidance rows get them too).
+        """
+        added = None
+        if cond.pooled is not None:
+            h, w = self.image_size
+            time_ids = torch.tensor([[h, w, 0, 0, h, w]], device=self.device, dtype=self.dtype).expand(len(latents), -1)
+            added = {"text_embeds": cond.pooled.to(self.dtype), "time_ids": time_ids}  # (B, P), (B, 6)
+        return self.unet(
+            latents.to(self.dtype), t, encoder_hidden_states=cond.seq.to(self.dtype), added_cond_kwargs=added
+        ).sample.float()
+
+    def _settings(self, method: str, seed: int) -> dict[str, Any]:
         settings: dict[str, Any] = {"dtype": str(self.dtype).removeprefix("torch."), "scheduler": "DDIM"}
         if method == "null-text":
             settings["null_text"] = dataclasses.asdict(self.config.null_text)
+        if method == "ddpm":
+            settings["seed"] = int(seed)
         return settings
 
     # ------------------------------------------------------------------------------------------- inversion
@@ -164,12 +249,14 @@ class CounterfactualEditor:
         num_steps: int = 50,
         guidance_scale: float = 7.5,
         cache: InversionCache | None = None,
+        seed: int | Sequence[int] = 0,
     ) -> list[Inversion]:
         """Invert images under their source prompts.
 
         Methods: ``ddim`` (DDIM inversion, no guidance while inverting), ``null-text`` (Mokady et al. 2022),
         ``negative-prompt`` (Miyake et al. 2023: the source embedding stands in for the unconditional one),
-        ``direct`` (Ju et al. 2023: the source branch is pinned to the inversion trajectory).
+        ``direct`` (Ju et al. 2023: the source branch is pinned to the inversion trajectory), ``ddpm``
+        (edit-friendly DDPM inversion, Huberman-Spiegelglas et al. 2023: exact, random, seedable).
 
         Args:
             images: PIL images of any size (fitted with ``prepare``).
@@ -178,6 +265,9 @@ class CounterfactualEditor:
             num_steps: DDIM steps T.
             guidance_scale: CFG scale w used when reconstructing/editing (and in null-text's objective).
             cache: optional ``InversionCache``; hits are loaded, misses computed and stored.
+            seed: ``ddpm`` only: one seed for all images or one per image. An image's noise depends only on its seed
+                and its content (not on batching); different seeds give different noise maps, hence different edits
+                of one image (candidates to oversample), all reconstructing it exactly. Part of the cache key.
 
         Returns:
             One ``Inversion`` per image, in order.
@@ -188,17 +278,23 @@ class CounterfactualEditor:
             raise ValueError(f"got {len(images)} images but {len(prompts)} prompts")
         if num_steps < 1:
             raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+        seeds = [seed] * len(images) if isinstance(seed, int) else [int(s) for s in seed]
+        if len(seeds) != len(images):
+            raise ValueError(f"got {len(images)} images but {len(seeds)} seeds")
         fitted = self.prepare(images)
         hashes = [image_hash(im) for im in fitted]
-        settings = self._settings(method)
-        keys = [inversion_key(h, self.model_id, p, method, num_steps, guidance_scale, settings) for h, p in zip(hashes, prompts)]
+        settings = [self._settings(method, s) for s in seeds]
+        keys = [
+            inversion_key(h, self.model_id, p, method, num_steps, guidance_scale, st)
+            for h, p, st in zip(hashes, prompts, settings)
+        ]
         results: list[Inversion | None] = [cache.get(k) if cache else None for k in keys]
         todo = [i for i, r in enumerate(results) if r is None]
         for start in range(0, len(todo), self.config.batch_size):
             chunk = todo[start : start + self.config.batch_size]
             invs = self._invert_batch(
                 [fitted[i] for i in chunk], [prompts[i] for i in chunk], [hashes[i] for i in chunk],
-                method, num_steps, guidance_scale, settings,
+                method, num_steps, guidance_scale, [settings[i] for i in chunk],
             )  # fmt: skip
             for i, inv in zip(chunk, invs):
                 results[i] = inv
@@ -209,9 +305,14 @@ class CounterfactualEditor:
     @torch.no_grad()
     def _invert_batch(self, fitted, prompts, hashes, method, num_steps, guidance_scale, settings) -> list[Inversion]:
         z0 = self.encode_images(fitted)  # (N, C, h, w)
-        cond = self.encode_text(prompts)  # (N, L, D)
-        trajectory = self._ddim_inversion(z0, cond, num_steps)  # (N, T+1, C, h, w)
-        nulls, stats = None, [{} for _ in prompts]
+        cond = self.encode_text(prompts)  # N rows
+        nulls, noise, stats = None, None, [{} for _ in prompts]
+        if method == "ddpm":
+            seeds = [ddpm_noise_seed(st["seed"], h) for st, h in zip(settings, hashes)]
+            x_T, noise = self._ddpm_inversion(z0, cond, num_steps, guidance_scale, seeds)  # (N,C,h,w), (N,T,C,h,w)
+            trajectory = x_T[:, None]  # (N, 1, C, h, w): only x_T is kept
+        else:
+            trajectory = self._ddim_inversion(z0, cond, num_steps)  # (N, T+1, C, h, w)
         if method == "null-text":
             nulls, stats = self._null_text(trajectory, cond, guidance_scale)  # (N, T, L, D)
         return [
@@ -225,13 +326,14 @@ class CounterfactualEditor:
                 x_T=trajectory[n, -1].cpu(),
                 null_embeddings=None if nulls is None else nulls[n].cpu(),
                 latents=trajectory[n].cpu() if method == "direct" else None,
-                settings=settings,
+                noise=None if noise is None else noise[n].cpu(),
+                settings=settings[n],
                 stats=stats[n],
             )
             for n, (prompt, h) in enumerate(zip(prompts, hashes))
         ]
 
-    def _ddim_inversion(self, z0: torch.Tensor, cond: torch.Tensor, num_steps: int) -> torch.Tensor:
+    def _ddim_inversion(self, z0: torch.Tensor, cond: TextCond, num_steps: int) -> torch.Tensor:
         """DDIM inversion under the source prompt without guidance (DDIM paper eq. 13 run backwards).
 
         Returns:
@@ -246,7 +348,50 @@ class CounterfactualEditor:
             latents.append(z)
         return torch.stack(latents, dim=1)
 
-    def _null_text(self, trajectory: torch.Tensor, cond: torch.Tensor, guidance: float):
+    def _ddpm_inversion(
+        self, z0: torch.Tensor, cond: TextCond, num_steps: int, guidance: float, seeds: Sequence[int]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Edit-friendly DDPM inversion (Huberman-Spiegelglas et al. 2023, Sec. 3).
+
+        Each noisy latent is drawn independently from the forward marginal, x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t)
+        eps_t (their eq. 6, ``scheduler.add_noise``); then, step by step, the noise that takes the guided DDPM
+        (DDIM eta = 1) mean mu_t(x_t) exactly to x_{t-1} is extracted: noise_t = x_{t-1} - mu_t(x_t) = sigma_t z_t
+        (their eq. 5, stored times sigma_t, which also makes a sigma_t = 0 final step exact). Sampling
+        x_{t-1} = mu_t(x_t) + noise_t from x_T then reproduces the trajectory, hence x_0, without optimisation.
+
+        Args:
+            z0: (N, C, h, w) clean latents.
+            cond: N rows of source-prompt conditioning (CFG with the empty prompt, scale ``guidance``).
+            seeds: one generator seed per image (CPU generator, so noise is device-independent).
+
+        Returns:
+            ``(x_T, noise)``: (N, C, h, w) and (N, T, C, h, w), noise in sampling order.
+        """
+        N, T = len(z0), num_steps
+        self.scheduler.set_timesteps(T, device=self.device)
+        timesteps = self.scheduler.timesteps  # (T,) descending
+        draws = torch.stack(
+            [torch.randn((T, *z0.shape[1:]), generator=torch.Generator().manual_seed(s)) for s in seeds]
+        ).to(self.device)  # (N, T, C, h, w)
+        xs = [self.scheduler.add_noise(z0, draws[:, i], t) for i, t in enumerate(timesteps)]  # T x (N, C, h, w)
+        xs.append(z0)
+        empty = self.encode_text([""]).expand(N)
+        noise = []
+        for i, t in enumerate(timesteps):
+            eps = self._guided_eps(xs[i], t, empty, cond, guidance)  # (N, C, h, w)
+            noise.append(xs[i + 1] - self._ddpm_mean(eps, t, xs[i]))
+        return xs[0], torch.stack(noise, dim=1)
+
+    def _guided_eps(self, x: torch.Tensor, t, uncond: TextCond, cond: TextCond, w: float) -> torch.Tensor:
+        """CFG eps (Ho & Salimans 2022, eq. 6) for (N, C, h, w) latents in one UNet call of 2N rows."""
+        eps_u, eps_c = self._unet(torch.cat([x, x]), t, TextCond.cat([uncond, cond])).chunk(2)
+        return eps_u + w * (eps_c - eps_u)
+
+    def _ddpm_mean(self, eps: torch.Tensor, t, x: torch.Tensor) -> torch.Tensor:
+        """The DDPM posterior mean mu_t(x_t): DDIM's step at eta = 1 (DDIM paper eq. 12 / 16) without its noise."""
+        return self.scheduler.step(eps, t, x, eta=1.0, variance_noise=torch.zeros_like(x)).prev_sample
+
+    def _null_text(self, trajectory: torch.Tensor, cond: TextCond, guidance: float):
         """Null-text optimisation (Mokady et al. 2022, eq. 3 / Alg. 1), batched over images.
 
         Each image has its own null embedding; the loss is a sum of per-image means, so gradients (and Adam's
@@ -255,7 +400,7 @@ class CounterfactualEditor:
 
         Args:
             trajectory: (N, T+1, C, h, w) DDIM-inversion latents.
-            cond: (N, L, D) source-prompt embeddings.
+            cond: N rows of source-prompt conditioning.
 
         Returns:
             ``(nulls, stats)``: (N, T, L, D) float32 embeddings and per-image diagnostics.
@@ -263,7 +408,8 @@ class CounterfactualEditor:
         cfg = self.config.null_text
         N, T = trajectory.shape[0], trajectory.shape[1] - 1
         self.scheduler.set_timesteps(T, device=self.device)
-        null = self.encode_text([""]).expand(N, -1, -1).clone()  # (N, L, D) fp32 master copy
+        empty = self.encode_text([""]).expand(N)  # SDXL: its pooled part stays fixed; only the sequence is optimised
+        null = empty.seq.clone()  # (N, L, D) fp32 master copy
         latent = trajectory[:, T]  # (N, C, h, w)
         nulls, inner_steps, last_loss = [], [[] for _ in range(N)], [0.0] * N
         for i, t in enumerate(self.scheduler.timesteps):
@@ -277,7 +423,7 @@ class CounterfactualEditor:
                 idx = active.nonzero().squeeze(1)  # (n,)
                 frozen = null.detach().clone()
                 with torch.enable_grad():
-                    eps_u = self._unet(latent[idx], t, null[idx])  # (n, C, h, w)
+                    eps_u = self._unet(latent[idx], t, empty[idx].with_seq(null[idx]))  # (n, C, h, w)
                     eps = eps_u + guidance * (eps_c[idx] - eps_u)
                     prev = self.scheduler.step(eps, t, latent[idx]).prev_sample
                     loss = ((prev - target[idx]) ** 2).mean(dim=(1, 2, 3))  # (n,) per-image MSE
@@ -295,7 +441,7 @@ class CounterfactualEditor:
             null = null.detach()
             for n in range(N):
                 inner_steps[n].append(steps[n])
-            eps_u = self._unet(latent, t, null)
+            eps_u = self._unet(latent, t, empty.with_seq(null))
             latent = self.scheduler.step(eps_u + guidance * (eps_c - eps_u), t, latent).prev_sample
             nulls.append(null)
         stats = [{"inner_steps": inner_steps[n], "last_loss": last_loss[n]} for n in range(N)]
@@ -324,16 +470,19 @@ class CounterfactualEditor:
         x_src = torch.stack([s.x_T for s in sources]).to(dev)  # (S, C, h, w)
         if method == "direct" and J == 0:  # the source branch is the stored trajectory itself
             return torch.stack([s.latents[0] for s in sources]).to(dev), None, None
-        cond_src = self.encode_text([s.prompt for s in sources])  # (S, L, D)
-        empty = self.encode_text([""])  # (1, L, D)
+        cond_src = self.encode_text([s.prompt for s in sources])  # S rows
+        empty = self.encode_text([""])  # 1 row
         nulls = torch.stack([s.null_embeddings for s in sources]).to(dev) if method == "null-text" else None  # (S,T,L,D)
         traj = torch.stack([s.latents for s in sources]).to(dev) if method == "direct" else None  # (S,T+1,C,h,w)
-        src_cfg = method in ("null-text", "ddim")  # negative-prompt: eps_u == eps_c; direct: source is pinned
+        noise = torch.stack([s.noise for s in sources]).to(dev) if method == "ddpm" else None  # (S, T, C, h, w)
+        add_target = method == "direct" and self.config.direct_add_target and J > 0
+        # negative-prompt: eps_u == eps_c; direct: the source is pinned (its guided step only for the add-target offset)
+        src_cfg = method in ("null-text", "ddim", "ddpm") or add_target
         controller = None
         if J:
             src_idx = torch.tensor([e.source_index for e in edits], device=dev)  # (J,)
             x_tgt = x_src[src_idx].clone()  # (J, C, h, w)
-            cond_tgt = self.encode_text(targets)  # (J, L, D)
+            cond_tgt = self.encode_text(targets)  # J rows
             h, w_lat = x_src.shape[-2:]
             grid = blend_grid(h, w_lat, self.config.blend_grid_divisor, self.config.blend_grid_min)
             controller = P2PController(edits, S, (h, w_lat), self.config.self_replace_max_tokens, grid, dev)
@@ -343,11 +492,12 @@ class CounterfactualEditor:
         with ctx:
             for i, t in enumerate(self.scheduler.timesteps):
                 if method == "null-text":
-                    u_src, u_tgt = nulls[:, i], (nulls[src_idx, i] if J else None)
+                    u_src = empty.expand(S).with_seq(nulls[:, i])
+                    u_tgt = empty.expand(J).with_seq(nulls[src_idx, i]) if J else None
                 elif method == "negative-prompt":
                     u_src, u_tgt = None, (cond_src[src_idx] if J else None)
                 else:
-                    u_src, u_tgt = empty.expand(S, -1, -1), (empty.expand(J, -1, -1) if J else None)
+                    u_src, u_tgt = empty.expand(S), (empty.expand(J) if J else None)
                 lat, emb = [], []
                 if src_cfg:
                     lat.append(x_src), emb.append(u_src)
@@ -359,20 +509,29 @@ class CounterfactualEditor:
                     lat.append(x_tgt), emb.append(cond_tgt)
                 if controller:
                     controller.begin_step(i, n_uncond)
-                eps = self._unet(torch.cat(lat), t, torch.cat(emb))  # (n_uncond + S + J, C, h, w)
+                eps = self._unet(torch.cat(lat), t, TextCond.cat(emb))  # (n_uncond + S + J, C, h, w)
                 parts = list(eps.split([len(x) for x in lat]))
                 eps_u_src = parts.pop(0) if src_cfg else None
                 eps_u_tgt = parts.pop(0) if J else None
                 eps_c_src = parts.pop(0)
                 eps_c_tgt = parts.pop(0) if J else None
+                e_src = eps_u_src + w * (eps_c_src - eps_u_src) if src_cfg else eps_c_src
                 if method == "direct":
                     x_src_next = traj[:, T - i - 1]
+                    if add_target:  # PnP Inversion's offset: where the guided source step lands vs the trajectory
+                        offset = x_src_next - self.scheduler.step(e_src, t, x_src).prev_sample  # (S, C, h, w)
+                elif method == "ddpm":
+                    x_src_next = self._ddpm_mean(e_src, t, x_src) + noise[:, i]
                 else:
-                    e_src = eps_u_src + w * (eps_c_src - eps_u_src) if src_cfg else eps_c_src
                     x_src_next = self.scheduler.step(e_src, t, x_src).prev_sample
                 if J:
                     e_tgt = eps_u_tgt + w * (eps_c_tgt - eps_u_tgt)
-                    x_tgt = self.scheduler.step(e_tgt, t, x_tgt).prev_sample
+                    if method == "ddpm":  # the target branch reuses its source's noise maps
+                        x_tgt = self._ddpm_mean(e_tgt, t, x_tgt) + noise[src_idx, i]
+                    else:
+                        x_tgt = self.scheduler.step(e_tgt, t, x_tgt).prev_sample
+                    if add_target:
+                        x_tgt = x_tgt + offset[src_idx]
                     if controller.has_blend.any() and i >= blend_from:
                         x_tgt, mask = controller.blend(x_src_next, x_tgt)
                 x_src = x_src_next
@@ -470,6 +629,13 @@ class CounterfactualEditor:
         edits, prompts, modes = [], [], []
         for inv, target, blend, weights in zip(invs, targets, blends, reweights):
             cross = cross_attention_edit(self.tokenizer, inv.prompt, target, mode)
+            if self.tokenizer_2 is not None:  # SDXL: both encoders' tokens share the sequence positions
+                other = cross_attention_edit(self.tokenizer_2, inv.prompt, target, mode)
+                if other.name != cross.name or not (torch.equal(other.mapper, cross.mapper) and torch.equal(other.alpha, cross.alpha)):
+                    raise ValueError(
+                        f"SDXL's two tokenizers align {inv.prompt!r} -> {target!r} differently; prompt-to-prompt "
+                        "needs one token alignment for both encoders"
+                    )
             modes.append(cross.name)
             local = None
             if blend is not None:

@@ -13,7 +13,7 @@ import torch
 from cirsynth.config import atomic_write_bytes
 from cirsynth.data.records import config_hash
 
-METHODS: tuple[str, ...] = ("null-text", "negative-prompt", "direct", "ddim")
+METHODS: tuple[str, ...] = ("null-text", "negative-prompt", "direct", "ddim", "ddpm")
 
 
 @dataclass
@@ -31,6 +31,8 @@ class Inversion:
         null_embeddings: (T, L, D) float32, per-step optimised unconditional embeddings (``null-text`` only).
         latents: (T + 1, C, h, w) float32, the inversion trajectory, index k = after k inversion steps
             (``direct`` only: the source branch is pinned to it).
+        noise: (T, C, h, w) float32, the per-step noise maps z_t of edit-friendly DDPM inversion, in sampling order
+            (index i belongs to the i-th denoising step; ``ddpm`` only).
         settings: what else determined it (dtype, null-text optimiser settings, scheduler).
         stats: diagnostics (inner Adam steps per timestep, last losses).
     """
@@ -44,6 +46,7 @@ class Inversion:
     x_T: torch.Tensor
     null_embeddings: torch.Tensor | None = None
     latents: torch.Tensor | None = None
+    noise: torch.Tensor | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     stats: dict[str, Any] = field(default_factory=dict)
 
@@ -54,6 +57,8 @@ class Inversion:
             raise ValueError("a null-text Inversion needs num_steps null embeddings")
         if self.method == "direct" and (self.latents is None or len(self.latents) != self.num_steps + 1):
             raise ValueError("a direct Inversion needs its num_steps + 1 trajectory latents")
+        if self.method == "ddpm" and (self.noise is None or len(self.noise) != self.num_steps):
+            raise ValueError("a ddpm Inversion needs num_steps noise maps")
 
     def group_key(self) -> tuple:
         """Inversions with equal keys can share UNet calls."""
@@ -68,6 +73,8 @@ class Inversion:
             tensors["null_embeddings"] = self.null_embeddings.float().contiguous().cpu()
         if self.latents is not None:
             tensors["latents"] = self.latents.float().contiguous().cpu()
+        if self.noise is not None:
+            tensors["noise"] = self.noise.float().contiguous().cpu()
         meta = {
             "method": self.method,
             "prompt": self.prompt,
@@ -90,7 +97,13 @@ class Inversion:
                 raise ValueError(f"{path} is not a cirsynth Inversion file (no metadata)")
             tensors = {k: f.get_tensor(k) for k in f.keys()}
         meta = json.loads(raw)
-        return cls(**meta, x_T=tensors["x_T"], null_embeddings=tensors.get("null_embeddings"), latents=tensors.get("latents"))
+        return cls(
+            **meta,
+            x_T=tensors["x_T"],
+            null_embeddings=tensors.get("null_embeddings"),
+            latents=tensors.get("latents"),
+            noise=tensors.get("noise"),
+        )
 
 
 def inversion_key(

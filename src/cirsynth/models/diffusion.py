@@ -50,10 +50,11 @@ def load_sd_pipeline(
     dtype: "str | torch.dtype | None" = None,
     **kwargs: Any,
 ) -> "StableDiffusionPipeline":
-    """Load a ``StableDiffusionPipeline`` (local folder or HF id) without a safety checker.
+    """Load a ``StableDiffusionPipeline`` or, when ``model_index.json`` names an SDXL class, a
+    ``StableDiffusionXLPipeline`` (local folder or HF id), without a safety checker / watermarker.
 
     Whatever tokenizer / text encoder the folder's ``model_index.json`` declares is used (CLIP, BERT, ...).
-    In fp16 the VAE stays in fp32 when its config asks for it (``force_upcast``; SD's VAE overflows in fp16).
+    In fp16/bf16 the VAE stays in fp32 when its config asks for it (``force_upcast``; SD's VAE overflows in fp16).
 
     Args:
         path_or_id: a diffusers pipeline folder or a hub id (downloaded only when online).
@@ -65,18 +66,30 @@ def load_sd_pipeline(
         The pipeline on ``device`` with ``safety_checker=None``.
     """
     import torch
-    from diffusers import StableDiffusionPipeline
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
     device = resolve_device(device)
     dtype = resolve_dtype(dtype)
-    kwargs.setdefault("safety_checker", None)
-    kwargs.setdefault("requires_safety_checker", False)
-    pipe = StableDiffusionPipeline.from_pretrained(str(path_or_id), dtype=dtype, **kwargs)
+    if is_sdxl_folder(path_or_id):
+        kwargs.setdefault("add_watermarker", False)
+        pipe = StableDiffusionXLPipeline.from_pretrained(str(path_or_id), dtype=dtype, **kwargs)
+    else:
+        kwargs.setdefault("safety_checker", None)
+        kwargs.setdefault("requires_safety_checker", False)
+        pipe = StableDiffusionPipeline.from_pretrained(str(path_or_id), dtype=dtype, **kwargs)
     pipe.to(device)
-    if dtype == torch.float16 and getattr(pipe.vae.config, "force_upcast", False):
+    if dtype in (torch.float16, torch.bfloat16) and getattr(pipe.vae.config, "force_upcast", False):
         pipe.vae.to(torch.float32)
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def is_sdxl_folder(path_or_id: str | os.PathLike) -> bool:
+    """Whether a pipeline folder / hub id is SDXL: its ``model_index.json`` ``_class_name`` is an SDXL pipeline."""
+    from diffusers import DiffusionPipeline
+
+    name = DiffusionPipeline.load_config(str(path_or_id)).get("_class_name", "")
+    return "StableDiffusionXL" in name
 
 
 def model_id_of(pipe: Any) -> str:

@@ -40,7 +40,7 @@ class SynthConfig:
     vocabulary: Optional[str] = None  # perturber word lists: "world", a JSON file, or None (built-in + WordNet)
     edit_types: Optional[list[str]] = None  # restrict edit types (default: all)
     edits_per_image: int = 1  # counterfactual captions per image
-    inversion: str = "null-text"  # null-text | negative-prompt | direct | ddim
+    inversion: str = "null-text"  # null-text | negative-prompt | direct | ddim | ddpm
     num_steps: int = 50  # DDIM steps
     guidance_scale: float = 7.5  # classifier-free guidance scale
     cross_replace_steps: float = 0.8  # P2P: fraction of steps with source cross-attention
