@@ -33,6 +33,7 @@ def synthesize(
     min_words_margin: float = 0.0,
     min_psnr_outside: float = 18.0,
     resolution: Optional[int] = None,
+    max_pixels: int = 64_000_000,
     split: str = "train",
     seed: int = 0,
     batch_size: int = 4,
@@ -74,6 +75,7 @@ def synthesize(
         min_words_margin: threshold: similarity to target words minus similarity to source words.
         min_psnr_outside: threshold (dB): PSNR outside the LocalBlend mask.
         resolution: square working size in pixels (default: the model's native size).
+        max_pixels: decode limit per input image (width x height); larger images fail, large JPEGs decode reduced.
         split: split recorded on the triplets (train/val/test).
         seed: perturbation seed.
         batch_size: images per batch (one manifest shard per batch).
@@ -98,7 +100,7 @@ def synthesize(
         perturber=perturber, perturber_model=perturber_model, adapter=adapter, vocabulary=vocabulary, edit_types=edit_types,
         edits_per_image=edits_per_image, inversion=inversion, num_steps=num_steps, guidance_scale=guidance_scale,
         cross_replace_steps=cross_replace_steps, self_replace_steps=list(self_replace_steps), local_blend=local_blend,
-        clip=clip, no_filter=no_filter, filters=filters, resolution=resolution, split=split, seed=seed,
+        clip=clip, no_filter=no_filter, filters=filters, resolution=resolution, max_pixels=max_pixels, split=split, seed=seed,
         batch_size=batch_size, device=device, dtype=dtype, progress=progress,
     )
     if clip is None and not no_filter:

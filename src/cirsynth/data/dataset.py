@@ -111,9 +111,13 @@ class TripletDataset:
         atomic_write_json(root / "dataset.json", {"format_version": FORMAT_VERSION, **(meta or {})}, indent=2)
         return cls(root)
 
-    def writer(self, shard_size: int = 256) -> "TripletWriter":
-        """A writer that appends rows in shards of ``shard_size``; use it as a context manager."""
-        return TripletWriter(self, shard_size=shard_size)
+    def writer(self, shard_size: int = 256, keep_on_error: bool = True) -> "TripletWriter":
+        """A writer that appends rows in shards of ``shard_size``; use it as a context manager.
+
+        ``keep_on_error=False``: an exception (Ctrl-C included) leaving the block discards the buffered rows
+        instead of writing them, so every shard is all of what was flushed together or nothing.
+        """
+        return TripletWriter(self, shard_size=shard_size, keep_on_error=keep_on_error)
 
     # -- reading --------------------------------------------------------------------------------
     def shard_paths(self) -> list[Path]:
@@ -190,11 +194,12 @@ class TripletDataset:
 class TripletWriter:
     """Appends triplets (and their images) to a ``TripletDataset`` in crash-safe shards."""
 
-    def __init__(self, dataset: TripletDataset, shard_size: int = 256):
+    def __init__(self, dataset: TripletDataset, shard_size: int = 256, keep_on_error: bool = True):
         if shard_size < 1:
             raise ValueError("shard_size must be >= 1")
         self.dataset = dataset
         self.shard_size = shard_size
+        self.keep_on_error = keep_on_error  # False: a block left by an exception writes no partial shard
         self._rows: list[dict[str, Any]] = []
         self._ids = dataset.ids()
         shards = dataset.shard_paths()
@@ -204,8 +209,18 @@ class TripletWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None and not self.keep_on_error:
+            self.discard()
+            return
         # Rows finished before an exception are still worth keeping: they are complete.
         self.flush()
+
+    def discard(self) -> int:
+        """Drop the buffered rows (their image files stay, unreferenced); returns how many."""
+        n = len(self._rows)
+        self._ids.difference_update(r["id"] for r in self._rows)
+        self._rows = []
+        return n
 
     def save_reference(self, image: Image.Image) -> str:
         """Store a reference image by content hash (deduplicated); returns its relative path."""
