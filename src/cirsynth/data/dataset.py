@@ -34,7 +34,8 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from cirsynth.config import atomic_write_bytes, atomic_write_json
-from cirsynth.data.errors import DataError
+from cirsynth.data.errors import DataError, Rejection
+from cirsynth.data.io_utils import resolve_inside
 from cirsynth.data.records import STATUSES, Triplet
 
 FORMAT_VERSION = 1
@@ -179,9 +180,16 @@ class TripletDataset:
         p = Path(rel)
         return p if p.is_absolute() else self.root / p
 
+    def resolve_image(self, rel: str) -> Path:
+        """The file of image ``rel`` after symlinks; ``DataError`` when it lies outside the dataset root."""
+        path, why = resolve_inside(self.root, rel)
+        if path is None:
+            raise DataError(why, file=str(self.root))
+        return path
+
     def open_image(self, rel: str) -> Image.Image:
-        """Open an image of this dataset as RGB; a missing or corrupt file raises ``DataError``."""
-        path = self.image_path(rel)
+        """Open an image of this dataset as RGB; a missing, corrupt or outside-the-root file raises ``DataError``."""
+        path = self.resolve_image(rel)
         if not path.is_file():
             raise DataError("image file missing", file=str(path))
         try:
@@ -189,6 +197,31 @@ class TripletDataset:
                 return im.convert("RGB")
         except OSError as e:
             raise DataError(f"unreadable image: {e}", file=str(path)) from e
+
+
+def exportable_triplets(ds: TripletDataset, status: str = "accepted") -> tuple[list[Triplet], list[Rejection]]:
+    """Triplets of one ``status`` whose every image (reference, target, group) lies inside the dataset root.
+
+    An export must not copy, link or read files from elsewhere (``../`` or absolute paths, symlinks out):
+    such a triplet is left out and returned as a ``Rejection`` with the reason.
+    """
+    keep, rejected = [], []
+    for t in ds.triplets(status=status):
+        refs = [t.reference] + ([t.target] if t.target is not None else []) + list(t.group)
+        why = next((w for w in (resolve_inside(ds.root, r)[1] for r in refs) if w), None)
+        if why:
+            rejected.append(Rejection(str(ds.root), t.id, why))
+        else:
+            keep.append(t)
+    return keep, rejected
+
+
+def write_rejections(out: Path, rejections: list[Rejection], counts: dict[str, int]) -> None:
+    """Record an export's left-out triplets in ``out/cirsynth_rejections.json`` and as ``counts["rejected"]``."""
+    if rejections:
+        atomic_write_json(out / "cirsynth_rejections.json",
+                          [{"id": r.entry, "reason": r.reason} for r in rejections], indent=1)
+        counts["rejected"] = len(rejections)
 
 
 class TripletWriter:
