@@ -21,7 +21,7 @@ from pathlib import Path
 from cirsynth.config import atomic_write_json
 from cirsynth.data.dataset import TripletDataset, exportable_triplets, write_rejections
 from cirsynth.data.errors import Collector, Rejection
-from cirsynth.data.io_utils import caption_tokens, copy_or_link, load_json_of, resolve_inside, staged_output_dir
+from cirsynth.data.io_utils import caption_tokens, copy_or_link, is_file, load_json_of, resolve_inside, staged_output_dir
 
 CIRR_SPLITS = ("train", "val", "test1")
 GROUP_SIZE = 6
@@ -87,7 +87,7 @@ def read_cirr(root: str | os.PathLike, split: str, strict: bool = True, check_im
         if path is None:
             col.reject(str(img_file), name, why)
             continue
-        if check_images and not path.is_file():
+        if check_images and not is_file(path):
             col.reject(str(img_file), name, f"image file missing: {path}")
             continue
         images[name] = path
@@ -122,7 +122,7 @@ def _parse_query(e, index: int, needs_target: bool, images: dict, seen: set, col
         col.reject(file, entry, "img_set.members missing or not a list of image names")
         return None
     target = e.get("target_hard")
-    if needs_target and not isinstance(target, str):
+    if (needs_target or target is not None) and not isinstance(target, str):
         col.reject(file, entry, "field 'target_hard' missing or not a string")
         return None
     for role, name in [("reference", e["reference"]), ("target", target)] + [("img_set member", m) for m in members]:

@@ -18,7 +18,7 @@ from cirsynth.config import atomic_write_bytes, atomic_write_json
 from cirsynth.data.cirr import image_name
 from cirsynth.data.dataset import TripletDataset, exportable_triplets, write_rejections
 from cirsynth.data.errors import Collector, Rejection
-from cirsynth.data.io_utils import load_json_of, resolve_inside, staged_output_dir
+from cirsynth.data.io_utils import is_file, load_json_of, resolve_inside, staged_output_dir
 
 FASHIONIQ_CATEGORIES = ("dress", "shirt", "toptee")
 FASHIONIQ_SPLITS = ("train", "val", "test")
@@ -68,13 +68,13 @@ def read_fashioniq(
             col.reject(str(img_file), f"#{i}", "image name is not a string")
             continue
         path, why = resolve_inside(root, f"images/{name}.jpg")
-        if path is not None and not path.is_file():
+        if path is not None and not is_file(path):
             png = resolve_inside(root, f"images/{name}.png")[0]
-            path = png if png is not None and png.is_file() else path
+            path = png if png is not None and is_file(png) else path
         if path is None:
             col.reject(str(img_file), name, why)
             continue
-        if check_images and not path.is_file():
+        if check_images and not is_file(path):
             col.reject(str(img_file), name, f"image file missing: {path}")
             continue
         images[name] = path
@@ -94,7 +94,7 @@ def read_fashioniq(
             col.reject(str(cap_file), entry, "field 'captions' missing or not a list of strings")
             continue
         target = e.get("target")
-        if split != "test" and not isinstance(target, str):
+        if (split != "test" or target is not None) and not isinstance(target, str):
             col.reject(str(cap_file), entry, "field 'target' missing or not a string")
             continue
         bad = [(r, n) for r, n in (("candidate", e["candidate"]), ("target", target)) if n is not None and n not in images]

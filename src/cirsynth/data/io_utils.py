@@ -68,6 +68,14 @@ def copy_or_link(src: Path, dst: Path, link: bool = False) -> None:
     shutil.copyfile(src, dst)
 
 
+def is_file(path: Path) -> bool:
+    """``path.is_file()``, False also for a name the OS refuses (too long, a NUL byte)."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def resolve_inside(root: str | os.PathLike, rel: object) -> tuple[Path | None, str | None]:
     """``root / rel`` with symlinks resolved, when it stays inside ``root``.
 
