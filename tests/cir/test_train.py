@@ -201,3 +201,32 @@ def test_blip_resume_after_a_crash_ends_with_the_uninterrupted_weights(tiny_blip
         torch.testing.assert_close(b[k], a[k], rtol=1e-6, atol=1e-7)
     assert evaluate_model(resumed.model_dir, parts[0].split, device="cpu") == evaluate_model(
         full.model_dir, parts[0].split, device="cpu")
+
+
+def test_resume_runs_no_pickled_code(tiny_clip_dir, real_ds, tmp_path):
+    """Issue 18 item 6: a crafted pickle in a run folder must not execute on --resume."""
+    parts = build_training_set(from_triplet_dataset(real_ds.root, "train"), 1.0, seed=0)
+    kw = dict(epochs=2, save_every=1, cache_dir=str(tmp_path / "cache"))
+    train_cir(parts, small_config(tiny_clip_dir, tmp_path / "run", epochs=1, **{k: v for k, v in kw.items() if k != "epochs"}))
+    ckpt = tmp_path / "run" / "checkpoints" / "epoch-1"
+    assert not list(ckpt.rglob("custom_checkpoint_*.pkl"))  # the loop state is not a pickle any more
+    assert (ckpt / "loop_state.safetensors").is_file()
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            import os
+
+            return (os.system, (f"touch {marker}",))
+
+    import pickle
+
+    for name in ("accelerate/custom_checkpoint_0.pkl", "extra.pt"):
+        evil = ckpt / name
+        evil.write_bytes(pickle.dumps(Payload()))
+        with pytest.raises(ValueError, match="would be unpickled"):
+            train_cir(parts, small_config(tiny_clip_dir, tmp_path / "run", resume=True, **kw))
+        assert not marker.exists()
+        evil.unlink()
+    resumed = train_cir(parts, small_config(tiny_clip_dir, tmp_path / "run", resume=True, **kw))
+    assert resumed.resumed_from == 1 and len(resumed.epoch_losses) == 2 and not marker.exists()

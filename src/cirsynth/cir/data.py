@@ -177,6 +177,9 @@ def fashioniq_text_variants(captions: Sequence[str]) -> list[str]:
 def from_triplet_dataset(root: str | os.PathLike, split: str | None = None, name: str | None = None) -> CIRSplit:
     """Accepted triplets of a ``cirsynth.data.TripletDataset`` (synthetic data or the mini world).
 
+    The gallery is every reference, target and ``group`` member (CIRR img_set) of the split: the gallery the
+    CIRR export of the same triplets has, so ``triplets:`` and ``cirr:`` views of one benchmark score alike.
+
     Args:
         root: dataset folder.
         split: keep only triplets whose ``split`` field equals this; None keeps all.
@@ -193,6 +196,8 @@ def from_triplet_dataset(root: str | os.PathLike, split: str | None = None, name
         queries.append(CIRQuery(t.id, t.reference, texts, t.target, list(t.group)))
         images[t.reference] = t.reference
         images[t.target] = t.target
+        for g in t.group:  # the hard negatives are part of the gallery, as in the CIRR export of the same data
+            images[g] = g
     if not queries:
         raise ValueError(f"from_triplet_dataset: no accepted triplets{f' in split {split!r}' if split else ''} under {root}")
     return CIRSplit(name or f"{root.name}/{split or 'all'}", f"triplets:{root}", queries, images,

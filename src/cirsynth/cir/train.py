@@ -13,10 +13,14 @@ epoch loop, and run under ``accelerate`` (device placement, mixed precision, mul
 
 Checkpoints and resume: every ``save_every`` epochs ``<out_dir>/checkpoints/epoch-N`` gets a model folder that
 ``load_cir_model`` reads, plus ``train_state.json`` (epoch, losses, config, data key) and ``accelerate/``
-(``Accelerator.save_state``: weights, optimiser, LR scheduler, gradient scaler, the global RNG states and the
-loop's own generators). It is written as ``checkpoints/.epoch-N.tmp`` and renamed once whole, so a crash
-never leaves a half-written checkpoint. With ``resume=True`` a run restarts after the newest one and ends
-with the weights an uninterrupted run with the same config and data would have.
+(``Accelerator.save_state``: weights, optimiser, LR scheduler, gradient scaler, the global RNG states) and
+``loop_state.safetensors`` (the loop's own generators). It is written as ``checkpoints/.epoch-N.tmp`` and renamed
+once whole, so a crash never leaves a half-written checkpoint. With ``resume=True`` a run restarts after the newest
+one and ends with the weights an uninterrupted run with the same config and data would have.
+
+Resuming runs no pickled code: the loop state is safetensors + JSON (not an accelerate custom state, which
+accelerate unpickles with ``weights_only=False``), accelerate loads its own files with ``weights_only=True``, and a
+checkpoint folder holding any other pickle-format file is refused.
 """
 
 from __future__ import annotations
@@ -45,6 +49,11 @@ from cirsynth.data.records import config_hash
 from cirsynth.models.clip import image_features, text_features
 
 TRAIN_STATE_FILE = "train_state.json"
+LOOP_STATE_FILE = "loop_state.safetensors"  # the loop's RNG states: tensors only, no pickle
+# Files accelerate's save_state writes and load_state reads with ``torch.load(weights_only=True)``.
+_ACCELERATE_FILES = re.compile(r"(model(_\d+)?\.safetensors|(optimizer|scheduler|sampler|dl_state_dict)(_\d+)?\.bin"
+                               r"|random_states_\d+\.pkl|scaler\.pt)")
+_PICKLE_SUFFIXES = (".pkl", ".pickle", ".bin", ".pt", ".pth", ".ckpt", ".npy", ".joblib")
 # Config fields a resumed run may change: none of them alters the weights. ``epochs`` may change too when
 # the LR schedule does not depend on it (``lr_schedule="constant"``).
 _RESUME_FREE = ("out_dir", "resume", "save_every", "num_workers", "feature_batch_size", "cache_dir", "cpu")
@@ -190,7 +199,7 @@ class _Job:
 
 
 class _LoopState:
-    """The epoch loop's own resumable state; ``accelerate`` checkpoints it with the weights and RNGs."""
+    """The epoch loop's own resumable state, saved beside accelerate's (``LOOP_STATE_FILE`` + train_state.json)."""
 
     def __init__(self, generators: dict[str, torch.Generator], check_rng: bool):
         self.epoch = 0  # epochs finished
@@ -199,19 +208,29 @@ class _LoopState:
         self.generators = generators
         self.check_rng = check_rng  # main process: verify accelerate restored the global torch RNG
 
-    def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "losses": list(self.losses), "torch_rng": torch.get_rng_state(),
-                "generators": {name: g.get_state() for name, g in self.generators.items()}}
+    def save(self, path: Path) -> None:
+        """The RNG states as uint8 tensors in a safetensors file (epoch and losses go to train_state.json)."""
+        from safetensors.torch import save_file
 
-    def load_state_dict(self, state: dict) -> None:
-        if sorted(state["generators"]) != sorted(self.generators):
-            raise ValueError(f"resume: checkpoint has generators {sorted(state['generators'])}, "
-                             f"this run {sorted(self.generators)}")
-        self.epoch, self.losses = int(state["epoch"]), [float(x) for x in state["losses"]]
+        tensors = {"torch_rng": torch.get_rng_state()}
+        tensors.update({f"generator.{name}": g.get_state() for name, g in self.generators.items()})
+        save_file(tensors, str(path))
+
+    def load(self, path: Path, train_state: dict) -> None:
+        """Restore from ``save``'s file and the checkpoint's train_state.json (call after accelerate's load_state)."""
+        from safetensors.torch import load_file
+
+        if not path.is_file():
+            raise ValueError(f"resume: {path.parent} has no {path.name} (an older cirsynth wrote it): it cannot be resumed")
+        state = load_file(str(path))
+        names = sorted(k.removeprefix("generator.") for k in state if k.startswith("generator."))
+        if names != sorted(self.generators):
+            raise ValueError(f"resume: checkpoint has generators {names}, this run {sorted(self.generators)}")
+        self.epoch, self.losses = int(train_state["epoch"]), [float(x) for x in train_state["losses"]]
         for name, g in self.generators.items():
-            g.set_state(state["generators"][name])
+            g.set_state(state[f"generator.{name}"])
         # accelerate's load_state logs and goes on when it cannot restore the RNGs; a resumed run would then
-        # silently differ from an uninterrupted one. Custom states load after the RNGs, so check here.
+        # silently differ from an uninterrupted one.
         if self.check_rng and not torch.equal(torch.get_rng_state(), state["torch_rng"]):
             raise RuntimeError("resume: accelerate did not restore the global torch RNG state")
 
@@ -235,7 +254,6 @@ def _fit(job: _Job, parts: Sequence[TrainingPart], config: TrainConfig, accelera
     scheduler = _lr_scheduler(config, optimizer, len(job.loader))  # steps of one process with all the data
     module, optimizer, loader, scheduler = accelerator.prepare(job.module, optimizer, job.loader, scheduler)
     loop = _LoopState(job.generators, check_rng=accelerator.is_main_process)
-    accelerator.register_for_checkpointing(loop)
     data_key = _data_key(parts)
     if config.resume:
         _resume(accelerator, loop, config, data_key)
@@ -297,8 +315,33 @@ def _resume(accelerator, loop: _LoopState, config: TrainConfig, data_key: str) -
                          "give the same datasets, real_fraction, synthetic_ratio and seed")
     if state["epoch"] > config.epochs:
         raise ValueError(f"resume: {ckpt} is past epochs={config.epochs}")
-    accelerator.load_state(str(ckpt / "accelerate"))
+    check_checkpoint_files(ckpt)
+    accelerator.load_state(str(ckpt / "accelerate"))  # its own files, with weights_only=True
+    loop.load(ckpt / LOOP_STATE_FILE, state)
     loop.resumed_from = loop.epoch
+
+
+def check_checkpoint_files(ckpt: Path) -> None:
+    """Refuse a checkpoint folder holding a pickle-format file that resuming would not load safely.
+
+    Allowed: accelerate's own files under ``accelerate/`` (loaded with ``weights_only=True``); anything else
+    with a pickle suffix, or whose bytes start like a pickle or a ``torch.save`` zip, is refused.
+
+    Raises:
+        ValueError: naming the offending files.
+    """
+    bad = []
+    for path in sorted(ckpt.rglob("*")):
+        if not path.is_file() or (path.parent == ckpt / "accelerate" and _ACCELERATE_FILES.fullmatch(path.name)):
+            continue
+        with open(path, "rb") as f:
+            head = f.read(2)
+        looks_pickled = path.suffix != ".safetensors" and (head == b"PK" or head[:1] == b"\x80" and head[1:] in (b"\x02", b"\x03", b"\x04", b"\x05"))
+        if path.suffix.lower() in _PICKLE_SUFFIXES or looks_pickled:
+            bad.append(str(path.relative_to(ckpt)))
+    if bad:
+        raise ValueError(f"resume: {ckpt} holds files that would be unpickled ({', '.join(bad)}); cirsynth does not "
+                         "load them (pickles can run code). Resume only from checkpoints this version wrote.")
 
 
 def _save_checkpoint(accelerator, export: Callable[[Path], Any], loop: _LoopState, config: TrainConfig,
@@ -313,6 +356,7 @@ def _save_checkpoint(accelerator, export: Callable[[Path], Any], loop: _LoopStat
     accelerator.save_state(str(tmp / "accelerate"))  # each process writes its own RNG states
     if accelerator.is_main_process:
         export(tmp)
+        loop.save(tmp / LOOP_STATE_FILE)
         atomic_write_json(tmp / TRAIN_STATE_FILE, {"epoch": loop.epoch, "losses": loop.losses,
                                                    "config": dataclasses.asdict(config), "data": data_key}, indent=2)
     accelerator.wait_for_everyone()

@@ -13,6 +13,7 @@ def export(
     shard_size: int = 1000,
     seed: int = 0,
     overwrite: bool = False,
+    link: bool = False,
 ) -> int:
     """Export the accepted triplets of a TripletDataset in a format CIR codebases read.
 
@@ -25,18 +26,19 @@ def export(
         shard_size: WebDataset samples per tar shard.
         seed: seed for building CIRR img_set groups where triplets have none.
         overwrite: replace an existing dst.
+        link: cirr only: hard-link the dataset's images instead of copying them (editing one then edits both).
     """
     from cirsynth.config import save_resolved_config
     from cirsynth.data import TripletDataset, export_cirr, export_fashioniq, export_webdataset
 
     ds = TripletDataset(src)
     if format == "cirr":
-        counts = export_cirr(ds, dst, seed=seed, overwrite=overwrite)
+        counts = export_cirr(ds, dst, seed=seed, overwrite=overwrite, link=link)
     elif format == "fashioniq":
         counts = export_fashioniq(ds, dst, category=category, overwrite=overwrite)
     else:
         counts = export_webdataset(ds, dst, shard_size=shard_size, overwrite=overwrite)
     save_resolved_config(dst, "export", dict(src=str(src), dst=str(dst), format=format, category=category,
-                                              shard_size=shard_size, seed=seed, overwrite=overwrite))
+                                              shard_size=shard_size, seed=seed, overwrite=overwrite, link=link))
     print(json.dumps({"format": format, "dst": str(dst), "written": counts}))
     return 0

@@ -41,6 +41,7 @@ def synthesize(
     hard_negatives: Optional[int] = None,
     rank_by: Optional[str] = None,
     resolution: Optional[int] = None,
+    max_pixels: int = 64_000_000,
     split: str = "train",
     seed: int = 0,
     batch_size: int = 4,
@@ -97,6 +98,7 @@ def synthesize(
         hard_negatives: one-attribute variants of each target caption (by the run's perturber) as negatives.
         rank_by: score that orders an edit's passing candidates (clip_dir, caption_margin, clip_i2i, ...).
         resolution: square working size in pixels (default: the model's native size).
+        max_pixels: decode limit per input image (width x height); larger images fail, large JPEGs decode reduced.
         split: split recorded on the triplets (train/val/test).
         seed: perturbation seed.
         batch_size: images per batch (one manifest shard per batch).

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cirsynth.config import atomic_write_json
-from cirsynth.data.dataset import TripletDataset
+from cirsynth.data.dataset import TripletDataset, exportable_triplets, write_rejections
 from cirsynth.data.errors import Collector, Rejection
-from cirsynth.data.io_utils import caption_tokens, link_or_copy, load_json_of, staged_output_dir
+from cirsynth.data.io_utils import caption_tokens, copy_or_link, is_file, load_json_of, resolve_inside, staged_output_dir
 
 CIRR_SPLITS = ("train", "val", "test1")
 GROUP_SIZE = 6
@@ -83,8 +83,11 @@ def read_cirr(root: str | os.PathLike, split: str, strict: bool = True, check_im
         if not isinstance(rel, str):
             col.reject(str(img_file), name, f"relative path must be a string, got {type(rel).__name__}")
             continue
-        path = (base / rel).resolve()
-        if check_images and not path.is_file():
+        path, why = resolve_inside(base, rel)
+        if path is None:
+            col.reject(str(img_file), name, why)
+            continue
+        if check_images and not is_file(path):
             col.reject(str(img_file), name, f"image file missing: {path}")
             continue
         images[name] = path
@@ -119,7 +122,7 @@ def _parse_query(e, index: int, needs_target: bool, images: dict, seen: set, col
         col.reject(file, entry, "img_set.members missing or not a list of image names")
         return None
     target = e.get("target_hard")
-    if needs_target and not isinstance(target, str):
+    if (needs_target or target is not None) and not isinstance(target, str):
         col.reject(file, entry, "field 'target_hard' missing or not a string")
         return None
     for role, name in [("reference", e["reference"]), ("target", target)] + [("img_set member", m) for m in members]:
@@ -127,6 +130,9 @@ def _parse_query(e, index: int, needs_target: bool, images: dict, seen: set, col
             col.reject(file, entry, f"{role} {name!r} is not in the gallery (image_splits)")
             return None
     soft = e.get("target_soft") or {}
+    if not isinstance(soft, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in soft.values()):
+        col.reject(file, entry, "field 'target_soft' is not an object of image name -> number")
+        return None
     return CIRRQuery(e["pairid"], e["reference"], e["caption"], target, list(members), dict(soft))
 
 
@@ -170,7 +176,8 @@ def build_group(ref: str, tgt: str, caption: str, pool: dict[str, str], rng: ran
 
 
 def export_cirr(
-    dataset: TripletDataset | str | os.PathLike, dst: str | os.PathLike, *, seed: int = 0, overwrite: bool = False
+    dataset: TripletDataset | str | os.PathLike, dst: str | os.PathLike, *, seed: int = 0, overwrite: bool = False,
+    link: bool = False,
 ) -> dict[str, int]:
     """Write the accepted triplets of ``dataset`` as a CIRR folder that CIRR loaders read unchanged.
 
@@ -180,12 +187,16 @@ def export_cirr(
     "test" becomes CIRR "test1" (targets are kept, unlike the hidden real test set). Extra field
     ``cirsynth_id`` maps each pair back to its triplet.
 
+    Images are copied (``link=True``: hard-linked, so editing the export edits the dataset). A triplet
+    with an image outside the dataset root is left out and listed in ``cirsynth_rejections.json``.
+
     Returns:
-        pairs written per CIRR split.
+        pairs written per CIRR split (and ``"rejected"`` when triplets were left out).
     """
     ds = dataset if isinstance(dataset, TripletDataset) else TripletDataset(dataset)
     by_split: dict[str, list] = {}
-    for t in ds.triplets(status="accepted"):
+    accepted, rejections = exportable_triplets(ds)
+    for t in accepted:
         if t.split not in SPLIT_TO_CIRR:
             raise ValueError(f"triplet {t.id}: split {t.split!r} has no CIRR counterpart {tuple(SPLIT_TO_CIRR)}")
         by_split.setdefault(SPLIT_TO_CIRR[t.split], []).append(t)
@@ -222,10 +233,10 @@ def export_cirr(
                 )
             name_to_rel = {}
             for name, rel in sorted(rels.items()):
-                src = ds.image_path(rel)
-                link_or_copy(src, out / split / f"{name}.png")
+                copy_or_link(ds.resolve_image(rel), out / split / f"{name}.png", link=link)
                 name_to_rel[name] = f"./{split}/{name}.png"
             atomic_write_json(out / "cirr" / "captions" / f"cap.rc2.{split}.json", entries, indent=1)
             atomic_write_json(out / "cirr" / "image_splits" / f"split.rc2.{split}.json", name_to_rel, indent=1)
             counts[split] = len(entries)
+        write_rejections(out, rejections, counts)
     return counts

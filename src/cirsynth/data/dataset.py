@@ -34,7 +34,8 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from cirsynth.config import atomic_write_bytes, atomic_write_json
-from cirsynth.data.errors import DataError
+from cirsynth.data.errors import DataError, Rejection
+from cirsynth.data.io_utils import resolve_inside
 from cirsynth.data.records import STATUSES, Triplet
 
 FORMAT_VERSION = 1
@@ -111,9 +112,13 @@ class TripletDataset:
         atomic_write_json(root / "dataset.json", {"format_version": FORMAT_VERSION, **(meta or {})}, indent=2)
         return cls(root)
 
-    def writer(self, shard_size: int = 256) -> "TripletWriter":
-        """A writer that appends rows in shards of ``shard_size``; use it as a context manager."""
-        return TripletWriter(self, shard_size=shard_size)
+    def writer(self, shard_size: int = 256, keep_on_error: bool = True) -> "TripletWriter":
+        """A writer that appends rows in shards of ``shard_size``; use it as a context manager.
+
+        ``keep_on_error=False``: an exception (Ctrl-C included) leaving the block discards the buffered rows
+        instead of writing them, so every shard is all of what was flushed together or nothing.
+        """
+        return TripletWriter(self, shard_size=shard_size, keep_on_error=keep_on_error)
 
     # -- reading --------------------------------------------------------------------------------
     def shard_paths(self) -> list[Path]:
@@ -175,9 +180,16 @@ class TripletDataset:
         p = Path(rel)
         return p if p.is_absolute() else self.root / p
 
+    def resolve_image(self, rel: str) -> Path:
+        """The file of image ``rel`` after symlinks; ``DataError`` when it lies outside the dataset root."""
+        path, why = resolve_inside(self.root, rel)
+        if path is None:
+            raise DataError(why, file=str(self.root))
+        return path
+
     def open_image(self, rel: str) -> Image.Image:
-        """Open an image of this dataset as RGB; a missing or corrupt file raises ``DataError``."""
-        path = self.image_path(rel)
+        """Open an image of this dataset as RGB; a missing, corrupt or outside-the-root file raises ``DataError``."""
+        path = self.resolve_image(rel)
         if not path.is_file():
             raise DataError("image file missing", file=str(path))
         try:
@@ -187,14 +199,40 @@ class TripletDataset:
             raise DataError(f"unreadable image: {e}", file=str(path)) from e
 
 
+def exportable_triplets(ds: TripletDataset, status: str = "accepted") -> tuple[list[Triplet], list[Rejection]]:
+    """Triplets of one ``status`` whose every image (reference, target, group) lies inside the dataset root.
+
+    An export must not copy, link or read files from elsewhere (``../`` or absolute paths, symlinks out):
+    such a triplet is left out and returned as a ``Rejection`` with the reason.
+    """
+    keep, rejected = [], []
+    for t in ds.triplets(status=status):
+        refs = [t.reference] + ([t.target] if t.target is not None else []) + list(t.group)
+        why = next((w for w in (resolve_inside(ds.root, r)[1] for r in refs) if w), None)
+        if why:
+            rejected.append(Rejection(str(ds.root), t.id, why))
+        else:
+            keep.append(t)
+    return keep, rejected
+
+
+def write_rejections(out: Path, rejections: list[Rejection], counts: dict[str, int]) -> None:
+    """Record an export's left-out triplets in ``out/cirsynth_rejections.json`` and as ``counts["rejected"]``."""
+    if rejections:
+        atomic_write_json(out / "cirsynth_rejections.json",
+                          [{"id": r.entry, "reason": r.reason} for r in rejections], indent=1)
+        counts["rejected"] = len(rejections)
+
+
 class TripletWriter:
     """Appends triplets (and their images) to a ``TripletDataset`` in crash-safe shards."""
 
-    def __init__(self, dataset: TripletDataset, shard_size: int = 256):
+    def __init__(self, dataset: TripletDataset, shard_size: int = 256, keep_on_error: bool = True):
         if shard_size < 1:
             raise ValueError("shard_size must be >= 1")
         self.dataset = dataset
         self.shard_size = shard_size
+        self.keep_on_error = keep_on_error  # False: a block left by an exception writes no partial shard
         self._rows: list[dict[str, Any]] = []
         self._ids = dataset.ids()
         shards = dataset.shard_paths()
@@ -204,8 +242,18 @@ class TripletWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None and not self.keep_on_error:
+            self.discard()
+            return
         # Rows finished before an exception are still worth keeping: they are complete.
         self.flush()
+
+    def discard(self) -> int:
+        """Drop the buffered rows (their image files stay, unreferenced); returns how many."""
+        n = len(self._rows)
+        self._ids.difference_update(r["id"] for r in self._rows)
+        self._rows = []
+        return n
 
     def save_reference(self, image: Image.Image) -> str:
         """Store a reference image by content hash (deduplicated); returns its relative path."""

@@ -16,9 +16,9 @@ from pathlib import Path
 
 from cirsynth.config import atomic_write_bytes, atomic_write_json
 from cirsynth.data.cirr import image_name
-from cirsynth.data.dataset import TripletDataset
+from cirsynth.data.dataset import TripletDataset, exportable_triplets, write_rejections
 from cirsynth.data.errors import Collector, Rejection
-from cirsynth.data.io_utils import load_json_of, staged_output_dir
+from cirsynth.data.io_utils import is_file, load_json_of, resolve_inside, staged_output_dir
 
 FASHIONIQ_CATEGORIES = ("dress", "shirt", "toptee")
 FASHIONIQ_SPLITS = ("train", "val", "test")
@@ -67,10 +67,14 @@ def read_fashioniq(
         if not isinstance(name, str):
             col.reject(str(img_file), f"#{i}", "image name is not a string")
             continue
-        path = root / "images" / f"{name}.jpg"
-        if not path.is_file() and (root / "images" / f"{name}.png").is_file():
-            path = root / "images" / f"{name}.png"
-        if check_images and not path.is_file():
+        path, why = resolve_inside(root, f"images/{name}.jpg")
+        if path is not None and not is_file(path):
+            png = resolve_inside(root, f"images/{name}.png")[0]
+            path = png if png is not None and is_file(png) else path
+        if path is None:
+            col.reject(str(img_file), name, why)
+            continue
+        if check_images and not is_file(path):
             col.reject(str(img_file), name, f"image file missing: {path}")
             continue
         images[name] = path
@@ -90,7 +94,7 @@ def read_fashioniq(
             col.reject(str(cap_file), entry, "field 'captions' missing or not a list of strings")
             continue
         target = e.get("target")
-        if split != "test" and not isinstance(target, str):
+        if (split != "test" or target is not None) and not isinstance(target, str):
             col.reject(str(cap_file), entry, "field 'target' missing or not a string")
             continue
         bad = [(r, n) for r, n in (("candidate", e["candidate"]), ("target", target)) if n is not None and n not in images]
@@ -110,14 +114,17 @@ def export_fashioniq(
     (the modification text twice when the triplet has no paraphrase). Images are written as
     ``images/<name>.jpg`` (JPEG, quality 95), the name CLIP4Cir's FashionIQ loader opens.
 
+    A triplet with an image outside the dataset root is left out and listed in ``cirsynth_rejections.json``.
+
     Returns:
-        pairs written per split.
+        pairs written per split (and ``"rejected"`` when triplets were left out).
     """
     if not category or "." in category or "/" in category:
         raise ValueError(f"category must be a plain name without dots or slashes, got {category!r}")
     ds = dataset if isinstance(dataset, TripletDataset) else TripletDataset(dataset)
     by_split: dict[str, list] = {}
-    for t in ds.triplets(status="accepted"):
+    accepted, rejections = exportable_triplets(ds)
+    for t in accepted:
         if t.split not in FASHIONIQ_SPLITS:
             raise ValueError(f"triplet {t.id}: split {t.split!r} is not a FashionIQ split {FASHIONIQ_SPLITS}")
         by_split.setdefault(t.split, []).append(t)
@@ -140,4 +147,5 @@ def export_fashioniq(
             atomic_write_json(out / "captions" / f"cap.{category}.{split}.json", entries, indent=1)
             atomic_write_json(out / "image_splits" / f"split.{category}.{split}.json", sorted(names), indent=1)
             counts[split] = len(entries)
+        write_rejections(out, rejections, counts)
     return counts

@@ -53,13 +53,46 @@ def read_jsonl(path: str | os.PathLike) -> list[Any]:
     return rows
 
 
-def link_or_copy(src: Path, dst: Path) -> None:
-    """Hard-link ``src`` to ``dst`` when on one file system, else copy it."""
+def copy_or_link(src: Path, dst: Path, link: bool = False) -> None:
+    """Copy ``src`` to ``dst``; with ``link``, hard-link it instead where the file system allows.
+
+    A hard link shares the file: editing the copy then edits the original, so it is never the default.
+    """
     dst.parent.mkdir(parents=True, exist_ok=True)
+    if link:
+        try:
+            os.link(src, dst)
+            return
+        except OSError:
+            pass
+    shutil.copyfile(src, dst)
+
+
+def is_file(path: Path) -> bool:
+    """``path.is_file()``, False also for a name the OS refuses (too long, a NUL byte)."""
     try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def resolve_inside(root: str | os.PathLike, rel: object) -> tuple[Path | None, str | None]:
+    """``root / rel`` with symlinks resolved, when it stays inside ``root``.
+
+    Returns:
+        ``(path, None)``, or ``(None, reason)`` for a reference that is not a path string, is absolute or
+        climbs out with ``..``, or is a symlink leading outside ``root``.
+    """
+    if not isinstance(rel, str) or not rel:
+        return None, f"image reference is not a path but {type(rel).__name__}"
+    try:
+        base = Path(root).resolve()
+        path = (base / rel).resolve()
+    except (ValueError, OSError, RuntimeError) as e:  # a NUL byte, a symlink loop
+        return None, f"unusable image path {rel!r}: {e}"
+    if not path.is_relative_to(base):
+        return None, f"image path {rel!r} resolves outside the dataset root (to {path})"
+    return path, None
 
 
 @contextmanager

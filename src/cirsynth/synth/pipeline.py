@@ -21,8 +21,9 @@ from typing import Any, Optional
 from cirsynth.data import CaptionEdit, Triplet, TripletDataset, config_hash
 from cirsynth.synth.candidates import (CandidateConfig, draw_settings, edit_candidates, fixed_settings,
                                        hard_negative_captions)
+from cirsynth.data.errors import DataError
 from cirsynth.synth.filters import EditFilter, FilterConfig, pick_best
-from cirsynth.synth.inputs import InputImage, LoadPolicy, discover, load_rgb
+from cirsynth.synth.inputs import CaptionTable, InputImage, LoadPolicy, discover, load_rgb, read_captions_table
 
 
 @dataclass
@@ -51,6 +52,7 @@ class SynthConfig:
     no_filter: bool = False  # accept every edit (scores still recorded where computable)
     filters: FilterConfig = field(default_factory=FilterConfig)  # thresholds
     resolution: Optional[int] = None  # square working size in pixels (default: the model's native size)
+    max_pixels: int = LoadPolicy.max_pixels  # decode limit per input image; larger ones fail (JPEGs decode reduced)
     split: str = "train"  # split recorded on every triplet
     seed: int = 0  # perturbation seed
     # runtime only (not part of the resume check):
@@ -78,7 +80,14 @@ class Summary:
     failed: int = 0
     rejected_by_rule: Counter = field(default_factory=Counter)
     failed_by_reason: Counter = field(default_factory=Counter)
+    warnings: Counter = field(default_factory=Counter)  # input problems that are not an input's row (counted)
+    warning_examples: list = field(default_factory=list)  # the first few, in full
     seconds: float = 0.0
+
+    def warn(self, kind: str, detail: str) -> None:
+        self.warnings[kind] += 1
+        if len(self.warning_examples) < 10:
+            self.warning_examples.append(detail)
 
     def as_dict(self) -> dict[str, Any]:
         n = self.accepted + self.rejected + self.failed
@@ -90,6 +99,8 @@ class Summary:
             "failed": self.failed,
             "rejected_by_rule": dict(self.rejected_by_rule),
             "failed_by_reason": dict(self.failed_by_reason),
+            "warnings": dict(self.warnings),
+            "warning_examples": list(self.warning_examples),
             "seconds": round(self.seconds, 2),
             "triplets_per_second": round(n / self.seconds, 4) if self.seconds else None,
             "accepted_per_second": round(self.accepted / self.seconds, 4) if self.seconds else None,
@@ -100,31 +111,43 @@ class ConfigChanged(RuntimeError):
     pass
 
 
+def resumable_output(cfg: SynthConfig, force_new: bool = False) -> TripletDataset | None:
+    """The earlier output of these settings to resume, or None when a new output is to be made.
+
+    An output with no shard holds no finished work: it is not a run to protect and is simply replaced.
+
+    Raises:
+        ConfigChanged: the output holds shards written with other settings and ``force_new`` is not set.
+    """
+    out = Path(cfg.out)
+    if not (out / "dataset.json").exists():
+        return None
+    ds = TripletDataset(out)
+    old, h = ds.meta.get("run_config_hash"), run_hash(cfg)
+    if old == h:
+        return ds
+    if ds.shard_paths() and not force_new:
+        raise ConfigChanged(
+            f"{out} was written with different settings (hash {old}, now {h}); rerun with the same settings "
+            f"to resume, or pass --force_new true to move the old output aside and start again"
+        )
+    return None
+
+
 def open_output(cfg: SynthConfig, force_new: bool = False) -> TripletDataset:
     """Create the output dataset, or reopen it for resume after checking the settings match."""
+    ds = resumable_output(cfg, force_new)
+    if ds is not None:
+        return ds
     out = Path(cfg.out)
-    h = run_hash(cfg)
     if (out / "dataset.json").exists():
-        ds = TripletDataset(out)
-        old = ds.meta.get("run_config_hash")
-        if old != h:
-            if not force_new:
-                raise ConfigChanged(
-                    f"{out} was written with different settings (hash {old}, now {h}); rerun with the same settings "
-                    f"to resume, or pass --force_new true to move the old output aside and start again"
-                )
+        if TripletDataset(out).shard_paths():  # force_new: keep the old run beside the new one
             backup = out.with_name(f"{out.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
             shutil.move(str(out), str(backup))
-        else:
-            return ds
+        else:  # nothing was written there: start afresh in place
+            (out / "dataset.json").unlink()
+    h = run_hash(cfg)
     return TripletDataset.create(out, meta={"run_config_hash": h, "run_config": json.loads(json.dumps(dataclasses.asdict(cfg), default=str))})
-
-
-def read_caption_file(path: str) -> dict[str, str]:
-    """image (path as listed, or file name) -> caption, from CSV / JSONL / Parquet with columns image, caption."""
-    from cirsynth.captions.captioner import read_caption_file as read_rows
-
-    return {r["image"]: r["caption"] for r in read_rows(path)}
 
 
 class Synthesizer:
@@ -132,13 +155,22 @@ class Synthesizer:
 
     def __init__(self, cfg: SynthConfig):
         self.cfg = cfg
-        self.caption_file: dict[str, str] = read_caption_file(cfg.captions) if cfg.captions else {}
+        self.captions = read_captions_table(cfg.captions) if cfg.captions else CaptionTable({}, {}, [])
+        self.load_policy = LoadPolicy(max_pixels=cfg.max_pixels)
         self._captioner = None
         self._perturber = None
         self._editor = None
         self._filter = None
 
     # -- models ---------------------------------------------------------------------------------
+    def load_models(self) -> None:
+        """Load every model the run needs now, so a bad id or folder fails before any output exists."""
+        if self.cfg.captioner:
+            self.captioner()
+        self.perturber()
+        self.editor()
+        self.filter()
+
     def captioner(self):
         if self._captioner is None:
             from cirsynth.captions.captioner import Captioner, CaptionerConfig
@@ -213,14 +245,23 @@ class Synthesizer:
     def run(self, force_new: bool = False) -> Summary:
         cfg = self.cfg
         t0 = time.perf_counter()
+        # 1. inputs, checked before anything is loaded or written
         inputs = discover(cfg.images)
+        summary = Summary(inputs=len(inputs))
+        self.check_inputs(inputs, summary)
+        # 2. models: loaded (so checked) before the output folder exists; not at all when nothing is left
+        earlier = resumable_output(cfg, force_new)
+        done = _done_keys(earlier) if earlier is not None else set()
+        if any(x.key not in done for x in inputs):
+            self.load_models()
         ds = open_output(cfg, force_new=force_new)
-        done = {i.split(":", 1)[0] for i in ds.ids()}
+        done = _done_keys(ds)
         todo = [x for x in inputs if x.key not in done]
-        summary = Summary(inputs=len(inputs), skipped_done=len(inputs) - len(todo))
+        summary.skipped_done = len(inputs) - len(todo)
         bars = _Bars(len(todo), enabled=cfg.progress)
         prov = self.provenance()
-        with ds.writer(shard_size=10**9) as w:
+        # 3. batches: a shard holds all of a batch or nothing (an exception or Ctrl-C discards the batch)
+        with ds.writer(shard_size=10**9, keep_on_error=False) as w:
             for s in range(0, len(todo), cfg.batch_size):
                 batch = todo[s : s + cfg.batch_size]
                 for t, images in self.process(batch, prov, bars):
@@ -231,13 +272,38 @@ class Synthesizer:
         summary.seconds = time.perf_counter() - t0
         return summary
 
+    def check_inputs(self, inputs: list[InputImage], summary: Summary) -> None:
+        """Refuse a run with no caption source; count caption-file rows that name no input as warnings.
+
+        Raises:
+            DataError: neither --captioner nor --captions is given and no input carries a caption.
+        """
+        cfg = self.cfg
+        if not cfg.captioner and not cfg.captions and not any(x.caption for x in inputs):
+            raise DataError("no captions: pass --captioner ID_OR_DIR or --captions FILE "
+                            "(or give captions in the input list)", file=str(cfg.images))
+        for w in self.captions.warnings:
+            summary.warn("captions file: row without a usable image name", w)
+        for name in self.captions.unmatched(inputs):
+            summary.warn("captions file: row names an image that is not an input", f"captions row for {name!r}: no such input image")
+
+    def input_problem(self, x: InputImage) -> str | None:
+        """Why input ``x`` cannot be used as given (a failed "input" row), or None."""
+        if x.problem:
+            return x.problem
+        return None if x.caption else self.captions.lookup(x)[1]
+
     def process(self, batch: list[InputImage], prov: dict, bars: "_Bars"):
         """Run one batch of inputs through every stage; yields (Triplet, (reference, target)) rows."""
         cfg = self.cfg
         # 1. load
         loaded: list[tuple[InputImage, Any]] = []
         for x in batch:
-            im, why = load_rgb(x.path, LoadPolicy())
+            why = self.input_problem(x)
+            if why:
+                yield _failed(x, "input", why, prov, cfg), (None, None)
+                continue
+            im, why = load_rgb(x.path, self.load_policy)
             if im is None:
                 yield _failed(x, "load", why, prov, cfg), (None, None)
             else:
@@ -301,7 +367,7 @@ class Synthesizer:
         out = []
         need = []
         for i, (x, _) in enumerate(loaded):
-            cap = x.caption or self.caption_file.get(x.rel) or self.caption_file.get(x.path.name)
+            cap = x.caption or self.captions.lookup(x)[0]
             out.append(cap)
             if cap is None:
                 need.append(i)
@@ -391,9 +457,14 @@ def _failed(x: InputImage, stage: str, why: str, prov: dict, cfg: SynthConfig, r
     if edit is not None:
         return Triplet.from_edit(ident, "", edit, status="failed", reason=f"{stage}: {why}", split=cfg.split, provenance={**prov, "input": x.rel})
     return Triplet(
-        id=ident, reference=str(x.path.resolve()) if reference is None else "", modification_text="",
+        id=ident, reference=str(x.path.absolute()) if reference is None else "", modification_text="",
         reference_caption=caption, status="failed", reason=f"{stage}: {why}", split=cfg.split, provenance={**prov, "input": x.rel},
     )
+
+
+def _done_keys(ds: TripletDataset) -> set[str]:
+    """Input keys with rows in ``ds``: finished (shards hold whole batches)."""
+    return {i.split(":", 1)[0] for i in ds.ids()}
 
 
 def _count(summary: Summary, t: Triplet) -> None:
