@@ -182,15 +182,15 @@ def test_curated_status_changes_the_export(gallery_ds, tmp_path, capsys):
 
         names = [m.name for p in sorted(dst.glob("*.tar")) for m in tarfile.open(p)]
         metas = [json.load(tarfile.open(p).extractfile(n)) for p in sorted(dst.glob("*.tar")) for n in tarfile.open(p).getnames() if n.endswith(".json")]
-        return names, {m["id"] for m in metas if "id" in m} or {m.get("pairid") for m in metas}
+        return names, {m["id"] for m in metas}
 
     n_before, ids_before = exported(tmp_path / "e1")
     write_decisions(root, {"t03": {"decision": "accept", "time": "2026-12-01T10:00:00Z"},
                            "t04": {"decision": "reject", "time": "2026-12-01T10:01:00Z"}})
     assert main(["curate", str(root)]) == 0
     n_after, ids_after = exported(tmp_path / "e2")
-    assert len(n_after) == len(n_before)  # one in, one out
-    assert ids_before != ids_after
+    assert "t03" not in ids_before and "t04" in ids_before
+    assert ids_after == (ids_before - {"t04"}) | {"t03"} and len(n_after) == len(n_before)
 
 
 def test_plots_written_with_thresholds_and_notes(gallery_ds):
