@@ -208,3 +208,29 @@ def test_plots_written_with_thresholds_and_notes(gallery_ds):
     (gallery_ds.root / "ground_truth.jsonl").write_text('{"id": "t00"}\n')
     with pytest.raises(DataError, match="success"):
         make_plots(view)
+
+
+def test_gallery_command_writes_plots_and_serves(gallery_ds, capsys):
+    import subprocess
+    import sys
+    import urllib.request
+
+    assert main(["gallery", str(gallery_ds.root)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["total"] == 12 and out["counts"] == {"accepted": 7, "rejected": 4, "failed": 1}
+    assert all(os.path.isfile(p) for p in out["plots"]) and len(out["plots"]) == 5
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    proc = subprocess.Popen([sys.executable, "-m", "cirsynth", "gallery", str(gallery_ds.root), "--serve", "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = ""
+        while "gallery at" not in line:
+            line = proc.stdout.readline()
+            assert line or proc.poll() is None, proc.stderr.read()
+        url = line.split()[2]
+        assert url.startswith("http://127.0.0.1:")
+        meta = json.load(urllib.request.urlopen(url + "api/meta", timeout=10))
+        assert meta["total"] == 12 and len(meta["plots"]) == 5
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
