@@ -3,29 +3,17 @@
 from __future__ import annotations
 
 import json
-import shutil
 import time
 
 import pytest
 
 from cirsynth.cli import main
 from cirsynth.report import Gallery, read_decisions, serve_in_thread
+from cirsynth.testing.browser import chromium_paths, headless_chromium
 from tests.report.conftest import SCRIPT_CAPTION
 
-webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is in the test extra")
-CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="needs Debian's chromium and chromium-driver (make debian)")
-
-
-def chrome():
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    opts = Options()
-    opts.binary_location = CHROMIUM
-    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,1000"):
-        opts.add_argument(a)
-    return webdriver.Chrome(service=Service(DRIVER), options=opts)
+pytest.importorskip("selenium.webdriver", reason="selenium is in the test extra")
+pytestmark = pytest.mark.skipif(not all(chromium_paths()), reason="needs Debian's chromium and chromium-driver (make debian)")
 
 
 def wait_for(fn, timeout: float = 10.0):
@@ -44,7 +32,7 @@ def wait_for(fn, timeout: float = 10.0):
 
 @pytest.fixture(scope="module")
 def browser():
-    d = chrome()
+    d = headless_chromium()
     yield d
     d.quit()
 
