@@ -84,7 +84,7 @@ def make_plots(view: ManifestView, decisions: dict[str, dict[str, str]] | None =
         ax.set_xlabel(name)
         ax.set_ylabel("triplets")
         ax.set_title(f"{name} (filter status)")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper right")
         _save(fig, out_dir / f"score_{name}.png")
         plots.append(f"{REPORT_DIR}/score_{name}.png")
     if not view.score_names:
@@ -105,7 +105,7 @@ def make_plots(view: ManifestView, decisions: dict[str, dict[str, str]] | None =
             ax.text(x, total, f"{100 * acc / total:.0f}%", ha="center", va="bottom", fontsize=8)
         ax.set_ylabel("triplets")
         ax.set_title("acceptance by edit type (% accepted)")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper right")
         _save(fig, out_dir / "acceptance_by_edit_type.png")
         plots.append(f"{REPORT_DIR}/acceptance_by_edit_type.png")
 
