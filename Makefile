@@ -21,12 +21,17 @@ $(STAMP): pyproject.toml Makefile
 	$(MAKE) --no-print-directory debian
 	touch $(STAMP)
 
-# WordNet 3.0 for the lexical perturber's co-hyponym swaps.
+# WordNet 3.0 for the lexical perturber's co-hyponym swaps; headless Chromium + its driver for the gallery's browser tests.
 debian:
 	@if [ ! -f /usr/share/wordnet/data.noun ]; then \
 		if command -v apt-get >/dev/null; then \
 			$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wordnet-base; \
 		else echo "WordNet (Debian package wordnet-base) is missing and apt-get is not available"; exit 1; fi; \
+	fi
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+		if command -v apt-get >/dev/null; then \
+			$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+		else echo "Chromium (Debian packages chromium, chromium-driver) is missing and apt-get is not available"; exit 1; fi; \
 	fi
 
 test: setup

@@ -20,6 +20,9 @@ def test_demo_runs_the_whole_flow_and_scores_against_ground_truth(tmp_path, caps
     assert 0 <= gt["with_ground_truth"] <= gt["edits"]
     if "all" in gt:  # judged by the bundled attribute classifier
         assert gt["all"]["n"] == gt["with_ground_truth"]
+        verdicts = [json.loads(line) for line in (out / "dataset" / "ground_truth.jsonl").read_text().splitlines()]
+        assert len(verdicts) == gt["all"]["n"] and {v["id"] for v in verdicts} <= {r.id for r in rows}
+        assert round(100.0 * sum(v["success"] for v in verdicts) / len(verdicts), 1) == gt["all"]["success"]
         assert 0.0 <= gt["all"]["success"] <= min(gt["all"]["target"], gt["all"]["preserved"])
     if result["models"]["captioner"]:  # captions come from the bundled world captioner, scored against the truth
         assert all(r.provenance.get("captioner") or r.reference_caption for r in rows)

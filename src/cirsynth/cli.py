@@ -22,6 +22,8 @@ COMMANDS: dict[str, Any] = {
     "caption": "cirsynth.commands.caption:caption",
     "perturb": "cirsynth.commands.perturb:perturb",
     "train-perturber": "cirsynth.commands.train_perturber:train_perturber",
+    "gallery": "cirsynth.commands.gallery:gallery",
+    "curate": "cirsynth.commands.curate:curate",
     "experiment": {"data-scarcity": "cirsynth.commands.experiment:data_scarcity"},
     "world": {
         "train": {

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
+from cirsynth.config import atomic_write_text
 from cirsynth.world.assets import bundled_models
 from cirsynth.world.pictures import wrap_words
 from cirsynth.world.evaluate import judge_edit
@@ -25,6 +26,9 @@ from cirsynth.world.ground_truth import ground_truth
 from cirsynth.world.language import NUM_CAPTION_VARIANTS, caption
 from cirsynth.world.render import render
 from cirsynth.world.scene import random_scene
+
+
+GROUND_TRUTH_FILE = "ground_truth.jsonl"  # per-row verdicts in the dataset root (read by cirsynth.report.plots)
 
 
 @dataclasses.dataclass
@@ -154,8 +158,10 @@ def judge(rows, ds, classifier_dir: str | None) -> dict[str, Any]:
     judged = [(t, s, gt) for t, s, gt in rows if gt is not None]
     preds = clf.predict([ds.open_image(t.target) for t, _, _ in judged]) if judged else []
     per: dict[str, dict[str, list[bool]]] = {}
+    verdicts = []
     for (t, scene, gt), pred in zip(judged, preds):
         target_ok, preserved = judge_edit(pred, scene, gt.target)
+        verdicts.append({"id": t.id, "success": target_ok and preserved, "target": target_ok, "preserved": preserved})
         for key in (t.status, "all"):
             d = per.setdefault(key, {"target": [], "preserved": [], "success": []})
             d["target"].append(target_ok)
@@ -163,6 +169,8 @@ def judge(rows, ds, classifier_dir: str | None) -> dict[str, Any]:
             d["success"].append(target_ok and preserved)
     for key, d in per.items():
         out[key] = {k: round(100.0 * float(np.mean(v)), 1) for k, v in d.items()} | {"n": len(d["success"])}
+    # Each judged row's verdict beside the manifest: `cirsynth gallery` plots the filter's precision from it.
+    atomic_write_text(ds.root / GROUND_TRUTH_FILE, "".join(json.dumps(v) + "\n" for v in verdicts))
     return out
 
 
