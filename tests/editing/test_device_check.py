@@ -18,16 +18,18 @@ def device_check():
 
 
 def test_tiny_run_measures_every_planned_row(device_check, tmp_path, capsys):
-    assert device_check.main(["--tiny", "--out", str(tmp_path), "--budget-s", "1e9"]) == 0
+    # one shape and one batch keep this to about a minute on CI's CPU; SDXL's paths have tests/editing/test_sdxl.py
+    assert device_check.main(["--tiny", "--out", str(tmp_path), "--budget-s", "1e9", "--shapes", "tiny-sd",
+                              "--batch-sizes", "1"]) == 0
     doc = json.loads((tmp_path / "device_check.json").read_text())
     assert doc == json.loads(capsys.readouterr().out)
-    planned = device_check.plan(["tiny-sd", "tiny-sdxl"], [1, 2])
+    planned = device_check.plan(["tiny-sd"], [1])
     assert [(r["shape"], r["dtype"], r["method"], r["batch"]) for r in doc["rows"]] == planned
     covered = {(r["shape"], r["dtype"], r["method"], r["batch"]) for r in doc["rows"]}
-    for shape in ("tiny-sd", "tiny-sdxl"):
+    for shape in ("tiny-sd",):
         for method in device_check.METHODS:
             for dtype in ("fp32", "bf16"):
-                assert any((shape, dtype, method, b) in covered for b in (1, 2)), (shape, dtype, method)
+                assert (shape, dtype, method, 1) in covered, (shape, dtype, method)
         assert doc["unet_gflop_per_row"][shape] > 0
     for row in doc["rows"]:
         assert "skipped" not in row and "error" not in row, row
