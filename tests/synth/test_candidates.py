@@ -99,8 +99,8 @@ def test_synthesize_candidates_recorded_and_best_kept(tmp_path, tiny_models, cap
     caps.write_text("".join(json.dumps({"image": f"p{i}.png", "caption": "a red car on a street"}) + "\n" for i in range(2)))
     out = tmp_path / "out"
     argv = ["synthesize", "--images", str(imgs), "--out", str(out), "--editor", tiny_models["sd"], "--captions", str(caps),
-            "--clip", tiny_models["clip"], "--inversion", "negative-prompt", "--num_steps", "3", "--progress", "false",
-            "--candidates", "3", "--hard_negatives", "2", "--min_caption_margin", "-1.5", "--rank_by", "caption_margin"]
+            "--clip", tiny_models["clip"], "--inversion", "negative-prompt", "--num_steps", "5", "--progress", "false",
+            "--edit_types", "[color]", "--candidates", "3", "--hard_negatives", "2", "--min_caption_margin", "-1.5", "--rank_by", "caption_margin"]
     assert main(argv) == 0
     rows = [t for t in TripletDataset(out).triplets() if t.status != "failed"]
     assert len(rows) == 2
@@ -113,6 +113,10 @@ def test_synthesize_candidates_recorded_and_best_kept(tmp_path, tiny_models, cap
         if passing:  # the kept one is the passing candidate with the best rank_by score
             assert t.status == "accepted" and t.scores["caption_margin"] == max(c["caption_margin"] for c in passing)
         assert t.provenance["candidates_passed"] == len(passing)
+        # the kept candidate's LocalBlend mask is stored beside the target and named by the row (the gallery shows it)
+        assert t.source_words and t.target_words  # a replacement: LocalBlend ran
+        mask = Image.open(out / t.provenance["mask"])
+        assert mask.size == Image.open(out / t.target).size and set(np.unique(np.asarray(mask))) <= {0, 255}
 
 
 def test_cut_caption_is_a_failed_row_and_the_world_captioner_uses_its_own_length(tmp_path, capsys):

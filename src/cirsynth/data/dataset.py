@@ -269,8 +269,13 @@ class TripletWriter:
         triplet: Triplet,
         reference_image: Image.Image | None = None,
         target_image: Image.Image | None = None,
+        mask: Any = None,
     ) -> Triplet:
         """Append one triplet; given images are saved first and the paths set on the record.
+
+        Args:
+            mask: optional (H, W) boolean LocalBlend mask of the target, saved as ``images/mask/<id>.png`` (white =
+                edited) and named by ``provenance["mask"]``.
 
         Raises:
             DataError: the id was written before (duplicate), or a referenced image file is missing.
@@ -283,6 +288,12 @@ class TripletWriter:
             rel = f"images/tgt/{safe_name(triplet.id)}.png"
             atomic_write_bytes(self.dataset.root / rel, encode_png(target_image.convert("RGB")))
             triplet.target = rel
+        if mask is not None:
+            import numpy as np
+
+            rel = f"images/mask/{safe_name(triplet.id)}.png"
+            atomic_write_bytes(self.dataset.root / rel, encode_png(Image.fromarray(np.asarray(mask, bool).astype(np.uint8) * 255)))
+            triplet.provenance = {**(triplet.provenance or {}), "mask": rel}
         # A failed row may point at an input that could not be read; every other row's images must exist.
         for rel in (triplet.reference, triplet.target) if triplet.status != "failed" else ():
             if rel is not None and not self.dataset.image_path(rel).is_file():

@@ -265,7 +265,8 @@ class Synthesizer:
             for s in range(0, len(todo), cfg.batch_size):
                 batch = todo[s : s + cfg.batch_size]
                 for t, images in self.process(batch, prov, bars):
-                    w.add(t, reference_image=images[0], target_image=images[1])
+                    w.add(t, reference_image=images[0], target_image=images[1],
+                          mask=images[2] if len(images) > 2 else None)
                     _count(summary, t)
                 w.flush()  # one shard per batch: the resume unit
         bars.close()
@@ -431,7 +432,7 @@ class Synthesizer:
                                                  for c, vv in zip(res, verdicts)],
                             "edit_provenance": ed.provenance},
             )
-            yield t, (im, res[best].image)
+            yield t, (im, res[best].image, res[best].mask)
         bars.update("filter", len(pairs))
 
     def negatives(self, edits: list[CaptionEdit]) -> list[list[str]]:
