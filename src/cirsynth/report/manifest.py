@@ -115,12 +115,18 @@ class ManifestView:
         return sorted(set(self.edit_type.tolist()))
 
     def thresholds(self) -> dict[str, float]:
-        """Score name -> the threshold the run filtered with (from dataset.json's run config, else the defaults)."""
+        """Score name -> the threshold the run filtered with (from dataset.json's run config, else the defaults); a
+        rule the run turned off (threshold None) has no entry."""
         from cirsynth.synth.filters import RULES, FilterConfig
 
         run_filters = (self.dataset.meta.get("run_config") or {}).get("filters") or {}
         defaults = FilterConfig()
-        return {name: float(run_filters.get(attr, getattr(defaults, attr))) for name, attr in RULES}
+        out = {}
+        for name, attr in RULES:
+            value = run_filters.get(attr, getattr(defaults, attr))
+            if value is not None:
+                out[name] = float(value)
+        return out
 
     # -- paging ------------------------------------------------------------------------------------
     def select(self, q: PageQuery, decisions: dict[str, dict[str, str]]) -> np.ndarray:
