@@ -32,6 +32,7 @@ _spec = importlib.util.spec_from_file_location("cirsynth_bench_editing", Path(__
 _bench = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_bench)  # benchmarks/editing.py: the one SD-1.5-shapes builder, photos and PSNR
 photos, psnr, sd15_random_pipeline, UnetCounter = _bench.photos, _bench.psnr, _bench.sd15_random_pipeline, _bench.UnetCounter
+sd_vae = _bench.sd_vae
 
 METHODS = ("ddpm", "direct", "negative-prompt", "ddim", "null-text")
 
@@ -39,7 +40,7 @@ METHODS = ("ddpm", "direct", "negative-prompt", "ddim", "null-text")
 def sdxl_random_pipeline(dtype: torch.dtype, device: str):
     """SDXL-shaped pipeline (1024^2; UNet 320/640/1280 with 1/2/10 transformer layers, CLIP-L 768 + bigG 1280 text
     encoders, 77 tokens, VAE with force_upcast) with random weights, built from configs on the device."""
-    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
     from transformers import BertTokenizer, CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     from cirsynth.models.text import minilm_dir
@@ -65,16 +66,7 @@ def sdxl_random_pipeline(dtype: torch.dtype, device: str):
             addition_time_embed_dim=256,
             projection_class_embeddings_input_dim=2816,  # 6 x 256 + 1280
         )
-        vae = AutoencoderKL(
-            down_block_types=("DownEncoderBlock2D",) * 4,
-            up_block_types=("UpDecoderBlock2D",) * 4,
-            block_out_channels=(128, 256, 512, 512),
-            layers_per_block=2,
-            latent_channels=4,
-            sample_size=1024,
-            scaling_factor=0.13025,
-            force_upcast=True,
-        )
+        vae = sd_vae(sample_size=1024, scaling_factor=0.13025, force_upcast=True)
     sched = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                                    timestep_spacing="leading", steps_offset=1)  # fmt: skip
     sched.register_to_config(clip_sample=False, set_alpha_to_one=False)  # as SDXL's own scheduler_config.json

@@ -27,9 +27,19 @@ from PIL import Image
 SD15_UNET_GFLOP = 803.0  # forward at batch 1, 64x64 latents, 77 tokens (measured, DESIGN.md)
 
 
+def sd_vae(**config):
+    """A random AutoencoderKL with the SD-1.5 / SDXL block layout (4 latent channels); ``config`` adds or overrides
+    fields (sample size, SDXL's scaling factor and fp16 upcast)."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(**{"down_block_types": ("DownEncoderBlock2D",) * 4, "up_block_types": ("UpDecoderBlock2D",) * 4,
+                            "block_out_channels": (128, 256, 512, 512), "layers_per_block": 2, "latent_channels": 4,
+                            **config})
+
+
 def sd15_random_pipeline(dtype: torch.dtype, device: str):
     """SD-1.5-shaped pipeline (UNet, VAE, CLIP text encoder 768-d x 77) with random weights, built from configs."""
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import BertTokenizer, CLIPTextConfig, CLIPTextModel
 
     from cirsynth.testing.tiny_sd import minilm_dir
@@ -39,14 +49,7 @@ def sd15_random_pipeline(dtype: torch.dtype, device: str):
                                         intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
                                         pad_token_id=0, bos_token_id=101, eos_token_id=102))  # fmt: skip
     unet = UNet2DConditionModel(sample_size=64, cross_attention_dim=768)  # defaults are SD-1.5's blocks
-    vae = AutoencoderKL(
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(128, 256, 512, 512),
-        layers_per_block=2,
-        latent_channels=4,
-        sample_size=512,
-    )
+    vae = sd_vae(sample_size=512)
     sched = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
                           set_alpha_to_one=False, steps_offset=1)  # fmt: skip
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=tokenizer, unet=unet, scheduler=sched,
