@@ -208,12 +208,13 @@ def method_report(table: dict[str, Any], edits: list, cfg: WorldEvalConfig) -> d
     from cirsynth.synth.filters import EditFilter, FilterVerdict, pick_best
 
     judge = EditFilter(dataclasses.replace(cfg.filter, clip=None)) if cfg.clip is not None else None
-    kept, accepted = [], []
+    kept, kept_verdicts = [], []
     for cands in table["candidates"]:
         verdicts = [judge.judge(c["scores"]) if judge else FilterVerdict(c["scores"]) for c in cands]
         b = pick_best(verdicts, cfg.filter.rank_by)
         kept.append(b)
-        accepted.append(verdicts[b].passed)
+        kept_verdicts.append(verdicts[b])
+    accepted = [v.passed for v in kept_verdicts]
     chosen = [cands[b] for cands, b in zip(table["candidates"], kept)]
     per_type: dict[str, dict[str, list[bool]]] = {}
     for e, c in zip(edits, chosen):
@@ -254,8 +255,7 @@ def method_report(table: dict[str, Any], edits: list, cfg: WorldEvalConfig) -> d
             "accepted_success": _pct([a and s for a, s in zip(accepted, success)]),
             "preserved_after_filter": _pct([c["preserved"] for a, c in zip(accepted, chosen) if a]),
             "precision_by_edit_type": {k: _pct(v) for k, v in sorted(by_type.items())},
-            "failed_rules": dict(Counter(r.split()[0] for cands, b in zip(table["candidates"], kept)
-                                         for r in judge.judge(cands[b]["scores"]).failed)),
+            "failed_rules": dict(Counter(r.split()[0] for v in kept_verdicts for r in v.failed)),
             "rules": rule_report([c for cands in table["candidates"] for c in cands], cfg.filter),
             "score_auc": score_auc([c for cands in table["candidates"] for c in cands]),
         }
