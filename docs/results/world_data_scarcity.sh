@@ -23,9 +23,12 @@ $CIRSYNTH synthesize --recipe world --images "$W/train_refs_syn.jsonl" --out "$W
   --edit_types "[color, material, size, pattern, subject, object, background, lighting]" \
   --batch_size 8 --seed 0 --progress false
 
-# 3. the reference arms for exactly the accepted synthetic edits: ground-truth targets, and another edit's targets
-rm -rf "$W/oracle" "$W/wrong_edit"
+# 3. the reference arms for exactly the accepted synthetic edits: ground-truth targets, and another edit's targets;
+#    and for every edit the run made (accepted or rejected): oracle, wrong-edit, and ours with the filter off
+rm -rf "$W/oracle" "$W/wrong_edit" "$W/oracle_all" "$W/wrong_edit_all" "$W/ours_all"
 $CIRSYNTH world controls "$W/synthetic" "$W/bench" "$W/oracle" "$W/wrong_edit"
+$CIRSYNTH world controls "$W/synthetic" "$W/bench" "$W/oracle_all" "$W/wrong_edit_all" --all_edits true \
+  --unfiltered_out "$W/ours_all"
 
 # 4. real fraction x {real, real + ours, real + oracle, real + wrong-edit} x 5 seeds, Combiner on frozen world-CLIP
 #    features, 150 optimisation steps for every run
@@ -33,3 +36,9 @@ $CIRSYNTH experiment data-scarcity "$A/clip" "triplets:$W/bench:train" "triplets
   docs/results/world_data_scarcity --synthetic "[triplets:$W/synthetic]" --oracle "[triplets:$W/oracle]" \
   --wrong_edit "[triplets:$W/wrong_edit]" --steps 150 \
   --fractions "[0.05, 0.1, 0.3, 1.0]" --seeds "[0, 1, 2, 3, 4]" --batch_size 128 --lr 1e-4 --cpu
+
+# 5. the same for every edit: our triplets with the filter off against the oracle of the same edits
+$CIRSYNTH experiment data-scarcity "$A/clip" "triplets:$W/bench:train" "triplets:$W/bench:test" \
+  docs/results/world_data_scarcity_all_edits --synthetic "[triplets:$W/ours_all]" --oracle "[triplets:$W/oracle_all]" \
+  --wrong_edit "[triplets:$W/wrong_edit_all]" --steps 150 \
+  --fractions "[0.05, 0.1, 0.3]" --seeds "[0, 1, 2, 3, 4]" --batch_size 128 --lr 1e-4 --cpu

@@ -54,3 +54,13 @@ def test_controls_render_the_true_and_another_edit_for_accepted_triplets(tmp_pat
         assert not np.array_equal(tgt, np.asarray(render(edit.target)))  # another edit's target, not the true one
         assert not np.array_equal(tgt, np.asarray(wrong.open_image(t.reference)))
         assert Scene.from_dict(t.provenance["target_scene"]).key() != edit.target.key()
+    # every edit, rejected ones too, and ours with the filter off: the same edits as the oracle, our own images
+    assert main(["world", "controls", str(syn.root), str(bench.root), str(tmp_path / "oracle_all"), str(tmp_path / "wrong_all"),
+                 "--all_edits", "true", "--unfiltered_out", str(tmp_path / "ours_all")]) == 0
+    counts = json.loads(capsys.readouterr().out)
+    assert (counts["accepted"], counts["rejected"], counts["oracle"], counts["unfiltered"]) == (3, 1, 3, 3)
+    ours = {t.id: t for t in TripletDataset(tmp_path / "ours_all").triplets(status="accepted")}
+    assert set(ours) == {t.id for t in TripletDataset(tmp_path / "oracle_all").triplets()} == {"s0", "s1", "s2"}
+    assert ours["s2"].provenance["status_in_run"] == "rejected"
+    assert np.array_equal(np.asarray(TripletDataset(tmp_path / "ours_all").open_image(ours["s2"].target)),
+                          np.asarray(syn.open_image(next(t for t in syn.triplets() if t.id == "s2").target)))

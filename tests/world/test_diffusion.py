@@ -7,6 +7,8 @@ import pytest
 import torch
 
 from cirsynth.commands.world import train_diffusion
+from cirsynth.models.diffusion import PACKAGED_WEIGHTS, load_sd_pipeline
+from cirsynth.models.text import minilm_dir
 from cirsynth.world.diffusion import WorldDiffusionConfig, psnr
 from cirsynth.world.render import object_mask, object_masks, render_array
 from cirsynth.world.scene import COLORS, random_scene
@@ -19,6 +21,7 @@ SMALL = ["--image_size", "32", "--vae_channels", "[8, 16, 16]", "--unet_channels
 
 def test_train_command_saves_a_loadable_stable_diffusion_folder(tmp_path, capsys):
     from diffusers import StableDiffusionPipeline
+    from transformers import BertModel
 
     from cirsynth.cli import main
 
@@ -32,7 +35,7 @@ def test_train_command_saves_a_loadable_stable_diffusion_folder(tmp_path, capsys
     assert "unet step 2/2" in log and "vae step 1: held-out PSNR" in log and "decoder step 2/2" in log
     ckpt = tmp_path / "sd.ckpt"  # the mid-training checkpoint (after UNet step 1) is a whole pipeline too
     assert f"checkpoint at unet step 1: {ckpt}" in log
-    assert StableDiffusionPipeline.from_pretrained(ckpt, safety_checker=None).unet.config.in_channels == 4
+    assert load_sd_pipeline(ckpt, device="cpu").unet.config.in_channels == 4
     assert not (tmp_path / "sd.ckpt.tmp").exists() and not (tmp_path / "sd.tmp").exists()
     report = json.loads((out / "training_report.json").read_text())
     assert 0.0 < report["unet"]["held_out_object_word_attention_inside"] < 1.0  # measured on the 8x8 layers
@@ -43,8 +46,14 @@ def test_train_command_saves_a_loadable_stable_diffusion_folder(tmp_path, capsys
     saved = yaml.safe_load((out / "cirsynth.world-train-diffusion.yaml").read_text())
     assert set(saved) == set(inspect.signature(train_diffusion).parameters)  # rerunnable with --config
 
-    pipe = StableDiffusionPipeline.from_pretrained(out, safety_checker=None)
+    # the frozen MiniLM is not copied into the folder: it points to the package's weights, and loads back from there
+    assert not list((out / "text_encoder").glob("*.safetensors")) and (out / "text_encoder" / PACKAGED_WEIGHTS).is_file()
+    with pytest.raises(OSError):  # plain diffusers needs the text encoder passed in (the module docstring says how)
+        StableDiffusionPipeline.from_pretrained(out, safety_checker=None)
+    pipe = load_sd_pipeline(out, device="cpu")
     assert type(pipe.text_encoder).__name__ == "BertModel"
+    packaged = BertModel.from_pretrained(minilm_dir()).state_dict()
+    assert all(torch.equal(v, packaged[k]) for k, v in pipe.text_encoder.state_dict().items())
     assert pipe.unet.config.cross_attention_dim == pipe.text_encoder.config.hidden_size == 384
     assert pipe.vae.config.scaling_factor == pytest.approx(report["vae"]["scaling_factor"])
     assert pipe.vae.config.scaling_factor != 0.18215  # measured on the world's latents, not SD's constant
@@ -284,3 +293,75 @@ def test_grounding_trains_through_the_recorded_attention(tmp_path):
     assert any(not torch.equal(v, pipe.unet.state_dict()[k]) for k, v in to_k.items())
     with pytest.raises(ValueError, match="grounding_weight"):
         train_unet(pipe, latents, embeds, null, cfg, logs.append)
+
+
+def test_a_stopped_and_resumed_run_trains_exactly_the_same_weights_and_refuses_other_settings(tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    from cirsynth.cli import main
+
+    recipe = SMALL + ["--vae_steps", "2", "--unet_steps", "4", "--ema_decay", "0.9", "--grounding_weight", "0.1",
+                      "--snr_gamma", "5.0", "--card", "false"]
+    assert main(["world", "train", "diffusion", str(tmp_path / "straight"), *recipe]) == 0
+    split = ["world", "train", "diffusion", str(tmp_path / "split"), *recipe]
+    assert main([*split, "--stop_at", "2"]) == 0
+    log = capsys.readouterr().out
+    assert "stopped at unet step 2/4" in log and '"complete": false' in log
+    assert not (tmp_path / "split").exists()  # only the checkpoint moved: no half-trained model at OUT
+    ckpt = tmp_path / "split.ckpt"
+    assert (ckpt / "unet").is_dir() and (ckpt / "train_state" / "state.safetensors").is_file()
+    with pytest.raises(ValueError, match=r"unet_lr: 0\.0004 -> 0\.001"):  # the refusal names what changed
+        main([*split, "--resume", "true", "--unet_lr", "1e-3"])
+    assert main([*split, "--resume", "true"]) == 0
+    assert "resumed the unet stage at step 2/4" in capsys.readouterr().out
+    a = load_file(tmp_path / "straight" / "unet" / "diffusion_pytorch_model.safetensors")
+    b = load_file(tmp_path / "split" / "unet" / "diffusion_pytorch_model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # the EMA weights, bit for bit
+    first = load_file(ckpt / "unet" / "diffusion_pytorch_model.safetensors")
+    assert not all(torch.equal(a[k], first[k]) for k in a)  # and the last two steps did train
+
+
+def test_resume_without_a_checkpoint_says_what_is_missing(tmp_path):
+    from cirsynth.world.diffusion import WorldDiffusionConfig, train_world_diffusion
+
+    with pytest.raises(FileNotFoundError, match="holds no training state to resume"):
+        train_world_diffusion(WorldDiffusionConfig(resume=True), tmp_path / "none", log=lambda _: None)
+
+
+def test_rendering_in_worker_processes_gives_the_same_data():
+    from cirsynth.world.diffusion import world_images_and_captions
+
+    one = world_images_and_captions(6, 5, 32)
+    two = world_images_and_captions(6, 5, 32, workers=2)
+    assert one[1] == two[1] and torch.equal(one[0], two[0]) and torch.equal(one[2], two[2])
+
+
+def test_the_cut_text_encoder_gives_the_full_encoders_embeddings_for_world_captions(tmp_path):
+    from cirsynth.world.diffusion import WorldDiffusionConfig, build_pipeline, encode_prompts, save_world_text_encoder
+    from cirsynth.world.language import NUM_CAPTION_VARIANTS, caption
+
+    info = save_world_text_encoder(tmp_path / "te", dtype="float32", num_captions=3000)
+    assert info["vocab_size"] < 300 < info["full_vocab_size"]
+    rng = np.random.default_rng(99)  # captions it never saw
+    prompts = [caption(random_scene(rng), int(rng.integers(NUM_CAPTION_VARIANTS))) for _ in range(40)] + [""]
+    full = build_pipeline(WorldDiffusionConfig(image_size=32, vae_channels=(8, 16, 16), unet_channels=(16, 32), norm_num_groups=8))
+    cut = build_pipeline(WorldDiffusionConfig(image_size=32, vae_channels=(8, 16, 16), unet_channels=(16, 32), norm_num_groups=8,
+                                              text_encoder=str(tmp_path / "te")))
+    assert torch.allclose(encode_prompts(full, prompts), encode_prompts(cut, prompts), atol=1e-5)
+    assert cut.tokenizer.unk_token_id not in cut.tokenizer(prompts)["input_ids"][0]
+
+
+def test_a_spent_time_budget_checkpoints_and_stops_the_unet_stage():
+    from cirsynth.world.diffusion import build_pipeline, encode_prompts, train_unet, world_images_and_captions
+
+    cfg = WorldDiffusionConfig(image_size=32, vae_channels=(8, 16, 16), unet_channels=(16, 32), norm_num_groups=8,
+                               max_length=24, latent_channels=4, unet_steps=50, batch_size=4, max_seconds=1e-6)
+    pixels, captions, _, _ = world_images_and_captions(6, 2, 32)
+    pipe = build_pipeline(cfg)
+    with torch.no_grad():
+        latents = pipe.vae.encode(pixels).latent_dist.mean
+    saved, logs = [], []
+    report = train_unet(pipe, latents, encode_prompts(pipe, captions), encode_prompts(pipe, [""]), cfg, logs.append,
+                        lambda step, tensors, meta: saved.append((step, meta["step"], "generator" in tensors)))
+    assert report["steps_done"] == 1 and report["complete"] is False
+    assert saved == [(1, 1, True)] and "stopped at unet step 1/50 (time budget spent)" in logs

