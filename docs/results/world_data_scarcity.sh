@@ -9,7 +9,8 @@ set -euo pipefail
 W=${1:-world_experiment}
 A=src/cirsynth/assets/world
 CIRSYNTH=${CIRSYNTH:-.venv/bin/cirsynth}
-N_SYN=${N_SYN:-300}  # synthetic references (CPU time: about 8 s each with 4 candidates on a quiet 2-core CPU)
+N_SYN=${N_SYN:-160}  # synthetic references (CPU: about 8 s each with 4 candidates on a quiet 2-core CPU, 20-60 s
+                     # shared); the committed results used 160 (stopped there for time; 300 was planned)
 mkdir -p "$W"
 
 # 1. the "real" (ground-truth, human-annotated-like) world CIR benchmark, and its train references as inputs

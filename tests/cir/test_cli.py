@@ -129,8 +129,10 @@ def test_data_scarcity_equal_steps_reference_arms_and_paired_intervals(tiny_clip
     assert abs(paired["real+oracle"]["mean_diff"] - sum(diffs) / 3) < 1e-9
     p = paired["real+oracle"]
     assert p["ci95_low"] <= p["mean_diff"] <= p["ci95_high"] and p["seeds"] == 3
-    if p["mean_diff"]:
+    if p["ci95_low"] > 0:  # a share only of an oracle gain that is there
         assert abs(paired["real+synthetic"]["share_of_oracle_gain"] - paired["real+synthetic"]["mean_diff"] / p["mean_diff"]) < 1e-9
+    else:
+        assert "share_of_oracle_gain" not in paired["real+synthetic"]
     md = (out / "data_scarcity.md").read_text()
     assert "Paired difference" in md and "real+wrong-edit" in md and "Optimisation steps per run: 12–15" in md
 
@@ -149,3 +151,7 @@ def test_paired_interval_matches_a_t_interval_by_hand():
     assert abs(got["real+oracle"]["mean_diff"] - 3.0) < 1e-12
     assert abs(got["real+oracle"]["ci95_high"] - (mean + half)) < 1e-9 and abs(got["real+oracle"]["ci95_low"] - (mean - half)) < 1e-9
     assert abs(got["real+synthetic"]["share_of_oracle_gain"] - 1.0 / 3.0) < 1e-12
+    # an oracle "gain" whose interval holds 0 (or a loss) has no share to give: -0.5 of -0.4 is not 125% of anything
+    noisy = [{**r, "R@1": r["R@1"] + (0 if r["setting"] != "real+oracle" else [-3, -3.5, -1.5, -4][r["seed"]])} for r in rows]
+    got = {p["setting"]: p for p in paired_differences(noisy, "R@1")}
+    assert got["real+oracle"]["ci95_low"] < 0 and "share_of_oracle_gain" not in got["real+synthetic"]

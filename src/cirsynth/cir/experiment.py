@@ -112,14 +112,14 @@ def epochs_for_steps(parts, batch_size: int, steps: int) -> int:
 
 def paired_differences(rows: list[dict], metric: str) -> list[dict]:
     """Per fraction and arm: the per-seed difference to real-only (same seed, hence the same real subset), its mean
-    and 95% t-interval, and for "real+synthetic" its share of the oracle's mean gain when an oracle arm ran."""
+    and 95% t-interval, and for "real+synthetic" its share of the oracle's mean gain when an oracle arm ran and its
+    gain is real (95% interval above 0); a share of a gain that may be nothing, or a loss, would be noise."""
     from scipy import stats
 
     out = []
     for fraction in sorted({r["real_fraction"] for r in rows}):
         here = [r for r in rows if r["real_fraction"] == fraction]
         base = {r["seed"]: r[metric] for r in here if r["setting"] == "real"}
-        gains = {}
         for setting in dict.fromkeys(r["setting"] for r in here):
             if setting == "real":
                 continue
@@ -127,13 +127,13 @@ def paired_differences(rows: list[dict], metric: str) -> list[dict]:
             if not len(d):
                 continue
             half = float(stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else float("nan")
-            gains[setting] = float(d.mean())
             out.append({"real_fraction": fraction, "setting": setting, "mean_diff": float(d.mean()),
                         "ci95_low": float(d.mean()) - half, "ci95_high": float(d.mean()) + half, "seeds": len(d)})
-        oracle = gains.get("real+oracle")
+        oracle = next((r for r in out if r["real_fraction"] == fraction and r["setting"] == "real+oracle"), None)
         for r in out:
-            if r["real_fraction"] == fraction and r["setting"] == "real+synthetic" and oracle:
-                r["share_of_oracle_gain"] = r["mean_diff"] / oracle
+            if (r["real_fraction"] == fraction and r["setting"] == "real+synthetic" and oracle is not None
+                    and oracle["ci95_low"] > 0):
+                r["share_of_oracle_gain"] = r["mean_diff"] / oracle["mean_diff"]
     return out
 
 
@@ -185,7 +185,7 @@ def write_report(rows: list[dict], out_dir: str | Path, metric: str) -> Scarcity
     paired = paired_differences(rows, metric)
     if paired:
         lines += ["", f"## Paired difference to real-only ({metric}, same seed = same real subset; mean and 95% t-interval)",
-                  "", "| real fraction | arm | mean diff | 95% interval | seeds | share of oracle gain |",
+                  "", "The share of the oracle's gain is given only where the oracle gains (its 95% interval above 0).", "", "| real fraction | arm | mean diff | 95% interval | seeds | share of oracle gain |",
                   "|---|---|---|---|---|---|"]
         for p in paired:
             share = f"{100 * p['share_of_oracle_gain']:.0f}%" if "share_of_oracle_gain" in p else "—"
