@@ -39,6 +39,48 @@ def test_noun_swaps_use_the_sense_in_context_and_keep_compounds(lex, caption, ba
         assert not judge(e), (e.target_caption, judge(e))
 
 
+@pytest.mark.parametrize("caption, noun, allowed", [
+    ("two dogs playing in a park", "dogs", {"wolves", "foxes", "cats", "coyotes", "horses"}),  # "dog" is a root
+    ("a man walking a dog in a park", "dog", {"wolf", "fox", "coyote", "cat"}),  # never the "man" sense of dog
+    ("a tiger lying in the grass", "tiger", {"lion", "jaguar", "panther", "leopard", "cheetah"}),  # not a person
+    ("a cat sleeping on a couch", "couch", {"chair", "bench", "stool", "sofa", "armchair"}),  # not a psychiatrist's
+    ("a cow lying in a field", "cow", {"bull", "sheep", "goat", "buffalo", "horse", "pig"}),  # never "a beef"
+    ("a motorcycle parked in front of a building", "building",
+     {"house", "church", "hotel", "garage", "restaurant", "tavern", "bungalow", "barn", "clubhouse", "architecture",
+      "school", "library", "hospital", "cabin"}),  # a root with nothing above: its own kinds
+])
+def test_everyday_nouns_swap_within_their_kind(lex, caption, noun, allowed):
+    edits = [e for e in _edits(lex, caption, ["subject", "object"]).edits if noun in e.source_words]
+    assert edits, caption
+    for e in edits:
+        new = " ".join(e.target_words).lower().removeprefix("a ").removeprefix("an ")
+        assert new in allowed, e.target_caption
+
+
+def test_mass_nouns_and_plurals():
+    from cirsynth.captions.nouns import countable, pluralize
+
+    wn = load_wordnet()
+    assert not countable(wn, "beef") and not countable(wn, "livestock") and not countable(wn, "baggage")
+    assert countable(wn, "cow") and countable(wn, "wolf") and countable(wn, "sheep") and countable(wn, "cake")
+    assert [pluralize(w, wn) for w in ("wolf", "knife", "bus", "box", "mouse")] == [
+        "wolves", "knives", "buses", "boxes", "mice"]
+
+
+def test_wordnet_compounds_are_units(lex):
+    from cirsynth.captions.nouns import noun_spans
+    from cirsynth.captions.text import tokenize
+
+    # "hot dog", "waiting room": the first word is no noun, but WordNet lists the compound
+    for caption, unit in (("a hot dog with mustard on a bun", "hot dog"),
+                          ("a man sitting on a chair in a waiting room", "waiting room")):
+        toks = tokenize(caption)
+        units = [" ".join(t.lower for t in toks[i:j]) for i, j in noun_spans(toks, lex.vocab, lex.wordnet)]
+        assert unit in units and unit.split()[1] not in units, units
+        for e in _edits(lex, caption, ["subject", "object"]).edits:
+            assert unit in e.target_caption or unit == " ".join(e.source_words).lower().removeprefix("a "), e
+
+
 def test_people_swap_to_people_not_roles(lex):
     for caption in ("a woman holding an umbrella in the rain", "a man riding a horse on a beach"):
         res = _edits(lex, caption, ["subject"])
