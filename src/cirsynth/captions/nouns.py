@@ -125,7 +125,8 @@ def noun_spans(tokens: list[Token], vocab: Vocabulary, wordnet: Any = None) -> l
 
     A unit ends in a noun: a word of a closed group in ``vocab`` or, with WordNet and no closed subject/object
     groups (a closed vocabulary names every noun), a word whose most frequent noun sense is concrete. Noun-like
-    words right before it join it ("fire truck"). The unit must open the caption or follow a determiner/number,
+    words right before it join it ("fire truck"). The unit must open the caption or follow a determiner, a number
+    or "of",
     maybe with attribute words between (this keeps verbs like "stands" out).
     """
     groups = {w for g in vocab.subject_groups + vocab.object_groups + vocab.noun_groups for w in g}
@@ -140,7 +141,8 @@ def noun_spans(tokens: list[Token], vocab: Vocabulary, wordnet: Any = None) -> l
             if tokens[j].lower in STOPWORDS or not tokens[j].text.isalpha():
                 break
             j -= 1
-        if i == 0 or (j >= 0 and i - j <= MAX_MODIFIERS + 1 and tokens[j].lower in DETERMINERS | NUMBER_WORDS):
+        # after a determiner or number, or a bare noun after "of" ("a vase of red roses", "a bowl of soup")
+        if i == 0 or (j >= 0 and i - j <= MAX_MODIFIERS + 1 and tokens[j].lower in DETERMINERS | NUMBER_WORDS | {"of"}):
             heads.append(i)
     spans: list[tuple[int, int]] = []
     for i in heads:
