@@ -1,12 +1,14 @@
 """Finding swappable nouns in a caption and what can replace them (closed word groups, or WordNet).
 
-A noun unit is one noun or a compound kept whole ("fire truck", "teddy bear", "clock tower"): a run of
-noun-like words ending in a concrete noun. WordNet swaps take the sense that fits the caption (the MiniLM
-``ContextScorer`` compares the caption with each sense's gloss), stay inside one visual, depictable category
-(``VISUAL_ROOTS``: animal, vehicle, furniture, food, clothing, plant, building, ...), use only words whose most
-frequent sense is the one meant (so "counter" never stands for a game piece), and prefer common words
-(``wordfreq`` Zipf frequency). People swap only within the closed ``vocab.noun_groups`` (man <-> woman, ...):
-WordNet's person siblings are roles ("character", "fellow") that a picture cannot show.
+A noun unit is one noun or a compound kept whole ("fire truck", "teddy bear", "clock tower", "hot dog"): a run
+of noun-like words ending in a concrete noun, or words WordNet lists as one compound. WordNet swaps take the sense
+that fits the caption (the MiniLM ``ContextScorer`` compares the caption with each sense's gloss, weighed against
+the sense's frequency), stay inside one visual, depictable category (``VISUAL_ROOTS``: animal, vehicle, furniture,
+food, clothing, plant, building, ...), use only words whose most frequent sense is the one meant (so "counter"
+never stands for a game piece), prefer common words (``wordfreq`` Zipf frequency), put no mass noun where a count
+noun was ("a beef"), and keep a compound a kind of its head ("school bus" -> another bus). People swap only within
+the closed ``vocab.noun_groups`` (man <-> woman, ...): WordNet's person siblings are roles ("character",
+"fellow") that a picture cannot show.
 """
 
 from __future__ import annotations
@@ -125,8 +127,7 @@ def noun_spans(tokens: list[Token], vocab: Vocabulary, wordnet: Any = None) -> l
 
     A unit ends in a noun: a word of a closed group in ``vocab`` or, with WordNet and no closed subject/object
     groups (a closed vocabulary names every noun), a word whose most frequent noun sense is concrete. Noun-like
-    words right before it join it ("fire truck"). The unit must open the caption or follow a determiner, a number
-    or "of",
+    words right before it join it ("fire truck"). The unit must open the caption or follow a determiner/number,
     maybe with attribute words between (this keeps verbs like "stands" out).
     """
     groups = {w for g in vocab.subject_groups + vocab.object_groups + vocab.noun_groups for w in g}
@@ -141,8 +142,7 @@ def noun_spans(tokens: list[Token], vocab: Vocabulary, wordnet: Any = None) -> l
             if tokens[j].lower in STOPWORDS or not tokens[j].text.isalpha():
                 break
             j -= 1
-        # after a determiner or number, or a bare noun after "of" ("a vase of red roses", "a bowl of soup")
-        if i == 0 or (j >= 0 and i - j <= MAX_MODIFIERS + 1 and tokens[j].lower in DETERMINERS | NUMBER_WORDS | {"of"}):
+        if i == 0 or (j >= 0 and i - j <= MAX_MODIFIERS + 1 and tokens[j].lower in DETERMINERS | NUMBER_WORDS):
             heads.append(i)
     spans: list[tuple[int, int]] = []
     for i in heads:
