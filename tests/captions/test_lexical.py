@@ -49,7 +49,6 @@ def test_edits_are_single_span_valid_and_typed(lex):
 
 
 @needs_wordnet
-@pytest.mark.xfail(strict=True, reason="issue 17 open: 'tree' gets no object swap past the MiniLM kind/context filters")
 def test_each_type_does_what_it_says(lex):
     v = lex.vocab
     [color] = lex.perturb(["two dogs playing with a red ball"], edit_types=["color"])[0].edits

@@ -36,3 +36,21 @@ def test_attributes_after_the_noun():
         texts = " | ".join([e.modification_text, *e.paraphrases])
         assert "diamond" in texts, texts
         assert not re.search(r"\b(same|the) (wood|large|blue|dotted|plain|striped|metal)\b", texts), texts
+
+
+def test_no_edit_type_names_an_attribute_or_background_as_the_object():
+    """Every edit type, with and without WordNet: subject/object/background/lighting texts too."""
+    rng = np.random.default_rng(1)
+    scenes = [random_scene(rng) for _ in range(12)]
+    captions = [caption(s, v) for s in scenes for v in range(NUM_CAPTION_VARIANTS)]
+    for wordnet in (False, None):
+        lex = LexicalPerturber(LexicalConfig(vocab=lexical_vocabulary()), wordnet=wordnet)
+        checked, types = 0, set()
+        for res in lex.perturb(captions, n=6, seed=0):
+            for e in res.edits:
+                types.add(e.edit_type)
+                for text in [e.modification_text, *e.paraphrases]:
+                    for m in _NOUN_SLOT.finditer(text):
+                        assert m.group(1) not in _NOT_NOUNS, (e.edit_type, e.source_caption, text)
+                        checked += 1
+        assert checked > 500 and {"subject", "object", "background", "lighting"} <= types, (checked, types)

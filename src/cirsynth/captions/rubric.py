@@ -58,6 +58,14 @@ def real_captions() -> list[RealCaption]:
     return out
 
 
+def real_caption_split() -> dict[str, list[RealCaption]]:
+    """The bundled captions in two parts: ``"tune"`` (two of every three lines, the part the lexical perturber's
+    rules and thresholds were tuned on) and ``"heldout"`` (every third line, from the first: the part its
+    figures are reported on)."""
+    caps = real_captions()
+    return {"tune": [c for i, c in enumerate(caps) if i % 3], "heldout": caps[::3]}
+
+
 @lru_cache(maxsize=1)
 def rubric_lists() -> dict[str, Any]:
     """The hand-written judgement lists (``data/rubric.json``)."""
