@@ -115,6 +115,10 @@ class ConfigChanged(RuntimeError):
     pass
 
 
+class ClusterError(RuntimeError):
+    """``--engine ray`` cannot run as asked: Ray missing, or settings the cluster cannot hold."""
+
+
 Row = tuple  # (Triplet, (reference image or None, target image or None[, LocalBlend mask])): one manifest row
 
 

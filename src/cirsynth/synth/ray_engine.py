@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from cirsynth.data import TripletDataset, keyed_shard_name
-from cirsynth.synth.pipeline import StageTimes, Summary, SynthConfig, Synthesizer, _Bars, _count, add_row
+from cirsynth.synth.pipeline import ClusterError, StageTimes, Summary, SynthConfig, Synthesizer, _Bars, _count, add_row
 
 SMALL_SHARE = 0.1  # of a worker's GPU for each small-model pool (captioner, CLIP) beside the editor
 
@@ -88,26 +88,26 @@ def plan_pools(cfg: SynthConfig, rc: RayConfig, cluster: dict[str, float]) -> li
     ("fused"; "auto" on CPUs): one pool running every step, one CPU and ``gpus_per_worker`` per actor.
 
     Raises:
-        ValueError: settings the cluster cannot run (too few CPUs or GPUs, a GPU share over 1, CUDA without GPUs).
+        ClusterError: settings the cluster cannot run (too few CPUs or GPUs, a GPU share over 1, CUDA without GPUs).
     """
     if rc.pools not in ("auto", "split", "fused"):
-        raise ValueError(f"pools must be auto, split or fused, got {rc.pools!r}")
+        raise ClusterError(f"pools must be auto, split or fused, got {rc.pools!r}")
     if rc.workers < 1:
-        raise ValueError(f"--workers must be at least 1, got {rc.workers}")
+        raise ClusterError(f"--workers must be at least 1, got {rc.workers}")
     gpus = cluster.get("GPU", 0.0)
     g = rc.gpus_per_worker
     if g is None:
         g = 1.0 if gpus > 0 and cfg.device != "cpu" else 0.0
     if not 0 <= g <= 1:
-        raise ValueError(f"--gpus_per_worker must be between 0 and 1 (a worker uses one GPU; 0.5: two workers share one), got {g}")
+        raise ClusterError(f"--gpus_per_worker must be between 0 and 1 (a worker uses one GPU; 0.5: two workers share one), got {g}")
     if g == 0 and cfg.device and cfg.device.startswith("cuda"):
-        raise ValueError("--device cuda needs --gpus_per_worker > 0 (and GPUs in the Ray cluster)")
+        raise ClusterError("--device cuda needs --gpus_per_worker > 0 (and GPUs in the Ray cluster)")
     if g > 0 and cfg.device == "cpu":
-        raise ValueError("--device cpu with --gpus_per_worker > 0: pass --gpus_per_worker 0 for a CPU run")
+        raise ClusterError("--device cpu with --gpus_per_worker > 0: pass --gpus_per_worker 0 for a CPU run")
     if cluster.get("CPU", 0.0) < rc.workers:
-        raise ValueError(f"--workers {rc.workers} needs {rc.workers} CPUs in the Ray cluster; it has {cluster.get('CPU', 0.0):g}")
+        raise ClusterError(f"--workers {rc.workers} needs {rc.workers} CPUs in the Ray cluster; it has {cluster.get('CPU', 0.0):g}")
     if g > 0 and gpus < rc.workers * g - 1e-9:
-        raise ValueError(f"--workers {rc.workers} x --gpus_per_worker {g:g} needs {rc.workers * g:g} GPUs; the Ray cluster has {gpus:g}")
+        raise ClusterError(f"--workers {rc.workers} x --gpus_per_worker {g:g} needs {rc.workers * g:g} GPUs; the Ray cluster has {gpus:g}")
     device = cfg.device or ("cuda" if g > 0 else "cpu")
     split = rc.pools == "split" or (rc.pools == "auto" and g > 0)
     if not split:
@@ -190,12 +190,14 @@ def run_ray(cfg: SynthConfig, rc: RayConfig, force_new: bool = False) -> Summary
     """``Synthesizer(cfg).run(force_new)`` on a Ray cluster: the same rows, written by the workers.
 
     Raises:
-        ValueError: settings the cluster cannot run (see ``plan_pools``).
+        ClusterError: settings the cluster cannot run (see ``plan_pools``).
         RuntimeError: the manifest does not hold every input's rows exactly once after the run.
     """
-    import ray
-    import ray.data
-
+    try:
+        import ray
+        import ray.data  # noqa: F401 - Ray Data, not only Ray core
+    except ImportError as e:
+        raise ClusterError(f"Ray Data is not installed ({e}); pip install \"cirsynth[ray]\"") from e
     t0 = time.perf_counter()
     syn = Synthesizer(cfg)
     out, todo, summary = syn.start(force_new, load_models=False)  # models load in the workers
