@@ -1,12 +1,14 @@
 """The scale-out runner behind ``cirsynth synthesize --engine ray``: the local runner's stages as Ray Data operators.
 
 The driver does what the local runner does before its first batch (inputs checked, output opened for resume, the
-same batches of ``batch_size`` inputs), then streams the batches through three actor pools, each a callable class
-that loads its models once in ``__init__``:
+same batches of ``batch_size`` inputs), then streams the batches through actor pools (``map_batches`` with
+``compute=ActorPoolStrategy(size=workers)``), each a callable class that loads its models once in ``__init__``:
 
 1. ``CaptionPerturbStage``  load, caption, perturb  (CPU, or a small GPU share when a captioner runs)
 2. ``InvertEditStage``      invert, edit            (the GPU stage)
 3. ``FilterWriteStage``     filter, write the shard (a small GPU share for CLIP)
+
+(three pools when workers have GPUs; on CPUs one pool, ``SynthesizeStage``, runs all three: see ``plan_pools``).
 
 Each batch is one row of the Ray dataset and keeps its inputs together through every stage, so the models see the
 same batches as in the local runner and give the same rows. The last stage writes the batch's rows as one manifest
@@ -225,9 +227,10 @@ def _stream(cfg: SynthConfig, rc: RayConfig, pools: list[dict], batches: list, s
              for b in batches]
     data = ray.data.from_items(items, override_num_blocks=len(items))  # one block per batch: spread from the start
     for p in pools:
+        # Ray 2.60's form of a fixed pool of ``workers`` actors (it deprecates ``concurrency=`` in favour of this)
         data = data.map_batches(p["cls"], fn_constructor_args=(cfg, p["device"], shard_number), batch_size=1,
-                                batch_format="pyarrow", concurrency=rc.workers, num_cpus=p["num_cpus"],
-                                num_gpus=p["num_gpus"])
+                                batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=rc.workers),
+                                num_cpus=p["num_cpus"], num_gpus=p["num_gpus"], udf_modifying_row_count=False)
     for row in data.iter_rows():
         b: _Batch = pickle.loads(row["batch"])
         for t in b.data:
