@@ -4,7 +4,6 @@ with 1 and 2 workers, a killed worker retried, a killed driver resumed."""
 import dataclasses
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -20,7 +19,7 @@ from cirsynth.cli import main  # noqa: E402
 from cirsynth.data import TripletDataset  # noqa: E402
 from cirsynth.synth import ClusterError, SynthConfig, Synthesizer  # noqa: E402
 from cirsynth.synth.ray_engine import RayConfig, plan_pools, run_ray, worker_runtime_env  # noqa: E402
-from tests.synth.conftest import _photo, make_mixed_folder, write_captions  # noqa: E402
+from tests.synth.conftest import kill_mid_run_and_resume, make_mixed_folder, resume_argv, write_captions  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -127,35 +126,11 @@ def test_one_worker_killed_mid_run_is_retried_without_duplicates(cluster, mixed,
 
 
 def test_killed_driver_resumes_and_changed_settings_are_refused(cluster, tiny_models, tmp_path, capsys):
-    imgs = tmp_path / "imgs"
-    imgs.mkdir()
     n = 8
-    for i in range(n):
-        _photo(200 + i).save(imgs / f"img{i:02d}.png")
-    caps = write_captions(imgs, [f"img{i:02d}.png" for i in range(n)])
-    out = tmp_path / "out"
-    args = ["synthesize", "--images", str(imgs), "--out", str(out), "--editor", tiny_models["sd"], "--captions", str(caps),
-            "--no-filter", "--batch_size", "1", "--inversion", "negative-prompt", "--num_steps", "3", "--progress", "false",
-            "--engine", "ray", "--ray_address", cluster, "--workers", "1"]
-    argv = [sys.executable, "-m", "cirsynth", *args]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        if (out / "dataset.json").exists() and TripletDataset(out).shard_paths():
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, f"finished before it could be killed: {proc.stderr.read().decode()[-2000:]}"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    partial = TripletDataset(out).ids()
-    assert 0 < len(partial) < n
-    r = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
-    ids = [t.id for t in TripletDataset(out).triplets()]  # raises on any duplicated id
-    assert len(ids) == len(set(ids)) == n and partial <= set(ids)
-    assert {t.provenance["input"] for t in TripletDataset(out).triplets()} == {f"img{i:02d}.png" for i in range(n)}
-    assert not list(out.rglob("*.tmp"))
+    args, out = resume_argv(tmp_path, n, tiny_models["sd"], seed=200)
+    args += ["--engine", "ray", "--ray_address", cluster, "--workers", "1"]  # a driver of the running cluster
+    rows = kill_mid_run_and_resume([sys.executable, "-m", "cirsynth", *args], out, n)
+    assert {t.provenance["input"] for t in rows} == {f"img{i:02d}.png" for i in range(n)}
     capsys.readouterr()
     assert main(args + ["--seed", "5"]) == 2  # changed settings: refused before any worker starts
     assert "different settings" in capsys.readouterr().err
@@ -179,3 +154,15 @@ def test_pools_and_cluster_checks():
         plan_pools(cfg, RayConfig(gpus_per_worker=2), {"CPU": 8.0, "GPU": 2.0})
     with pytest.raises(ClusterError, match="needs --gpus_per_worker > 0"):
         plan_pools(dataclasses.replace(cfg, device="cuda"), RayConfig(), {"CPU": 8.0})
+
+
+def test_workers_of_a_source_checkout_get_its_folder_on_their_path():
+    import cirsynth
+
+    env = worker_runtime_env()
+    src = str(Path(cirsynth.__file__).resolve().parents[1])
+    if Path(src).name in ("site-packages", "dist-packages"):
+        assert env == {}  # installed: already on every worker's path
+    else:
+        paths = env["env_vars"]["PYTHONPATH"].split(os.pathsep)
+        assert paths[0] == src and all(Path(p).is_absolute() for p in paths)
