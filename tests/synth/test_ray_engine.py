@@ -146,6 +146,8 @@ def test_pools_and_cluster_checks():
     assert all(p["device"] == "cuda" for p in gpu) and sum(p["num_cpus"] for p in gpu) == 1
     lexical = plan_pools(dataclasses.replace(cfg, no_filter=True), RayConfig(workers=1), {"CPU": 4.0, "GPU": 1.0})
     assert [p["device"] for p in lexical] == ["cpu", "cuda", "cpu"]  # the CPU stages hold no GPU
+    llm = plan_pools(dataclasses.replace(cfg, perturber="llm"), RayConfig(workers=1), {"CPU": 4.0, "GPU": 1.0})
+    assert [p["device"] for p in llm] == ["cuda", "cuda", "cuda"] and llm[0]["num_gpus"] == pytest.approx(0.1)
     with pytest.raises(ClusterError, match="needs 3 CPUs"):
         plan_pools(cfg, RayConfig(workers=3), {"CPU": 2.0})
     with pytest.raises(ClusterError, match="needs 4 GPUs"):

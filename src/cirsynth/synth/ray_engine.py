@@ -85,8 +85,9 @@ def plan_pools(cfg: SynthConfig, rc: RayConfig, cluster: dict[str, float]) -> li
     ``device``.
 
     Split pools (``rc.pools`` "split"; "auto" when workers have GPUs): a worker is one actor of each pool, one CPU
-    in all, and ``gpus_per_worker`` split between the editor and the small models (captioner, CLIP), so that one GPU
-    holds one worker's three models as in one local process and the CPU stages never hold a whole GPU. Fused
+    in all, and ``gpus_per_worker`` split between the editor and the small models (captioner or LLM perturber, CLIP;
+    ``SMALL_SHARE`` each), so that one GPU holds one worker's models as in one local process and the CPU stages never
+    hold a whole GPU. Fused
     ("fused"; "auto" on CPUs): one pool running every step, one CPU and ``gpus_per_worker`` per actor.
 
     Raises:
@@ -114,7 +115,7 @@ def plan_pools(cfg: SynthConfig, rc: RayConfig, cluster: dict[str, float]) -> li
     split = rc.pools == "split" or (rc.pools == "auto" and g > 0)
     if not split:
         return [{"cls": SynthesizeStage, "num_cpus": 1.0, "num_gpus": g, "device": device}]
-    cap_share = g * SMALL_SHARE if cfg.captioner else 0.0
+    cap_share = g * SMALL_SHARE if (cfg.captioner or cfg.perturber == "llm") else 0.0
     clip_share = g * SMALL_SHARE if (cfg.clip and not cfg.no_filter) else 0.0
     shares = [(CaptionPerturbStage, 0.25, cap_share), (InvertEditStage, 0.5, g - cap_share - clip_share),
               (FilterWriteStage, 0.25, clip_share)]
