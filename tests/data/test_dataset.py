@@ -140,3 +140,23 @@ def test_not_a_dataset(tmp_path):
     (tmp_path / "dataset.json").write_text("{bad")
     with pytest.raises(DataError, match="malformed JSON"):
         TripletDataset(tmp_path)
+
+
+def test_keyed_shard_is_replaced_when_written_again_and_numbers_go_on(tmp_path):
+    from cirsynth.data import keyed_shard_name
+
+    ds = make_dataset(tmp_path / "ds", per_split={"train": 2}, rejected=0, shard_size=10)  # part-000000
+    base = ds.next_shard_number()
+    name = keyed_shard_name(base, ["a.png", "b.png"])
+    assert name == keyed_shard_name(base, ["a.png", "b.png"]) != keyed_shard_name(base, ["b.png", "a.png"])
+    for attempt in range(2):  # a retried batch writes the same rows again under the same name
+        with ds.writer(shard_size=10**9, shard_name=name) as w:
+            w.add(Triplet(id="a.png:0", reference="", modification_text=f"try {attempt}"), reference_image=solid(1, 1),
+                  target_image=solid(1, 2))
+    assert [p.name for p in ds.shard_paths()] == ["part-000000.parquet", name]
+    assert [t.modification_text for t in ds.triplets() if t.id == "a.png:0"] == ["try 1"]  # replaced, not added
+    with ds.writer(shard_size=1) as w:  # a sequential writer numbers after the keyed shard
+        w.add(Triplet(id="c.png:0", reference="", modification_text="x"), reference_image=solid(2, 2), target_image=solid(2, 3))
+    assert ds.shard_paths()[-1].name == f"part-{base + 1:06d}.parquet"
+    with pytest.raises(ValueError, match="not a shard name"):
+        ds.writer(shard_name="part-1.parquet")

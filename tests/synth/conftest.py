@@ -53,3 +53,48 @@ def write_captions(root: Path, names) -> Path:
         for n in names:
             w.writerow([n, "a red car on a street" if "gray" not in n else "a photo of nothing in particular"])
     return p
+
+
+def resume_argv(tmp_path: Path, n: int, editor: str, seed: int = 100) -> tuple[list[str], Path]:
+    """``n`` captioned photos and the fast one-image-per-batch ``synthesize`` arguments (without the program) that
+    the kill-and-resume tests run on them; returns (arguments, output folder)."""
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    for i in range(n):
+        _photo(seed + i).save(imgs / f"img{i:02d}.png")
+    caps = write_captions(imgs, [f"img{i:02d}.png" for i in range(n)])
+    out = tmp_path / "out"
+    return ["synthesize", "--images", str(imgs), "--out", str(out), "--editor", editor, "--captions", str(caps),
+            "--no-filter", "--batch_size", "1", "--inversion", "negative-prompt", "--num_steps", "3", "--progress", "false"], out
+
+
+def kill_mid_run_and_resume(argv: list[str], out: Path, n: int) -> list:
+    """Start the command ``argv``, SIGKILL it once its first shard is written, rerun it to the end. Checks that the
+    kill left some but not all of the ``n`` rows, that the rerun lost none and repeated none, and that no temp file
+    is left; returns the final rows."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from cirsynth.data import TripletDataset
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if (out / "dataset.json").exists() and TripletDataset(out).shard_paths():
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, f"finished before it could be killed: {proc.stderr.read().decode()[-2000:]}"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    partial = TripletDataset(out).ids()
+    assert 0 < len(partial) < n
+    r = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = list(TripletDataset(out).triplets())  # raises on any duplicated id
+    ids = {t.id for t in rows}
+    assert len(rows) == len(ids) == n and partial <= ids
+    assert not list(out.rglob("*.tmp"))
+    return rows

@@ -1,9 +1,5 @@
 import json
-import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +9,7 @@ from PIL import Image
 from cirsynth.cli import main
 from cirsynth.data import TripletDataset
 from cirsynth.synth import LoadPolicy, load_rgb
-from tests.synth.conftest import _photo, make_mixed_folder, write_captions
+from tests.synth.conftest import _photo, kill_mid_run_and_resume, make_mixed_folder, resume_argv, write_captions
 
 FAST = ["--inversion", "negative-prompt", "--num_steps", "3", "--progress", "false"]
 
@@ -88,36 +84,10 @@ def test_no_filter_accepts_everything_that_was_edited(tmp_path, tiny_models, cap
 
 
 def test_resume_after_sigkill(tmp_path, tiny_models):
-    imgs = tmp_path / "imgs"
-    imgs.mkdir()
     n = 10
-    for i in range(n):
-        _photo(100 + i).save(imgs / f"img{i:02d}.png")
-    caps = write_captions(imgs, [f"img{i:02d}.png" for i in range(n)])
-    out = tmp_path / "out"
-    argv = [sys.executable, "-m", "cirsynth", "synthesize", "--images", str(imgs), "--out", str(out), "--editor", tiny_models["sd"],
-            "--captions", str(caps), "--no-filter", "--batch_size", "1", "--inversion", "negative-prompt", "--num_steps", "3", "--progress", "false"]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 240
-    manifest = out / "manifest"
-    while time.time() < deadline and proc.poll() is None:
-        if manifest.is_dir() and len(list(manifest.glob("part-*.parquet"))) >= 1:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, f"finished before it could be killed: {proc.stderr.read().decode()[-2000:]}"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    partial = TripletDataset(out).ids()
-    assert 0 < len(partial) < n
-    r = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
-    ids = [t.id for t in TripletDataset(out).triplets()]  # raises on any duplicated id
-    assert len(ids) == len(set(ids)) == n
-    assert partial <= set(ids)
-    inputs = {t.provenance["input"] for t in TripletDataset(out).triplets()}
-    assert inputs == {f"img{i:02d}.png" for i in range(n)}
-    assert not list(out.rglob("*.tmp"))
+    args, out = resume_argv(tmp_path, n, tiny_models["sd"])
+    rows = kill_mid_run_and_resume([sys.executable, "-m", "cirsynth", *args], out, n)
+    assert {t.provenance["input"] for t in rows} == {f"img{i:02d}.png" for i in range(n)}
 
 
 def test_load_policy_large_and_odd_images(tmp_path):

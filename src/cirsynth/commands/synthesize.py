@@ -4,6 +4,8 @@ import dataclasses
 import json
 from typing import Literal, Optional
 
+_RAY_ARGS = ("ray_address", "workers", "gpus_per_worker")  # runtime settings of --engine ray, not of the run
+
 
 def synthesize(
     images: Optional[str] = None,
@@ -50,6 +52,10 @@ def synthesize(
     progress: bool = True,
     force_new: bool = False,
     recipe: Optional[str] = None,
+    engine: Literal["local", "ray"] = "local",
+    ray_address: Optional[str] = None,
+    workers: int = 1,
+    gpus_per_worker: Optional[float] = None,
 ) -> int:
     """Images in, a filtered TripletDataset out: caption -> perturb -> invert -> edit -> filter -> write.
 
@@ -107,10 +113,18 @@ def synthesize(
         progress: show one progress bar per stage.
         force_new: start over when the settings changed (moves the old output aside).
         recipe: "world": every unset setting (and --editor / --clip / --vocabulary) from the world recipe.
+        engine: local (one process) or ray (the stages as Ray Data operators over a Ray cluster; same rows;
+            needs `pip install "cirsynth[ray]"`).
+        ray_address: --engine ray: a running cluster ("auto", or HOST:PORT of `ray start --head`); unset: start
+            a local one on this machine.
+        workers: --engine ray: parallel workers (actors per stage pool).
+        gpus_per_worker: --engine ray: GPU per worker, at most 1 (0.5: two share one; 0: CPU); unset: 1 when the
+            cluster has GPUs.
     """
-    given = {k: v for k, v in locals().items() if k not in ("force_new", "recipe")}  # first: the arguments only
+    ray_opts = {"address": ray_address, "workers": workers, "gpus_per_worker": gpus_per_worker}
+    given = {k: v for k, v in locals().items() if k not in ("force_new", "recipe", "engine", "ray_opts", *_RAY_ARGS)}
     from cirsynth.config import save_resolved_config
-    from cirsynth.synth import ConfigChanged, Synthesizer
+    from cirsynth.synth import ClusterError, ConfigChanged, Synthesizer
     from cirsynth.synth.settings import resolve_synth_config
 
     try:
@@ -136,9 +150,16 @@ def synthesize(
     if clip is None and not no_filter:
         raise SystemExit("synthesize: pass --clip ID_OR_DIR for filtering, or --no-filter to accept every edit")
     try:
-        summary = Synthesizer(cfg).run(force_new=force_new)
+        if engine == "ray":
+            from cirsynth.synth.ray_engine import RayConfig, run_ray
+
+            summary = run_ray(cfg, RayConfig(**ray_opts), force_new=force_new)
+        else:
+            summary = Synthesizer(cfg).run(force_new=force_new)
     except ConfigChanged as e:
         raise SystemExit(str(e)) from e
+    except ClusterError as e:
+        raise SystemExit(f"synthesize --engine ray: {e}") from e
     save_resolved_config(out, "synthesize", {**dataclasses.asdict(cfg), "force_new": force_new})
     print(json.dumps({"out": out, **summary.as_dict()}, indent=2))
     return 0

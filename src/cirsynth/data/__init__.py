@@ -1,7 +1,7 @@
 """Records, the on-disk TripletDataset, and CIRR / FashionIQ / WebDataset I/O. No torch models."""
 
 from cirsynth.data.cirr import CIRRQuery, CIRRSplit, export_cirr, read_cirr
-from cirsynth.data.dataset import TripletDataset, TripletWriter
+from cirsynth.data.dataset import TripletDataset, TripletWriter, keyed_shard_name
 from cirsynth.data.errors import DataError, Rejection
 from cirsynth.data.fashioniq import FashionIQQuery, FashionIQSplit, export_fashioniq, join_captions, read_fashioniq
 from cirsynth.data.records import EDIT_TYPES, CaptionEdit, Triplet, config_hash
@@ -24,6 +24,7 @@ __all__ = [
     "export_fashioniq",
     "export_webdataset",
     "join_captions",
+    "keyed_shard_name",
     "read_cirr",
     "read_fashioniq",
 ]

@@ -61,7 +61,9 @@ MANIFEST_SCHEMA = pa.schema(
     ]
 )
 
-_SHARD_RE = re.compile(r"^part-(\d{6})\.parquet$")
+# part-NNNNNN.parquet, written in sequence by one process; part-NNNNNN-<16 hex>.parquet, named by the content it
+# holds (see ``keyed_shard_name``), written by whichever worker finishes that content
+_SHARD_RE = re.compile(r"^part-(\d{6})(?:-[0-9a-f]{16})?\.parquet$")
 _SAFE_ID = re.compile(r"[^A-Za-z0-9_.-]")
 
 
@@ -112,13 +114,18 @@ class TripletDataset:
         atomic_write_json(root / "dataset.json", {"format_version": FORMAT_VERSION, **(meta or {})}, indent=2)
         return cls(root)
 
-    def writer(self, shard_size: int = 256, keep_on_error: bool = True) -> "TripletWriter":
+    def writer(self, shard_size: int = 256, keep_on_error: bool = True, shard_name: str | None = None) -> "TripletWriter":
         """A writer that appends rows in shards of ``shard_size``; use it as a context manager.
 
         ``keep_on_error=False``: an exception (Ctrl-C included) leaving the block discards the buffered rows
         instead of writing them, so every shard is all of what was flushed together or nothing.
         """
-        return TripletWriter(self, shard_size=shard_size, keep_on_error=keep_on_error)
+        return TripletWriter(self, shard_size=shard_size, keep_on_error=keep_on_error, shard_name=shard_name)
+
+    def next_shard_number(self) -> int:
+        """One more than the highest shard number written so far (0 for an empty manifest)."""
+        nums = [int(_SHARD_RE.match(p.name).group(1)) for p in self.shard_paths()]
+        return max(nums) + 1 if nums else 0
 
     # -- reading --------------------------------------------------------------------------------
     def shard_paths(self) -> list[Path]:
@@ -224,19 +231,33 @@ def write_rejections(out: Path, rejections: list[Rejection], counts: dict[str, i
         counts["rejected"] = len(rejections)
 
 
-class TripletWriter:
-    """Appends triplets (and their images) to a ``TripletDataset`` in crash-safe shards."""
+def keyed_shard_name(number: int, keys: list[str]) -> str:
+    """The shard name for the rows of ``keys`` (e.g. a batch's input keys): the same keys always give the same
+    name, so a batch written twice (a retried worker) replaces its shard instead of adding a second one."""
+    digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]
+    return f"part-{number:06d}-{digest}.parquet"
 
-    def __init__(self, dataset: TripletDataset, shard_size: int = 256, keep_on_error: bool = True):
+
+class TripletWriter:
+    """Appends triplets (and their images) to a ``TripletDataset`` in crash-safe shards.
+
+    ``shard_name`` (from ``keyed_shard_name``): the writer writes that one shard, for a caller that runs many
+    writers at once and itself keeps ids apart between them; ids are then checked within the shard only.
+    """
+
+    def __init__(self, dataset: TripletDataset, shard_size: int = 256, keep_on_error: bool = True,
+                 shard_name: str | None = None):
         if shard_size < 1:
             raise ValueError("shard_size must be >= 1")
+        if shard_name is not None and not _SHARD_RE.match(shard_name):
+            raise ValueError(f"not a shard name: {shard_name!r} (part-NNNNNN[-16 hex].parquet)")
         self.dataset = dataset
         self.shard_size = shard_size
         self.keep_on_error = keep_on_error  # False: a block left by an exception writes no partial shard
+        self.shard_name = shard_name
         self._rows: list[dict[str, Any]] = []
-        self._ids = dataset.ids()
-        shards = dataset.shard_paths()
-        self._next_shard = int(_SHARD_RE.match(shards[-1].name).group(1)) + 1 if shards else 0
+        self._ids = set() if shard_name is not None else dataset.ids()
+        self._next_shard: int | None = 0 if shard_name is not None else dataset.next_shard_number()
 
     def __enter__(self) -> "TripletWriter":
         return self
@@ -312,8 +333,13 @@ class TripletWriter:
         table = pa.Table.from_pylist(self._rows, schema=MANIFEST_SCHEMA)
         buf = pa.BufferOutputStream()
         pq.write_table(table, buf)
-        path = self.dataset.root / "manifest" / f"part-{self._next_shard:06d}.parquet"
+        if self.shard_name is not None:
+            if self._next_shard is None:
+                raise RuntimeError(f"{self.shard_name}: a named shard is written once")
+            path, self._next_shard = self.dataset.root / "manifest" / self.shard_name, None
+        else:
+            path = self.dataset.root / "manifest" / f"part-{self._next_shard:06d}.parquet"
+            self._next_shard += 1
         atomic_write_bytes(path, buf.getvalue().to_pybytes())
-        self._next_shard += 1
         self._rows = []
         return path

@@ -1,11 +1,11 @@
-"""Stages, filters and the resumable local runner behind ``cirsynth synthesize``."""
+"""Stages, filters and the resumable runners (local; Ray in ``ray_engine``) behind ``cirsynth synthesize``."""
 
 from cirsynth.synth.candidates import CandidateConfig, CandidateSetting, draw_settings
 from cirsynth.synth.filters import EditFilter, FilterConfig, FilterVerdict, pick_best
 from cirsynth.synth.inputs import InputImage, LoadPolicy, discover, load_rgb
-from cirsynth.synth.pipeline import ConfigChanged, Summary, SynthConfig, Synthesizer, run_hash
+from cirsynth.synth.pipeline import ClusterError, ConfigChanged, Summary, SynthConfig, Synthesizer, run_hash
 
 __all__ = [
-    "CandidateConfig", "CandidateSetting", "ConfigChanged", "EditFilter", "FilterConfig", "FilterVerdict", "InputImage", "LoadPolicy", "Summary",
+    "CandidateConfig", "CandidateSetting", "ClusterError", "ConfigChanged", "EditFilter", "FilterConfig", "FilterVerdict", "InputImage", "LoadPolicy", "Summary",
     "SynthConfig", "Synthesizer", "discover", "draw_settings", "load_rgb", "pick_best", "run_hash",
 ]

@@ -83,6 +83,8 @@ class Summary:
     warnings: Counter = field(default_factory=Counter)  # input problems that are not an input's row (counted)
     warning_examples: list = field(default_factory=list)  # the first few, in full
     seconds: float = 0.0
+    stages: "StageTimes" = field(default_factory=lambda: StageTimes())  # busy time per stage
+    engine: str = "local"
 
     def warn(self, kind: str, detail: str) -> None:
         self.warnings[kind] += 1
@@ -104,11 +106,66 @@ class Summary:
             "seconds": round(self.seconds, 2),
             "triplets_per_second": round(n / self.seconds, 4) if self.seconds else None,
             "accepted_per_second": round(self.accepted / self.seconds, 4) if self.seconds else None,
+            "engine": self.engine,
+            "stages": self.stages.as_dict(),
         }
 
 
 class ConfigChanged(RuntimeError):
     pass
+
+
+class ClusterError(RuntimeError):
+    """``--engine ray`` cannot run as asked: Ray missing, or settings the cluster cannot hold."""
+
+
+Row = tuple  # (Triplet, (reference image or None, target image or None[, LocalBlend mask])): one manifest row
+
+
+@dataclass
+class Perturbed:
+    """A batch after stages 1-3: the rows already final (failed inputs, captions, perturbations) and the
+    (input, image, caption, edits) left to invert and edit."""
+
+    rows: list
+    ok: list
+
+
+@dataclass
+class Edited:
+    """A batch after stages 4-5: final rows so far, the (input, reference, k, edit) pairs, and per pair its
+    edited candidates or its failed row."""
+
+    rows: list
+    pairs: list
+    results: list
+
+
+@dataclass
+class StageTimes:
+    """Busy seconds and items (images for caption+perturb, edits after) per stage, summed over batches and
+    workers; per-stage throughput is items / seconds (one worker's rate)."""
+
+    seconds: Counter = field(default_factory=Counter)
+    items: Counter = field(default_factory=Counter)
+
+    def add(self, stage: str, seconds: float, items: int) -> None:
+        self.seconds[stage] += seconds
+        self.items[stage] += items
+
+    def merge(self, other: "StageTimes") -> None:
+        self.seconds.update(other.seconds)
+        self.items.update(other.items)
+
+    def as_dict(self) -> dict[str, dict[str, Any]]:
+        return {s: {"busy_seconds": round(self.seconds[s], 3), "items": self.items[s],
+                    "items_per_busy_second": round(self.items[s] / self.seconds[s], 4) if self.seconds[s] else None}
+                for s in self.seconds}
+
+
+def add_row(writer, t: Triplet, images: tuple) -> None:
+    """Write one row with its images (reference, target, optional mask) through a ``TripletWriter``."""
+    writer.add(t, reference_image=images[0], target_image=images[1], mask=images[2] if len(images) > 2 else None)
 
 
 def resumable_output(cfg: SynthConfig, force_new: bool = False) -> TripletDataset | None:
@@ -245,33 +302,43 @@ class Synthesizer:
     def run(self, force_new: bool = False) -> Summary:
         cfg = self.cfg
         t0 = time.perf_counter()
-        # 1. inputs, checked before anything is loaded or written
-        inputs = discover(cfg.images)
-        summary = Summary(inputs=len(inputs))
-        self.check_inputs(inputs, summary)
-        # 2. models: loaded (so checked) before the output folder exists; not at all when nothing is left
-        earlier = resumable_output(cfg, force_new)
-        done = _done_keys(earlier) if earlier is not None else set()
-        if any(x.key not in done for x in inputs):
-            self.load_models()
-        ds = open_output(cfg, force_new=force_new)
-        done = _done_keys(ds)
-        todo = [x for x in inputs if x.key not in done]
-        summary.skipped_done = len(inputs) - len(todo)
+        ds, todo, summary = self.start(force_new)
         bars = _Bars(len(todo), enabled=cfg.progress)
         prov = self.provenance()
         # 3. batches: a shard holds all of a batch or nothing (an exception or Ctrl-C discards the batch)
         with ds.writer(shard_size=10**9, keep_on_error=False) as w:
-            for s in range(0, len(todo), cfg.batch_size):
-                batch = todo[s : s + cfg.batch_size]
-                for t, images in self.process(batch, prov, bars):
-                    w.add(t, reference_image=images[0], target_image=images[1],
-                          mask=images[2] if len(images) > 2 else None)
+            for batch in self.batches(todo):
+                for t, images in self.process(batch, prov, bars, summary.stages):
+                    add_row(w, t, images)
                     _count(summary, t)
                 w.flush()  # one shard per batch: the resume unit
         bars.close()
         summary.seconds = time.perf_counter() - t0
         return summary
+
+    def start(self, force_new: bool = False, load_models: bool = True) -> tuple[TripletDataset, list[InputImage], Summary]:
+        """Steps before the first batch, shared by both engines: the inputs (checked before anything is loaded or
+        written), the models (loaded, so checked, before the output folder exists; not at all when nothing is left,
+        nor with ``load_models=False``), the output opened for resume. Returns (output, inputs to do, summary)."""
+        cfg = self.cfg
+        # 1. inputs
+        inputs = discover(cfg.images)
+        summary = Summary(inputs=len(inputs))
+        self.check_inputs(inputs, summary)
+        # 2. models
+        earlier = resumable_output(cfg, force_new)
+        done = _done_keys(earlier) if earlier is not None else set()
+        if load_models and any(x.key not in done for x in inputs):
+            self.load_models()
+        ds = open_output(cfg, force_new=force_new)
+        done = _done_keys(ds)
+        todo = [x for x in inputs if x.key not in done]
+        summary.skipped_done = len(inputs) - len(todo)
+        return ds, todo, summary
+
+    def batches(self, todo: list[InputImage]) -> list[list[InputImage]]:
+        """The inputs in batches of ``batch_size``: the unit of model calls and of manifest shards (resume)."""
+        return [todo[s : s + self.cfg.batch_size] for s in range(0, len(todo), self.cfg.batch_size)]
 
     def check_inputs(self, inputs: list[InputImage], summary: Summary) -> None:
         """Refuse a run with no caption source; count caption-file rows that name no input as warnings.
@@ -294,24 +361,37 @@ class Synthesizer:
             return x.problem
         return None if x.caption else self.captions.lookup(x)[1]
 
-    def process(self, batch: list[InputImage], prov: dict, bars: "_Bars"):
-        """Run one batch of inputs through every stage; yields (Triplet, (reference, target)) rows."""
+    def process(self, batch: list[InputImage], prov: dict, bars: "_Bars", stages: Optional["StageTimes"] = None) -> list[Row]:
+        """Run one batch of inputs through every stage; returns its (Triplet, (reference, target[, mask])) rows.
+
+        The three steps are the scale-out engine's operators too (``cirsynth.synth.ray_engine``), so both engines
+        run the same code on the same batches."""
+        stages = StageTimes() if stages is None else stages
+        front = self.caption_and_perturb(batch, prov, bars, stages)
+        edited = self.invert_and_edit(front, prov, bars, stages)
+        return self.filter_edits(edited, prov, bars, stages)
+
+    def caption_and_perturb(self, batch: list[InputImage], prov: dict, bars: "_Bars", stages: "StageTimes") -> "Perturbed":
+        """Stages 1-3 (load, caption, perturb) of one batch."""
         cfg = self.cfg
+        t0 = time.perf_counter()
+        rows: list[Row] = []
         # 1. load
         loaded: list[tuple[InputImage, Any]] = []
         for x in batch:
             why = self.input_problem(x)
             if why:
-                yield _failed(x, "input", why, prov, cfg), (None, None)
+                rows.append((_failed(x, "input", why, prov, cfg), (None, None)))
                 continue
             im, why = load_rgb(x.path, self.load_policy)
             if im is None:
-                yield _failed(x, "load", why, prov, cfg), (None, None)
+                rows.append((_failed(x, "load", why, prov, cfg), (None, None)))
             else:
                 loaded.append((x, im))
         bars.update("load", len(batch))
         if not loaded:
-            return
+            stages.add("caption+perturb", time.perf_counter() - t0, len(batch))
+            return Perturbed(rows, [])
         # 2. caption
         captions = self.caption(loaded)
         bars.update("caption", len(loaded))
@@ -322,24 +402,32 @@ class Synthesizer:
             if isinstance(c, CutCaption):
                 why = (f"the caption reached the captioner's length cap ({c.cap} tokens) and is probably cut off: "
                        f"{str(c)!r}; raise --captioner_max_new_tokens")
-                yield _failed(x, "caption", why, prov, cfg, reference=im, caption=str(c)), (im, None)
+                rows.append((_failed(x, "caption", why, prov, cfg, reference=im, caption=str(c)), (im, None)))
             elif not c:
                 why = "the captioner returned an empty caption" if cfg.captioner else "no caption for this image in the input list or --captions, and no --captioner"
-                yield _failed(x, "caption", why, prov, cfg, reference=im), (im, None)
+                rows.append((_failed(x, "caption", why, prov, cfg, reference=im), (im, None)))
         results = self.perturber().perturb([c for _, _, c in good], edit_types=cfg.edit_types, n=cfg.edits_per_image, seed=cfg.seed)
         for (x, im, c), r in zip(good, results):
             if r.rejected:
-                yield _failed(x, "perturb", r.reason or "no edit", prov, cfg, reference=im, caption=c), (im, None)
+                rows.append((_failed(x, "perturb", r.reason or "no edit", prov, cfg, reference=im, caption=c), (im, None)))
             else:
                 ok.append((x, im, c, r.edits))
                 if len(r.edits) < cfg.edits_per_image:  # the shortfall gets a row too, with the perturber's reason
                     why = f"{len(r.edits)} of {cfg.edits_per_image} edits: {r.reason or 'no more distinct edits'}"
-                    yield _failed(x, "perturb", why, prov, cfg, reference=im, caption=c, k=len(r.edits)), (im, None)
+                    rows.append((_failed(x, "perturb", why, prov, cfg, reference=im, caption=c, k=len(r.edits)), (im, None)))
         bars.update("perturb", len(loaded))
+        stages.add("caption+perturb", time.perf_counter() - t0, len(batch))
+        return Perturbed(rows, ok)
+
+    def invert_and_edit(self, front: "Perturbed", prov: dict, bars: "_Bars", stages: "StageTimes") -> "Edited":
+        """Stages 4-5 (invert, edit) of one batch: one inversion per image, shared by its edits."""
+        cfg = self.cfg
+        rows, ok = list(front.rows), front.ok
         if not ok:
-            return
-        # 4. invert (one inversion per image, shared by its edits). From here on the reference is the
-        # image as the model sees it (resized + centre-cropped), so reference and target align.
+            return Edited(rows, [], [])
+        t0 = time.perf_counter()
+        # 4. invert. From here on the reference is the image as the model sees it (resized + centre-cropped), so
+        # reference and target align.
         editor = self.editor()
         ok = [(x, ref, c, edits) for (x, _, c, edits), ref in zip(ok, editor.prepare([im for _, im, _, _ in ok]))]
         try:
@@ -353,16 +441,17 @@ class Synthesizer:
                 except Exception as e:  # noqa: BLE001 - recorded as this item's failure reason
                     invs.append(e)
         bars.update("invert", len(ok))
-        # 5. edit, 6. filter
+        # 5. edit
         pairs = []
         for (x, im, c, edits), inv in zip(ok, invs):
             for k, ed in enumerate(edits):
                 if isinstance(inv, Exception):
-                    yield _failed(x, "invert", f"{type(inv).__name__}: {inv}", prov, cfg, reference=im, caption=c, k=k, edit=ed), (im, None)
+                    rows.append((_failed(x, "invert", f"{type(inv).__name__}: {inv}", prov, cfg, reference=im, caption=c, k=k, edit=ed), (im, None)))
                 else:
                     pairs.append((x, im, inv, k, ed))
-        for row in self.edit_and_filter(pairs, prov, bars):
-            yield row
+        results = self.edit(pairs, prov, bars)
+        stages.add("invert+edit", time.perf_counter() - t0, len(pairs))
+        return Edited(rows, [(x, im, k, ed) for x, im, _, k, ed in pairs], results)
 
     def caption(self, loaded) -> list[str]:
         out = []
@@ -383,10 +472,11 @@ class Synthesizer:
                     out[i] = CutCaption((cap or "").strip(), captioner.max_new_tokens) if c else (cap or "").strip()
         return out
 
-    def edit_and_filter(self, pairs, prov, bars):
+    def edit(self, pairs, prov, bars) -> list:
+        """Each pair's edited candidates, or its failed row (the error isolated to the failing pair)."""
         cfg = self.cfg
         if not pairs:
-            return
+            return []
         editor = self.editor()
         # every pair's candidate settings: the fixed sweep, or --candidates N drawn per edit (seeded by its id)
         settings = [draw_settings(cfg.candidates, f"{p[0].key}:{p[3]}", cfg.seed) if cfg.candidates.n
@@ -409,12 +499,25 @@ class Synthesizer:
                 except Exception as e:  # noqa: BLE001
                     results.append(e)
         bars.update("edit", len(pairs))
-        filt = self.filter()
-        negatives = self.negatives([p[4] for p in pairs]) if filt.clip is not None else [None] * len(pairs)
-        for p, res, negs in zip(pairs, results, negatives):
-            x, im, inv, k, ed = p
+        for i, ((x, im, _, k, ed), res) in enumerate(zip(pairs, results)):
             if isinstance(res, Exception):
-                yield _failed(x, "edit", f"{type(res).__name__}: {res}", prov, cfg, reference=im, caption=ed.source_caption, k=k, edit=ed), (im, None)
+                results[i] = (_failed(x, "edit", f"{type(res).__name__}: {res}", prov, cfg, reference=im, caption=ed.source_caption, k=k, edit=ed), (im, None))
+        return results
+
+    def filter_edits(self, edited: "Edited", prov: dict, bars: "_Bars", stages: "StageTimes") -> list[Row]:
+        """Stage 6 (filter) of one batch: its rows, the earlier stages' failed rows first, in the order of the edits."""
+        cfg = self.cfg
+        rows = list(edited.rows)
+        pairs, results = edited.pairs, edited.results
+        if not pairs:
+            return rows
+        t0 = time.perf_counter()
+        filt = self.filter()
+        negatives = self.negatives([p[3] for p in pairs]) if filt.clip is not None else [None] * len(pairs)
+        for p, res, negs in zip(pairs, results, negatives):
+            x, im, k, ed = p
+            if isinstance(res, tuple):  # the edit's failed row
+                rows.append(res)
                 continue
             n = len(res)
             verdicts = filt.score([im] * n, [c.image for c in res], [ed.source_caption] * n, [ed.target_caption] * n,
@@ -432,8 +535,10 @@ class Synthesizer:
                                                  for c, vv in zip(res, verdicts)],
                             "edit_provenance": ed.provenance},
             )
-            yield t, (im, res[best].image, res[best].mask)
+            rows.append((t, (im, res[best].image, res[best].mask)))
         bars.update("filter", len(pairs))
+        stages.add("filter", time.perf_counter() - t0, len(pairs))
+        return rows
 
     def negatives(self, edits: list[CaptionEdit]) -> list[list[str]]:
         """Hard-negative captions per edit for the filter's caption-margin rule (the source caption, and with
