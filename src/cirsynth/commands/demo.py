@@ -9,7 +9,7 @@ def demo(
     n: int = 8,
     seed: int = 0,
     edits_per_image: int = 1,
-    inversion: Optional[Literal["null-text", "negative-prompt", "direct", "ddim"]] = None,
+    inversion: Optional[Literal["null-text", "negative-prompt", "direct", "ddim", "ddpm"]] = None,
     num_steps: Optional[int] = None,
     candidates: Optional[int] = None,
     perturber: Literal["lexical", "llm"] = "lexical",
@@ -28,7 +28,7 @@ def demo(
         n: number of reference scenes.
         seed: seed for scenes and edits.
         edits_per_image: caption edits per scene.
-        inversion: null-text | negative-prompt | direct | ddim (default: the world recipe's).
+        inversion: null-text | negative-prompt | direct | ddim | ddpm (default: the world recipe's).
         num_steps: DDIM steps (default: the world recipe's).
         candidates: candidates per edit, settings drawn from the recipe's grids (default: the recipe's); 0: a fixed
             sweep of three.

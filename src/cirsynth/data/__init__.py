@@ -1,6 +1,6 @@
 """Records, the on-disk TripletDataset, and CIRR / FashionIQ / WebDataset I/O. No torch models."""
 
-from cirsynth.data.cirr import CIRRQuery, CIRRSplit, export_cirr, read_cirr
+from cirsynth.data.cirr import CIRRQuery, CIRRSplit, cirr_splits, export_cirr, read_cirr
 from cirsynth.data.dataset import TripletDataset, TripletWriter
 from cirsynth.data.errors import DataError, Rejection
 from cirsynth.data.fashioniq import FashionIQQuery, FashionIQSplit, export_fashioniq, join_captions, read_fashioniq
@@ -25,5 +25,6 @@ __all__ = [
     "export_webdataset",
     "join_captions",
     "read_cirr",
+    "cirr_splits",
     "read_fashioniq",
 ]
