@@ -105,3 +105,49 @@ def test_help_shows_required_options_bare_flags_and_the_arrays_of_each_protocol(
         assert array in out
     assert main(["demo", "--inversion", "nul-text", "--n", "1"]) == 2  # checked choices, as in synthesize
     assert "nul-text" in capsys.readouterr().err
+
+
+def test_known_harmless_library_warnings_are_dropped_and_others_kept():
+    import logging
+
+    from cirsynth.console import quiet_known_noise
+
+    quiet_known_noise()
+    seen = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            seen.append(record.getMessage())
+
+    logger = logging.getLogger("diffusers.pipelines.pipeline_utils")
+    handler = Keep()
+    logger.addHandler(handler)
+    try:
+        logger.warning("Expected types for text_encoder: (CLIPTextModel,), got BertModel.")
+        logger.warning("something else")
+    finally:
+        logger.removeHandler(handler)
+    assert seen == ["something else"]
+
+
+def test_evaluate_split_defaults_and_errors(tmp_path, capsys):
+    make_dataset(tmp_path / "ds", per_split={"train": 8})  # a synthesize run's export: train only
+    assert main(["export", str(tmp_path / "ds"), str(tmp_path / "cirr_dataset")]) == 0
+    caps = json.loads((tmp_path / "cirr_dataset/cirr/captions/cap.rc2.train.json").read_text())
+    gallery = sorted(json.loads((tmp_path / "cirr_dataset/cirr/image_splits/split.rc2.train.json").read_text()))
+    g = np.eye(len(gallery), dtype=np.float32)
+    np.savez(tmp_path / "f.npz", query_feats=g[: len(caps)], gallery_feats=g, gallery_names=np.array(gallery),
+             pairids=np.array([e["pairid"] for e in caps]))
+    base = ["evaluate", "--features", str(tmp_path / "f.npz"), "--protocol", "cirr", "--dataset", str(tmp_path / "cirr_dataset")]
+    capsys.readouterr()
+    assert main(base) == 0  # no val in this export: its one split
+    assert json.loads(capsys.readouterr().out)["split"] == "train"
+    assert main(base + ["--split", "val"]) == 2
+    err = capsys.readouterr().err
+    assert "no CIRR val split here" in err and "splits present: train" in err
+    assert main(base + ["--split", "test1"]) == 2
+    err = capsys.readouterr().err
+    assert "no CIRR test1 split here" in err and "splits present: train" in err
+    np.savez(tmp_path / "p.npz", query_feats=g[[1, 2]], gallery_feats=g, targets=np.array([1, 3]))
+    assert main(["evaluate", "--features", str(tmp_path / "p.npz")]) == 0
+    assert "split" not in json.loads(capsys.readouterr().out)  # the plain protocol has none

@@ -21,7 +21,9 @@ def demo(
     Renders reference scenes, runs the synthesis pipeline with the bundled world models
     (caption -> perturb -> invert -> edit -> filter -> write), judges each generated target against
     the ground-truth scene with the bundled attribute classifier, writes OUT/grid.png
-    (reference | modification text | generated | ground truth) and a CIRR export.
+    (reference | modification text | generated | ground truth) and, when at least three triplets are accepted
+    (CIRR's img_set needs 6 distinct images), a CIRR export. It ends by listing what it wrote and what it skipped
+    and why.
 
     Args:
         out: output folder.
@@ -37,7 +39,10 @@ def demo(
         progress: progress bars.
     """
     from cirsynth.config import save_resolved_config
+    from cirsynth.console import quiet_loading_bars
     from cirsynth.world.demo import DemoConfig, run_demo
+
+    quiet_loading_bars()  # the models are small local folders; the stage bars show the progress
 
     cfg = DemoConfig(out=out, n=n, seed=seed, edits_per_image=edits_per_image, inversion=inversion,
                      num_steps=num_steps, candidates=candidates, perturber=perturber, captioner=captioner, progress=progress)
