@@ -25,13 +25,12 @@ class ModelKind:
     what: str  # what the option names, for messages
     marker: str  # the file a folder or hub repo of this kind holds
     example: str  # a placeholder for "pass --option EXAMPLE"
-    world: str | None = None  # the option's bundled-world shorthand, if it has one
 
 
 KINDS = {
-    "pipeline": ModelKind("a diffusers Stable Diffusion / SDXL pipeline", "model_index.json", "DIR", "world"),
-    "clip": ModelKind("a transformers CLIP model", "config.json", "DIR", "world"),
-    "captioner": ModelKind("a transformers image-to-text model", "config.json", "DIR", "world"),
+    "pipeline": ModelKind("a diffusers Stable Diffusion / SDXL pipeline", "model_index.json", "DIR"),
+    "clip": ModelKind("a transformers CLIP model", "config.json", "DIR"),
+    "captioner": ModelKind("a transformers image-to-text model", "config.json", "DIR"),
     "causal-lm": ModelKind("a transformers causal LM", "config.json", "DIR|FILE.gguf|smollm2"),
     "adapter": ModelKind("a PEFT LoRA adapter (from `cirsynth train-perturber`)", "adapter_config.json", "DIR"),
 }
@@ -53,13 +52,14 @@ def _looks_like_path(value: str) -> bool:
             or not _HUB_ID.fullmatch(value))
 
 
-def check_model_ref(option: str, value: str | os.PathLike, kind: str) -> str:
+def check_model_ref(option: str, value: str | os.PathLike, kind: str, world: bool = False) -> str:
     """Check that ``value`` (given as ``--option``) can be loaded as a model of ``kind`` before any loading.
 
     Args:
         option: the command-line option, e.g. ``"--editor"`` (named in the message).
         value: hub id or local path.
         kind: a key of ``KINDS``: pipeline, clip, captioner, causal-lm, adapter.
+        world: the option takes ``world`` for the bundled mini-world model (said in the message).
 
     Returns:
         "folder", "file", "cache" or "hub": where it will load from.
@@ -71,8 +71,8 @@ def check_model_ref(option: str, value: str | os.PathLike, kind: str) -> str:
     k = KINDS[kind]
     value = str(value)
     alt = f"pass {option} {k.example} (a local folder of {k.what})"
-    if k.world:
-        alt += f", or {option} {k.world} (the bundled mini-world model)"
+    if world:
+        alt += f", or {option} world (the bundled mini-world model)"
     if kind == "causal-lm" and value.lower() == "smollm2":
         return "file"
     path = Path(value).expanduser()

@@ -58,18 +58,19 @@ def vocabulary_ref(value: str | None) -> VocabularyRef:
     return VocabularyRef(Vocabulary.from_json(value), None, False)
 
 
-def model_refs(cfg: "SynthConfig") -> list[tuple[str, str, str]]:
-    """``(option, value, kind)`` of every model the run will load."""
-    refs = [("--editor", cfg.editor, "pipeline")]
+def model_refs(cfg: "SynthConfig") -> list[tuple[str, str, str, bool]]:
+    """``(option, value, kind, takes world)`` of every model the run will load (``world``: the option's shorthand
+    for the bundled world model, see the synthesize command)."""
+    refs = [("--editor", cfg.editor, "pipeline", True)]
     if cfg.captioner:
-        refs.append(("--captioner", cfg.captioner, "captioner"))
+        refs.append(("--captioner", cfg.captioner, "captioner", True))
     if cfg.clip and not cfg.no_filter:
-        refs.append(("--clip", cfg.clip, "clip"))
+        refs.append(("--clip", cfg.clip, "clip", True))
     if cfg.perturber == "llm":
         if cfg.perturber_model:
-            refs.append(("--perturber_model", cfg.perturber_model, "causal-lm"))
+            refs.append(("--perturber_model", cfg.perturber_model, "causal-lm", False))
         if cfg.adapter:
-            refs.append(("--adapter", cfg.adapter, "adapter"))
+            refs.append(("--adapter", cfg.adapter, "adapter", False))
     return refs
 
 
@@ -86,5 +87,5 @@ def check_references(cfg: "SynthConfig") -> None:
         raise ModelRefError(f"--captions {cfg.captions}: no such file; pass a CSV, JSONL or Parquet file with "
                             f"columns image, caption")
     check_vocabulary("--vocabulary", cfg.vocabulary)
-    for option, value, kind in model_refs(cfg):
-        check_model_ref(option, value, kind)
+    for option, value, kind, world in model_refs(cfg):
+        check_model_ref(option, value, kind, world=world)

@@ -154,8 +154,8 @@ def no_ground_truth_reason(scene, reference_caption: str | None) -> str:
     """Why an edit has no ground-truth target scene (``ground_truth`` found none)."""
     own = {" ".join(c.lower().split()) for c in caption_variants(scene)}
     if reference_caption is not None and " ".join(reference_caption.lower().split()) not in own:
-        return "the captioner's caption is not the scene's, so the edit describes another scene"
-    return "no single deterministic change of the scene gives the target caption (e.g. an added object, which is random)"
+        return "the captioner's caption is not the scene's"  # so the edit describes another scene
+    return "no one-attribute change gives the target"  # e.g. an added object, whose look is random
 
 
 def cirr_export(ds, dst: Path, accepted: int) -> dict[str, Any]:
