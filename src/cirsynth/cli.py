@@ -135,5 +135,6 @@ def main(argv: list[str] | None = None) -> int:
         return console.report_error(e, debug)
     return int(result) if isinstance(result, int) else 0
 
+
 if __name__ == "__main__":
     raise SystemExit(main())
