@@ -27,6 +27,18 @@ def test_demo_runs_the_whole_flow_and_scores_against_ground_truth(tmp_path, caps
     if result["models"]["captioner"]:  # captions come from the bundled world captioner, scored against the truth
         assert all(r.provenance.get("captioner") or r.reference_caption for r in rows)
         assert 0.0 <= gt["caption_exact"] <= 100.0
+    # rows without ground truth say why; the console lists what was written and what was skipped, and why
+    missing = gt["edits"] - gt["with_ground_truth"]
+    assert sum(gt.get("no_ground_truth", {}).values()) == missing
+    assert all(why for why in gt.get("no_ground_truth", {}))
+    cirr = result["cirr_export"]
+    printed = capsys.readouterr().out
+    assert "4. wrote:" in printed and str(out / "grid.png") in printed
+    if "written" in cirr:
+        assert (out / "cirr_dataset" / "cirr" / "captions").is_dir() and str(out / "cirr_dataset") in printed
+    else:
+        assert cirr["skipped"] and f"skipped the CIRR export: {cirr['skipped']}" in printed
+        assert not (out / "cirr_dataset").exists()
     grid = Image.open(out / "grid.png")
     assert grid.size[0] == 4 * 128 and grid.size[1] >= 128
     assert (out / "cirsynth.demo.yaml").is_file()

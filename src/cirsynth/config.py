@@ -48,3 +48,25 @@ def save_resolved_config(out_dir: str | os.PathLike, command: str, params: dict[
     path = Path(out_dir) / f"cirsynth.{command.replace(' ', '-')}.yaml"
     atomic_write_text(path, yaml.safe_dump(clean, sort_keys=False))
     return path
+
+
+def changed_settings(old: dict[str, Any], new: dict[str, Any], ignore: Any = ()) -> list[str]:
+    """``"name: old -> new"`` for every setting that differs between two resolved configs, sorted by name.
+
+    Nested dicts are compared key by key (``filters.min_clip_i2i``); values are compared as JSON (a tuple equals
+    the list it is saved as). Top-level names in ``ignore`` are skipped.
+    """
+
+    def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            if isinstance(v, dict):
+                out.update(flat(v, f"{prefix}{k}."))
+            else:
+                out[f"{prefix}{k}"] = v
+        return out
+
+    o = flat(json.loads(json.dumps(old, default=str)))
+    n = flat(json.loads(json.dumps(new, default=str)))
+    return [f"{k}: {o.get(k)!r} -> {n.get(k)!r}" for k in sorted(set(o) | set(n))
+            if k.split(".")[0] not in set(ignore) and o.get(k) != n.get(k)]

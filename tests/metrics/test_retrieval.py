@@ -129,3 +129,15 @@ def test_psnr():
     mask = np.ones((4, 4), bool)
     mask[0, 0] = False
     assert psnr(a, b, mask=mask) == float("inf")  # the changed pixel is outside the mask
+
+
+def test_recall_is_the_exact_share_in_percent():
+    """14 of 25 hits is 56.0, not 56.00000000000001 (mean() * 100)."""
+    import numpy as np
+
+    from cirsynth.metrics import recall_at_k
+
+    g = np.eye(25, dtype=np.float32)
+    targets = np.array([i if i < 14 else (i + 1) % 25 for i in range(25)])
+    out = recall_at_k(g, g, targets, ks=[1])
+    assert repr(out["R@1"]) == "56.0"

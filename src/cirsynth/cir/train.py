@@ -44,7 +44,7 @@ from torch.utils.data import DataLoader, Dataset
 from cirsynth.cir.combiner import Combiner, CombinerConfig, batch_classification_loss, sum_combine
 from cirsynth.cir.data import TrainingPart
 from cirsynth.cir.model import CHECKPOINT_FILE, ClipCIR, extract_image_features, extract_text_features, load_cir_model
-from cirsynth.config import atomic_write_json
+from cirsynth.config import atomic_write_json, changed_settings
 from cirsynth.data.records import config_hash
 from cirsynth.models.clip import image_features, text_features
 
@@ -304,9 +304,7 @@ def _resume(accelerator, loop: _LoopState, config: TrainConfig, data_key: str) -
         return
     state = json.loads((ckpt / TRAIN_STATE_FILE).read_text())
     free = set(_RESUME_FREE) | ({"epochs"} if config.lr_schedule == "constant" else set())
-    now = json.loads(json.dumps(dataclasses.asdict(config), default=str))
-    changed = [f"{k}: {state['config'].get(k)!r} -> {now.get(k)!r}" for k in sorted(set(now) | set(state["config"]))
-               if k not in free and now.get(k) != state["config"].get(k)]
+    changed = changed_settings(state["config"], dataclasses.asdict(config), ignore=free)
     if changed:
         raise ValueError(f"resume: {ckpt} was trained with other settings ({'; '.join(changed)}); "
                          "use the same ones or another out_dir")

@@ -36,8 +36,10 @@ def caption(
 
     from cirsynth.captions.captioner import Captioner, CaptionerConfig, list_images
     from cirsynth.config import atomic_write_text, save_resolved_config
+    from cirsynth.models.refs import check_model_ref
 
     params = {k: (str(v) if isinstance(v, Path) else v) for k, v in locals().items()}
+    check_model_ref("--model", model, "captioner")
     files = list_images(images)
     cap = Captioner.from_pretrained(model, CaptionerConfig(prompt=prompt, batch_size=batch_size,
                                                            max_new_tokens=max_new_tokens), device=device, dtype=dtype)

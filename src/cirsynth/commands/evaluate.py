@@ -9,7 +9,7 @@ def evaluate(
     features: Optional[Path] = None,
     protocol: Literal["plain", "cirr", "fashioniq"] = "plain",
     dataset: Optional[Path] = None,
-    split: str = "val",
+    split: Optional[str] = None,
     categories: list[str] = ["dress", "shirt", "toptee"],
     ks: list[int] = [1, 5, 10, 50],
     out: Optional[Path] = None,
@@ -24,19 +24,17 @@ def evaluate(
     --dataset is a dataset spec: triplets:<root>[:<split>], cirr:<root>:<split>, or
     fashioniq:<root>:<category>:<split> (repeat categories with commas: fashioniq:<root>:dress,shirt:val).
 
-    Features file contents by protocol:
-      plain: query_feats (Q, D), gallery_feats (G, D), targets (Q,) gallery indices, optional exclude (Q,).
-      cirr: query_feats, gallery_feats, gallery_names (G,), pairids (Q,); the annotations (reference,
-        target, img_set members) are read from --dataset (a cirr_dataset folder) and --split. For
-        test1 the two test-server submission files are written to --out instead of metrics.
-      fashioniq: per category C: C/query_feats, C/gallery_feats, C/gallery_names, C/query_index
-        (position of each query in cap.C.SPLIT.json); annotations from --dataset.
-
     Args:
-        features: .npz file of features (see above).
+        features: .npz file of features; the arrays each protocol needs: plain: query_feats (Q, D), gallery_feats
+            (G, D), targets (Q,) gallery indices, optional exclude (Q,). cirr: query_feats (Q, D), gallery_feats
+            (G, D), gallery_names (G,), pairids (Q,); the annotations (reference, target, img_set members) come from
+            --dataset (a cirr_dataset folder) and --split; for test1 the two test-server submission files are
+            written to --out instead of metrics. fashioniq: per category C: C/query_feats, C/gallery_feats,
+            C/gallery_names, C/query_index (position of each query in cap.C.SPLIT.json); annotations from --dataset.
         protocol: plain | cirr | fashioniq.
         dataset: benchmark root for cirr/fashioniq annotations.
-        split: benchmark split (cirr: train|val|test1; fashioniq: train|val|test).
+        split: benchmark split (cirr: train|val|test1, default val if the export has it, else its one split;
+            fashioniq: train|val|test, default val); the plain protocol has none.
         categories: FashionIQ categories to evaluate.
         ks: cut-offs for the plain protocol.
         out: folder for metrics.json (and CIRR submission files) plus the resolved config.
@@ -63,7 +61,18 @@ def evaluate(
             raise SystemExit(f"evaluate: {features} lacks array {key!r} (has {sorted(f)})")
         return f[key]
 
-    result: dict = {"protocol": protocol, "split": split}
+    if protocol == "plain" and split is not None:
+        raise SystemExit("evaluate: the plain protocol has no --split (its features file is the whole evaluation)")
+    if protocol == "cirr" and split is None:
+        from cirsynth.data import cirr_splits
+
+        present = cirr_splits(dataset)
+        if "val" not in present and len(present) != 1:
+            raise SystemExit(f"evaluate: pass --split; {dataset} holds CIRR splits {', '.join(present) or 'none'}")
+        split = "val" if "val" in present else present[0]
+    if protocol == "fashioniq" and split is None:
+        split = "val"
+    result: dict = {"protocol": protocol} | ({"split": split} if split is not None else {})
     if protocol == "plain":
         exclude = f.get("exclude")
         result["metrics"] = recall_at_k(need("query_feats"), need("gallery_feats"), need("targets"), ks, exclude=exclude)

@@ -27,8 +27,9 @@ def data_scarcity(
     cpu: bool = False,
     model: Literal["combiner", "blip"] = "combiner",
 ) -> int:
-    """Real-data fraction x {real only, real + synthetic, reference arms} x seeds: a CSV, a Markdown table (with paired
-    differences to real-only and their 95% intervals) and a PNG plot.
+    """Train CIR models on a real-data fraction x {real only, real + synthetic, reference arms} x seeds grid.
+
+    Writes a CSV, a Markdown table (with paired differences to real-only and their 95% intervals) and a PNG plot.
 
     Dataset specs as in ``train-cir`` (``triplets:<root>[:<split>]``, ``cirr:<root>:<split>``,
     ``fashioniq:<root>:<category>:<split>``).

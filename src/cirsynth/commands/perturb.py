@@ -14,9 +14,9 @@ def perturb(
     model: Optional[str] = None,
     adapter: Optional[Path] = None,
     edit_types: Optional[list[str]] = None,
-    edits_per_caption: int = 1,
+    edits_per_image: int = 1,
     seed: int = 0,
-    vocab: Optional[Path] = None,
+    vocabulary: Optional[str] = None,
     caption_column: str = "caption",
     batch_size: int = 16,
     max_attempts: int = 3,
@@ -28,7 +28,8 @@ def perturb(
     Edit lines hold source_caption, target_caption, modification_text, edit_type, source_words,
     target_words, paraphrases, provenance, caption_index (the input row) and image (when the input has one).
     Rejection lines hold caption_index, source_caption, rejected=true and reason; a caption that got some
-    but fewer than edits_per_caption edits also gets one, after its edits.
+    but fewer than --edits_per_image edits also gets one, after its edits. (--edits_per_caption and --vocab are
+    the old names of --edits_per_image and --vocabulary, still accepted.)
 
     Args:
         input: captions: .txt (one per line), .jsonl (strings or objects with a caption field), .csv or .parquet.
@@ -39,9 +40,10 @@ def perturb(
         adapter: llm only: LoRA adapter folder from `cirsynth train-perturber`.
         edit_types: allowed edit types (default all): subject object color material size pattern count
             background weather lighting.
-        edits_per_caption: distinct edits wanted per caption.
+        edits_per_image: distinct edits wanted per caption (one caption per image, as in synthesize).
         seed: random seed (choice of edit types, words, sampling).
-        vocab: lexical only: a vocabulary JSON replacing the built-in one (same keys as Vocabulary).
+        vocabulary: word lists: "world" (the mini world's), a vocabulary JSON replacing the built-in one (same keys
+            as Vocabulary), or unset (built-in + WordNet); for llm, the keywords its edit checks use.
         caption_column: caption field name in .jsonl / .csv / .parquet inputs.
         batch_size: llm only: prompts per generate call.
         max_attempts: llm only: samples per requested edit before rejecting it.
@@ -53,29 +55,35 @@ def perturb(
     """
     from cirsynth.captions.captioner import read_captions
     from cirsynth.config import atomic_write_text, save_resolved_config
+    from cirsynth.models.refs import check_model_ref
+    from cirsynth.synth.refs import check_vocabulary, vocabulary_ref
 
     params = {k: (str(v) if isinstance(v, Path) else v) for k, v in locals().items()}
+    if perturber == "lexical" and (model or adapter):
+        raise ValueError("perturb: --model/--adapter apply to --perturber llm only")
+    check_vocabulary("--vocabulary", vocabulary)
+    if perturber == "llm":
+        if model:
+            check_model_ref("--model", model, "causal-lm")
+        if adapter:
+            check_model_ref("--adapter", adapter, "adapter")
     rows = read_captions(input, caption_column)
     captions = [r["caption"] for r in rows]
+    voc = vocabulary_ref(vocabulary)
     if perturber == "lexical":
-        if model or adapter:
-            raise ValueError("perturb: --model/--adapter apply to --perturber llm only")
         from cirsynth.captions.lexical import LexicalConfig, LexicalPerturber
         from cirsynth.captions.vocab import Vocabulary
 
-        cfg = LexicalConfig(vocab=Vocabulary.from_json(vocab) if vocab else Vocabulary.default())
-        p = LexicalPerturber(cfg)
+        p = LexicalPerturber(LexicalConfig(vocab=voc.vocab or Vocabulary.default()), wordnet=voc.wordnet)
     else:
         from cirsynth.captions.llm import LLMConfig, LLMPerturber
 
         cfg = LLMConfig(batch_size=batch_size, max_attempts=max_attempts, temperature=temperature)
-        if vocab:
-            from cirsynth.captions.vocab import Vocabulary
-
-            cfg.vocab = Vocabulary.from_json(vocab)
+        if voc.vocab is not None:
+            cfg.vocab = voc.vocab
         name = model if model or adapter else "smollm2"
         p = LLMPerturber.from_pretrained(name, adapter=str(adapter) if adapter else None, config=cfg, device=device)
-    results = p.perturb(captions, edit_types=edit_types, n=edits_per_caption, seed=seed)
+    results = p.perturb(captions, edit_types=edit_types, n=edits_per_image, seed=seed)
     lines, n_edits, n_rejected = [], 0, 0
     for i, (row, res) in enumerate(zip(rows, results)):
         extra = {"caption_index": i, **({"image": row["image"]} if "image" in row else {})}

@@ -66,10 +66,11 @@ def synthesize(
     and `--captioner world` name the bundled world models.
 
     Args:
-        images: folder (recursive, by extension) or .parquet/.jsonl list (fields image, optional caption).
-        out: output TripletDataset folder.
-        editor: Stable Diffusion or SDXL pipeline id or folder (e.g. stable-diffusion-v1-5/stable-diffusion-v1-5).
-        captioner: HF image-to-text model id or folder (e.g. Salesforce/blip2-opt-2.7b).
+        images: required: folder (recursive, by extension) or .parquet/.jsonl list (fields image, optional caption).
+        out: required: output TripletDataset folder.
+        editor: required: Stable Diffusion or SDXL pipeline id or folder (e.g.
+            stable-diffusion-v1-5/stable-diffusion-v1-5), or "world" (the bundled world model; --recipe world sets it).
+        captioner: HF image-to-text model id or folder (e.g. Salesforce/blip2-opt-2.7b), or "world".
         captions: CSV/JSONL/Parquet file with columns image, caption (instead of a captioner).
         captioner_prompt: prompt prefix for the captioner, e.g. "a photo of".
         captioner_max_new_tokens: caption length cap in tokens (default: the captioner's own, else 30); a caption
@@ -91,7 +92,7 @@ def synthesize(
         cross_replace_choices: --candidates grid: cross-attention replace fractions.
         self_replace_choices: --candidates grid: self-attention replace fractions.
         reweight_choices: --candidates grid: attention scales of the changed target words (1: none).
-        clip: CLIP id or folder for filtering (e.g. openai/clip-vit-large-patch14).
+        clip: CLIP id or folder for filtering (e.g. openai/clip-vit-large-patch14), or "world".
         no_filter: accept every edit (scores are still recorded).
         min_clip_i2i: threshold: CLIP image-image similarity.
         min_clip_src_text: threshold: reference image vs source caption.
@@ -146,7 +147,8 @@ def synthesize(
     images, out, editor, clip = cfg.images, cfg.out, cfg.editor, cfg.clip
     missing = [f"--{n}" for n, v in (("images", images), ("out", out), ("editor", editor)) if not v]
     if missing:
-        raise SystemExit(f"synthesize: {', '.join(missing)} required")
+        raise SystemExit(f"synthesize: {', '.join(missing)} required (--editor world or --recipe world: the bundled "
+                         f"world models)" if "--editor" in missing else f"synthesize: {', '.join(missing)} required")
     if clip is None and not no_filter:
         raise SystemExit("synthesize: pass --clip ID_OR_DIR for filtering, or --no-filter to accept every edit")
     try:

@@ -48,8 +48,10 @@ def train_perturber(
     """
     from cirsynth.captions.lora import LoRATrainConfig, read_edits, train_lora
     from cirsynth.config import save_resolved_config
+    from cirsynth.models.refs import check_model_ref
 
     params = {k: (str(v) if isinstance(v, Path) else v) for k, v in locals().items()}
+    check_model_ref("--model", model, "causal-lm")
     cfg = LoRATrainConfig(model=model, r=r, alpha=alpha, dropout=dropout, lr=lr, batch_size=batch_size,
                           max_steps=max_steps, epochs=epochs, warmup_steps=warmup_steps, max_length=max_length,
                           seed=seed, threads=threads, device=device)

@@ -399,7 +399,9 @@ def train_perturber(
     threads: int = 1,
     card: bool = True,
 ) -> int:
-    """Train the world's LLM perturber: a LoRA adapter (train-perturber's trainer, LANCE's r/alpha/dropout) on
+    """Train the world's LLM perturber (SmolLM2 + a LoRA adapter) on grounded world caption edits.
+
+    A LoRA adapter (train-perturber's trainer, LANCE's r/alpha/dropout) on
     grounded lexical edits of world captions; evaluate valid and grounded edit rates on held-out captions.
 
     Args:
@@ -511,7 +513,9 @@ def evaluate(
     update_card: bool = False,
     json: bool = False,
 ) -> int:
-    """Measure editing against ground truth in the world: reconstruction PSNR and edit success per inversion method
+    """Measure editing against ground truth in the world (reconstruction, edit success, the filter).
+
+    Reconstruction PSNR and edit success per inversion method
     and edit type, the CLIP filter's precision/recall (rule by rule and whole), and the generator's ceiling (plain
     text-to-image from the target captions, read against the target scenes). Unset settings come from the world
     recipe (``assets/world/recipe.json``, made by ``world calibrate-filter`` on seed 0).
@@ -618,7 +622,9 @@ def calibrate_filter(
     recipe: Optional[Path] = None,
     out: Optional[Path] = None,
 ) -> int:
-    """Choose the world filter's thresholds and candidate ranking against ground truth on tuning edits, and write
+    """Calibrate the world recipe's filter thresholds and candidate ranking against ground truth.
+
+    Chooses them on tuning edits and writes
     them into the world recipe (``world evaluate``, ``demo`` and ``synthesize --editor world`` then use them).
 
     Args:
@@ -671,7 +677,9 @@ def calibrate_filter(
 
 def controls(synthetic: str, benchmark: str, oracle_out: str, wrong_edit_out: str, seed: int = 0,
              all_edits: bool = False, unfiltered_out: str | None = None) -> int:
-    """The data-scarcity experiment's reference arms for a synthetic set made from a world benchmark's train
+    """Make the data-scarcity experiment's oracle and wrong-edit reference sets for a world synthetic set.
+
+    The reference arms for a synthetic set made from a world benchmark's train
     references: an oracle set (the ground-truth target of each accepted edit) and a wrong-edit set (another valid
     edit's target), same references and texts. Pass them to `experiment data-scarcity --oracle / --wrong_edit`.
 

@@ -1,6 +1,6 @@
 """Records, the on-disk TripletDataset, and CIRR / FashionIQ / WebDataset I/O. No torch models."""
 
-from cirsynth.data.cirr import CIRRQuery, CIRRSplit, export_cirr, read_cirr
+from cirsynth.data.cirr import CIRRQuery, CIRRSplit, cirr_splits, export_cirr, read_cirr
 from cirsynth.data.dataset import TripletDataset, TripletWriter, keyed_shard_name
 from cirsynth.data.errors import DataError, Rejection
 from cirsynth.data.fashioniq import FashionIQQuery, FashionIQSplit, export_fashioniq, join_captions, read_fashioniq
@@ -26,5 +26,6 @@ __all__ = [
     "join_captions",
     "keyed_shard_name",
     "read_cirr",
+    "cirr_splits",
     "read_fashioniq",
 ]

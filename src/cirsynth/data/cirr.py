@@ -20,7 +20,7 @@ from pathlib import Path
 
 from cirsynth.config import atomic_write_json
 from cirsynth.data.dataset import TripletDataset, exportable_triplets, write_rejections
-from cirsynth.data.errors import Collector, Rejection
+from cirsynth.data.errors import Collector, DataError, Rejection
 from cirsynth.data.io_utils import caption_tokens, copy_or_link, is_file, load_json_of, resolve_inside, staged_output_dir
 
 CIRR_SPLITS = ("train", "val", "test1")
@@ -56,6 +56,12 @@ def _base_dir(root: Path) -> Path:
     raise FileNotFoundError(f"{root}: no cirr/captions folder; pass the folder that holds cirr/ and the images")
 
 
+def cirr_splits(root: str | os.PathLike) -> list[str]:
+    """The CIRR splits a ``cirr_dataset`` folder holds (those with a ``cap.rc2.<split>.json``), in CIRR order."""
+    base = _base_dir(Path(root))
+    return [s for s in CIRR_SPLITS if (base / "cirr" / "captions" / f"cap.rc2.{s}.json").is_file()]
+
+
 def read_cirr(root: str | os.PathLike, split: str, strict: bool = True, check_images: bool = True) -> CIRRSplit:
     """Read one CIRR split.
 
@@ -74,6 +80,9 @@ def read_cirr(root: str | os.PathLike, split: str, strict: bool = True, check_im
     base = _base_dir(Path(root))
     cap_file = base / "cirr" / "captions" / f"cap.rc2.{split}.json"
     img_file = base / "cirr" / "image_splits" / f"split.rc2.{split}.json"
+    if not cap_file.is_file():
+        raise DataError(f"no CIRR {split} split here (no {cap_file.name}); splits present: "
+                        f"{', '.join(cirr_splits(root)) or 'none'}", file=str(base))
     col = Collector(strict)
 
     # 1. the gallery

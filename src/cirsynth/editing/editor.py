@@ -12,7 +12,7 @@ import dataclasses
 import hashlib
 import os
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -164,6 +164,7 @@ class CounterfactualEditor:
         if self.scheduler.config.timestep_spacing not in ("leading", "trailing"):
             raise ValueError(f"DDIM inversion supports 'leading'/'trailing' spacing, not {self.scheduler.config.timestep_spacing!r}")
         self.image_size = model_image_size(pipe)  # (H, W) pixels
+        self.step_callback: Callable[[], None] | None = None  # called after every inversion / sampling step (progress)
 
     @classmethod
     def from_pretrained(
@@ -239,6 +240,10 @@ class CounterfactualEditor:
         if method == "ddpm":
             settings["seed"] = int(seed)
         return settings
+
+    def _stepped(self) -> None:
+        if self.step_callback is not None:
+            self.step_callback()
 
     # ------------------------------------------------------------------------------------------- inversion
     def invert(
@@ -346,6 +351,7 @@ class CounterfactualEditor:
             eps = self._unet(z, t, cond)  # (N, C, h, w)
             z = self.inverse_scheduler.step(eps, t, z).prev_sample
             latents.append(z)
+            self._stepped()
         return torch.stack(latents, dim=1)
 
     def _ddpm_inversion(
@@ -380,6 +386,7 @@ class CounterfactualEditor:
         for i, t in enumerate(timesteps):
             eps = self._guided_eps(xs[i], t, empty, cond, guidance)  # (N, C, h, w)
             noise.append(xs[i + 1] - self._ddpm_mean(eps, t, xs[i]))
+            self._stepped()
         return xs[0], torch.stack(noise, dim=1)
 
     def _guided_eps(self, x: torch.Tensor, t, uncond: TextCond, cond: TextCond, w: float) -> torch.Tensor:
@@ -444,6 +451,7 @@ class CounterfactualEditor:
             eps_u = self._unet(latent, t, empty.with_seq(null))
             latent = self.scheduler.step(eps_u + guidance * (eps_c - eps_u), t, latent).prev_sample
             nulls.append(null)
+            self._stepped()
         stats = [{"inner_steps": inner_steps[n], "last_loss": last_loss[n]} for n in range(N)]
         return torch.stack(nulls, dim=1), stats
 
@@ -535,6 +543,7 @@ class CounterfactualEditor:
                     if controller.has_blend.any() and i >= blend_from:
                         x_tgt, mask = controller.blend(x_src_next, x_tgt)
                 x_src = x_src_next
+                self._stepped()
         return x_src, (x_tgt if J else None), mask
 
     def _groups(self, inversions: Sequence[Inversion]) -> dict[tuple, list[int]]:

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from cirsynth.metrics.retrieval import recall_at_k, target_ranks, topk_exact
+from cirsynth.metrics.retrieval import percent, recall_at_k, target_ranks, topk_exact
 
 CIRR_KS = (1, 5, 10, 50)
 CIRR_SUBSET_KS = (1, 2, 3)
@@ -72,7 +72,7 @@ def cirr_recall(
         raise ValueError(f"members has {len(members)} entries for {len(q)} queries")
     out = recall_at_k(q, g, tgt, CIRR_KS, exclude=ref)
     sub = _subset_ranks(q, g, idx, ref, tgt, members)
-    out.update({f"Rsubset@{k}": float((sub < k).mean() * 100.0) for k in CIRR_SUBSET_KS})
+    out.update({f"Rsubset@{k}": percent(sub < k) for k in CIRR_SUBSET_KS})
     out["(R@5+Rsubset@1)/2"] = (out["R@5"] + out["Rsubset@1"]) / 2.0
     return out
 

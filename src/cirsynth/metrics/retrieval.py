@@ -162,6 +162,13 @@ def target_ranks(
     return ranks.numpy()
 
 
+def percent(hits) -> float:
+    """The share of True in ``hits`` in percent, as ``100 * count / n`` (the closest float to the exact share:
+    14 of 25 gives 56.0, where ``mean() * 100`` gives 56.00000000000001)."""
+    hits = np.asarray(hits if not isinstance(hits, torch.Tensor) else hits.cpu().numpy())
+    return 100.0 * int(hits.sum()) / hits.size
+
+
 def recall_at_k(
     query_feats,
     gallery_feats,
@@ -190,7 +197,7 @@ def recall_at_k(
                          screen_dtype=screen_dtype)
     if len(ranks) == 0:
         raise ValueError("no queries")
-    return {f"R@{k}": float((ranks < k).mean() * 100.0) for k in ks}
+    return {f"R@{k}": percent(ranks < k) for k in ks}
 
 
 def recall_at_k_naive(query_feats, gallery_feats, targets, ks=(1, 5, 10, 50), exclude=None) -> dict[str, float]:
@@ -207,7 +214,7 @@ def recall_at_k_naive(query_feats, gallery_feats, targets, ks=(1, 5, 10, 50), ex
         ranks.append(int(np.nonzero(order == targets[i])[0][0]))
     ranks = np.asarray(ranks)
     for k in sorted(ks):
-        out[f"R@{k}"] = float((ranks < k).mean() * 100.0)
+        out[f"R@{k}"] = percent(ranks < k)
     return out
 
 

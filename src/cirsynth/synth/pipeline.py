@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
 import time
 from collections import Counter
@@ -83,6 +84,7 @@ class Summary:
     warnings: Counter = field(default_factory=Counter)  # input problems that are not an input's row (counted)
     warning_examples: list = field(default_factory=list)  # the first few, in full
     seconds: float = 0.0
+    dataset: dict = field(default_factory=dict)  # rows of the whole output by status, earlier runs' rows included
     stages: "StageTimes" = field(default_factory=lambda: StageTimes())  # busy time per stage
     engine: str = "local"
 
@@ -99,6 +101,7 @@ class Summary:
             "accepted": self.accepted,
             "rejected": self.rejected,
             "failed": self.failed,
+            "whole_dataset": dict(self.dataset),  # the counts above are this run's; a resumed run adds to these
             "rejected_by_rule": dict(self.rejected_by_rule),
             "failed_by_reason": dict(self.failed_by_reason),
             "warnings": dict(self.warnings),
@@ -184,9 +187,13 @@ def resumable_output(cfg: SynthConfig, force_new: bool = False) -> TripletDatase
     if old == h:
         return ds
     if ds.shard_paths() and not force_new:
+        from cirsynth.config import changed_settings
+
+        now = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in RUNTIME_FIELDS}
+        changed = changed_settings(ds.meta.get("run_config") or {}, now, ignore=RUNTIME_FIELDS)
         raise ConfigChanged(
-            f"{out} was written with different settings (hash {old}, now {h}); rerun with the same settings "
-            f"to resume, or pass --force_new true to move the old output aside and start again"
+            f"{out} was written with different settings ({'; '.join(changed) or f'hash {old}, now {h}'}); rerun "
+            f"with the same settings to resume, or pass --force_new true to move the old output aside and start again"
         )
     return None
 
@@ -211,6 +218,9 @@ class Synthesizer:
     """Holds the loaded models; ``run`` processes the inputs. Models load once, lazily."""
 
     def __init__(self, cfg: SynthConfig):
+        from cirsynth.synth.refs import check_references
+
+        check_references(cfg)  # every model id / folder, the vocabulary and the captions file, before anything loads
         self.cfg = cfg
         self.captions = read_captions_table(cfg.captions) if cfg.captions else CaptionTable({}, {}, [])
         self.load_policy = LoadPolicy(max_pixels=cfg.max_pixels)
@@ -238,31 +248,21 @@ class Synthesizer:
 
     def perturber(self):
         if self._perturber is None:
+            from cirsynth.synth.refs import vocabulary_ref
+
+            voc = vocabulary_ref(self.cfg.vocabulary)  # "world": the mini world's closed lists, no WordNet
             if self.cfg.perturber == "lexical":
-                from cirsynth.captions import LexicalConfig, LexicalPerturber, Vocabulary
+                from cirsynth.captions import LexicalConfig, LexicalPerturber
 
-                if self.cfg.vocabulary is None:
-                    self._perturber = LexicalPerturber()
-                elif self.cfg.vocabulary == "world":  # the mini world's closed vocabulary, no WordNet
-                    from cirsynth.world.language import lexical_vocabulary
-
-                    self._perturber = LexicalPerturber(LexicalConfig(vocab=lexical_vocabulary()), wordnet=False)
-                else:
-                    self._perturber = LexicalPerturber(LexicalConfig(vocab=Vocabulary.from_json(self.cfg.vocabulary)))
+                self._perturber = LexicalPerturber(LexicalConfig(vocab=voc.vocab) if voc.vocab else None, wordnet=voc.wordnet)
             elif self.cfg.perturber == "llm":
                 from cirsynth.captions.llm import LLMConfig, LLMPerturber
 
                 if not self.cfg.perturber_model and not self.cfg.adapter:
                     raise ValueError("--perturber llm needs --perturber_model ID_OR_PATH (or an --adapter that records its base)")
                 llm_cfg = LLMConfig()
-                if self.cfg.vocabulary == "world":  # world keywords for the type checks; world captions run long
-                    from cirsynth.world.language import lexical_vocabulary
-
-                    llm_cfg = LLMConfig(vocab=lexical_vocabulary(), max_new_tokens=96)
-                elif self.cfg.vocabulary is not None:
-                    from cirsynth.captions import Vocabulary
-
-                    llm_cfg = LLMConfig(vocab=Vocabulary.from_json(self.cfg.vocabulary))
+                if voc.vocab is not None:  # the type checks' keywords; world captions run long
+                    llm_cfg = LLMConfig(vocab=voc.vocab, **({"max_new_tokens": 96} if voc.world else {}))
                 self._perturber = LLMPerturber.from_pretrained(self.cfg.perturber_model, adapter=self.cfg.adapter,
                                                                config=llm_cfg, device=self.cfg.device)
             else:
@@ -313,6 +313,8 @@ class Synthesizer:
                     _count(summary, t)
                 w.flush()  # one shard per batch: the resume unit
         bars.close()
+        statuses = Counter(ds.table().column("status").to_pylist())
+        summary.dataset = {"rows": sum(statuses.values()), **{k: statuses.get(k, 0) for k in ("accepted", "rejected", "failed")}}
         summary.seconds = time.perf_counter() - t0
         return summary
 
@@ -377,6 +379,7 @@ class Synthesizer:
         t0 = time.perf_counter()
         rows: list[Row] = []
         # 1. load
+        bars.start("load")
         loaded: list[tuple[InputImage, Any]] = []
         for x in batch:
             why = self.input_problem(x)
@@ -393,9 +396,11 @@ class Synthesizer:
             stages.add("caption+perturb", time.perf_counter() - t0, len(batch))
             return Perturbed(rows, [])
         # 2. caption
+        bars.start("caption")
         captions = self.caption(loaded)
         bars.update("caption", len(loaded))
         # 3. perturb
+        bars.start("perturb")
         ok: list[tuple[InputImage, Any, str, list[CaptionEdit]]] = []
         good = [(x, im, c) for (x, im), c in zip(loaded, captions) if c and not isinstance(c, CutCaption)]
         for (x, im), c in zip(loaded, captions):
@@ -429,6 +434,8 @@ class Synthesizer:
         # 4. invert. From here on the reference is the image as the model sees it (resized + centre-cropped), so
         # reference and target align.
         editor = self.editor()
+        bars.start("invert")
+        editor.step_callback = bars.step
         ok = [(x, ref, c, edits) for (x, _, c, edits), ref in zip(ok, editor.prepare([im for _, im, _, _ in ok]))]
         try:
             invs = editor.invert([im for _, im, _, _ in ok], [c for _, _, c, _ in ok], method=cfg.inversion,
@@ -478,6 +485,8 @@ class Synthesizer:
         if not pairs:
             return []
         editor = self.editor()
+        bars.start("edit")
+        editor.step_callback = bars.step
         # every pair's candidate settings: the fixed sweep, or --candidates N drawn per edit (seeded by its id)
         settings = [draw_settings(cfg.candidates, f"{p[0].key}:{p[3]}", cfg.seed) if cfg.candidates.n
                     else fixed_settings(cfg.cross_replace_steps, cfg.self_replace_steps) for p in pairs]
@@ -512,6 +521,7 @@ class Synthesizer:
         if not pairs:
             return rows
         t0 = time.perf_counter()
+        bars.start("filter")
         filt = self.filter()
         negatives = self.negatives([p[3] for p in pairs]) if filt.clip is not None else [None] * len(pairs)
         for p, res, negs in zip(pairs, results, negatives):
@@ -582,28 +592,65 @@ def _count(summary: Summary, t: Triplet) -> None:
             summary.rejected_by_rule[rule.split(" ")[0]] += 1
     else:
         summary.failed += 1
-        stage, _, why = (t.reason or "").partition(": ")
-        summary.failed_by_reason[f"{stage}: {why[:60]}"] += 1
+        summary.failed_by_reason[reason_kind(t.reason or "")] += 1
+
+
+def reason_kind(reason: str) -> str:
+    """A failure reason with its quoted specifics (captions, file names) elided, so the summary counts alike
+    failures together and still says the whole reason: "caption: ... cut off: '…'; raise --captioner_max_new_tokens"."""
+    return re.sub(r"(?<!\w)(?:'[^']*'|\"[^\"]*\")(?!\w)", "'…'", reason)
 
 
 class _Bars:
-    """One tqdm bar per stage."""
+    """One tqdm bar per stage, and one for the denoising steps of the running inversion or edit.
+
+    A stage's rate is its own: the seconds spent inside that stage per item (``start`` .. ``update``), not the time
+    since the run began. The step bar restarts with each inversion / edit call, so its it/s is that call's.
+    """
 
     STAGES = ("load", "caption", "perturb", "invert", "edit", "filter")
 
     def __init__(self, n_images: int, enabled: bool = True):
         self.bars = {}
+        self.seconds: dict[str, float] = {s: 0.0 for s in self.STAGES}  # time inside each stage
+        self.done: Counter = Counter()
+        self._started: dict[str, float] = {}
+        self.steps = None
         if enabled:
             from tqdm.auto import tqdm
 
             for i, s in enumerate(self.STAGES):
                 unit = "pair" if s in ("edit", "filter") else "img"
-                self.bars[s] = tqdm(total=n_images if unit == "img" else None, desc=f"{i + 1}. {s:<7}", unit=unit, position=i, leave=True)
+                fmt = "{desc}: {n_fmt}" + ("/{total_fmt}" if unit == "img" else "") + " {unit}{postfix}"
+                self.bars[s] = tqdm(total=n_images if unit == "img" else None, desc=f"{i + 1}. {s:<7}", unit=unit,
+                                    position=i, leave=True, bar_format=fmt)
+            self.steps = tqdm(desc="   steps", unit="step", position=len(self.STAGES), leave=False,
+                              bar_format="{desc}: {n_fmt} {unit}s [{rate_fmt}]")
+
+    def start(self, stage: str) -> None:
+        """The stage begins work on a batch (its clock runs until ``update``)."""
+        self._started[stage] = time.perf_counter()
+        if self.steps is not None and stage in ("invert", "edit"):
+            self.steps.reset()
+            self.steps.set_description_str(f"   {stage} steps")
+
+    def step(self) -> None:
+        """One inversion / sampling step done (the editor's ``step_callback``)."""
+        if self.steps is not None:
+            self.steps.update(1)
 
     def update(self, stage: str, n: int) -> None:
+        t0 = self._started.pop(stage, None)
+        if t0 is not None:
+            self.seconds[stage] += time.perf_counter() - t0
+        self.done[stage] += n
         if stage in self.bars:
-            self.bars[stage].update(n)
+            bar = self.bars[stage]
+            if self.done[stage]:
+                bar.set_postfix_str(f"{self.seconds[stage] / self.done[stage]:.2f} s/{bar.unit} in this stage",
+                                    refresh=False)
+            bar.update(n)
 
     def close(self) -> None:
-        for b in self.bars.values():
+        for b in [*self.bars.values(), *([self.steps] if self.steps is not None else [])]:
             b.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from cirsynth.world.assets import bundled_models
 from cirsynth.world.pictures import wrap_words
 from cirsynth.world.evaluate import judge_edit
 from cirsynth.world.ground_truth import ground_truth
-from cirsynth.world.language import NUM_CAPTION_VARIANTS, caption
+from cirsynth.world.language import NUM_CAPTION_VARIANTS, caption, caption_variants
 from cirsynth.world.render import render
 from cirsynth.world.scene import random_scene
 
@@ -69,7 +70,7 @@ def _models(out: Path, log) -> dict[str, Any]:
 
 
 def run_demo(cfg: DemoConfig, log=print) -> dict[str, Any]:
-    from cirsynth.data import TripletDataset, export_cirr
+    from cirsynth.data import TripletDataset
     from cirsynth.synth import SynthConfig, Synthesizer
 
     out = Path(cfg.out)
@@ -112,34 +113,78 @@ def run_demo(cfg: DemoConfig, log=print) -> dict[str, Any]:
         seed=cfg.seed, progress=cfg.progress, batch_size=4,
     )
     summary = Synthesizer(synth_cfg).run(force_new=True)
-    log(f"2. synthesized: {json.dumps(summary.as_dict())}")
+    log(f"2. synthesized {summary.inputs} scenes in {summary.seconds:.0f} s: {summary.accepted} accepted, "
+        f"{summary.rejected} rejected by the filter, {summary.failed} failed")
 
     # 3. ground truth and judging
     ds = TripletDataset(out / "dataset")
-    rows = []
+    rows, no_truth = [], Counter()
     for t in ds.triplets():
         if t.status == "failed":
             continue
         scene, variant = scenes[Path(t.provenance["input"]).name]
         gt = ground_truth(scene, variant, t.target_caption)
-        rows.append((t, scene, gt))
-    scores = judge(rows, ds, models["classifier"])
+        why = None if gt is not None else no_ground_truth_reason(scene, t.reference_caption)
+        if why:
+            no_truth[why] += 1
+        rows.append((t, scene, gt, why))
+    scores = judge([r[:3] for r in rows], ds, models["classifier"])
+    if no_truth:
+        scores["no_ground_truth"] = dict(no_truth)
     if captioner:  # how often the captioner wrote the scene's exact caption (a wrong caption has no ground truth)
-        scores["caption_exact"] = round(100.0 * float(np.mean([t.reference_caption == caption(s, 0) for t, s, _ in rows])), 1) if rows else None
-    log(f"3. ground-truth scores: {json.dumps(scores)}")
+        scores["caption_exact"] = round(100.0 * float(np.mean([t.reference_caption == caption(s, 0) for t, s, *_ in rows])), 1) if rows else None
+    log(f"3. judged {scores.get('all', {}).get('n', 0)} of {len(rows)} edits against ground truth"
+        + "".join(f"; no ground truth for {k}: {why}" for why, k in no_truth.items()))
 
     # 4. picture grid and CIRR export
     grid = picture_grid([(ds.open_image(t.reference), t.modification_text, ds.open_image(t.target),
-                          render(gt.target) if gt is not None else None, t.status) for t, _, gt in rows])
+                          render(gt.target) if gt is not None else None, t.status, why) for t, _, gt, why in rows])
     grid.save(out / "grid.png")
-    try:
-        counts: Any = export_cirr(ds, out / "cirr_dataset", overwrite=True)
-    except ValueError as e:  # e.g. too few accepted images for CIRR's groups of 6
-        counts = f"skipped: {e}"
+    cirr = cirr_export(ds, out / "cirr_dataset", summary.accepted)
     result = {"models": models, "synthesis": summary.as_dict(), "ground_truth": scores,
-              "grid": str(out / "grid.png"), "cirr_export": counts}
-    (out / "demo_result.json").write_text(json.dumps(result, indent=2))
+              "grid": str(out / "grid.png"), "cirr_export": cirr}
+    atomic_write_text(out / "demo_result.json", json.dumps(result, indent=2))
+    log("4. wrote:")
+    for what in written(out, ds, scores, cirr):
+        log(f"   {what}")
     return result
+
+
+def no_ground_truth_reason(scene, reference_caption: str | None) -> str:
+    """Why an edit has no ground-truth target scene (``ground_truth`` found none)."""
+    own = {" ".join(c.lower().split()) for c in caption_variants(scene)}
+    if reference_caption is not None and " ".join(reference_caption.lower().split()) not in own:
+        return "the captioner's caption is not the scene's"  # so the edit describes another scene
+    return "no one-attribute change gives the target"  # e.g. an added object, whose look is random
+
+
+def cirr_export(ds, dst: Path, accepted: int) -> dict[str, Any]:
+    """Export the accepted triplets as CIRR, or say why not: ``{"written": pairs per split}`` or ``{"skipped": why}``."""
+    from cirsynth.data import export_cirr
+    from cirsynth.data.cirr import GROUP_SIZE
+
+    if accepted == 0:
+        return {"skipped": "no accepted triplets to export"}
+    try:
+        return {"written": export_cirr(ds, dst, overwrite=True)}
+    except ValueError as e:  # too few accepted images for CIRR's groups of 6
+        return {"skipped": f"{e}: CIRR's img_set needs {GROUP_SIZE} distinct images, each accepted triplet gives 2 "
+                           f"({accepted} accepted); run with a larger --n"}
+
+
+def written(out: Path, ds, scores: dict[str, Any], cirr: dict[str, Any]) -> list[str]:
+    """One line per output of the demo: what was written, and what was skipped and why."""
+    d = scores  # the judge's counts
+    lines = [f"{ds.root}: TripletDataset, {len(ds)} rows (every row kept, rejected and failed with the reason)",
+             f"{out / 'grid.png'}: reference | modification | generated | ground truth, one row per edit",
+             (f"{ds.root / GROUND_TRUTH_FILE}: {d['all']['n']} per-edit verdicts" if "all" in d
+              else f"skipped {GROUND_TRUTH_FILE}: {d.get('note', 'no edit has ground truth')}")]
+    if "written" in cirr:
+        lines.append(f"{out / 'cirr_dataset'}: CIRR export, pairs per split {cirr['written']}")
+    else:
+        lines.append(f"skipped the CIRR export: {cirr['skipped']}")
+    lines.append(f"{out / 'demo_result.json'}: every figure above")
+    return lines
 
 
 def judge(rows, ds, classifier_dir: str | None) -> dict[str, Any]:
@@ -175,14 +220,18 @@ def judge(rows, ds, classifier_dir: str | None) -> dict[str, Any]:
 
 
 def picture_grid(rows, cell: int = 128) -> Image.Image:
-    """Rows of (reference | modification text | generated | ground truth)."""
+    """Rows of (reference | modification text | generated | ground truth); a row without ground truth says why.
+
+    Args:
+        rows: ``(reference, modification text, generated, ground-truth image or None, status, why no truth)``.
+    """
     cols = ["reference", "modification", "generated", "ground truth"]
     head = 18
     grid = Image.new("RGB", (cell * 4, head + cell * max(1, len(rows))), "white")
     draw = ImageDraw.Draw(grid)
     for j, c in enumerate(cols):
         draw.text((j * cell + 4, 3), c, fill="black")
-    for i, (ref, text, gen, gt, status) in enumerate(rows):
+    for i, (ref, text, gen, gt, status, why) in enumerate(rows):
         y = head + i * cell
         grid.paste(ref.resize((cell, cell), Image.NEAREST), (0, y))
         draw.multiline_text((cell + 4, y + 8), "\n".join(wrap_words(text, 20) + ["", f"[{status}]"]), fill="black")
@@ -190,5 +239,6 @@ def picture_grid(rows, cell: int = 128) -> Image.Image:
         if gt is not None:
             grid.paste(gt.resize((cell, cell), Image.NEAREST), (3 * cell, y))
         else:
-            draw.text((3 * cell + 4, y + cell // 2), "no ground truth", fill="red")
+            note = ["no ground truth:"] + wrap_words(why or "", 20)
+            draw.multiline_text((3 * cell + 4, y + 8), "\n".join(note), fill="red")
     return grid
