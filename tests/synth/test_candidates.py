@@ -91,13 +91,19 @@ def test_hard_negatives_are_source_and_variants_of_the_target():
     assert hard_negative_captions(None, [tgt], [src], k=0, seed=0) == [[src]]
 
 
-def test_synthesize_candidates_recorded_and_best_kept(tmp_path, tiny_models, capsys):
+def _two_red_cars(tmp_path, seed: int):
+    """An input folder of two photos and a captions file calling both "a red car on a street"."""
     imgs = tmp_path / "imgs"
     imgs.mkdir()
     for i in range(2):
-        _photo(10 + i).save(imgs / f"p{i}.png")
+        _photo(seed + i).save(imgs / f"p{i}.png")
     caps = tmp_path / "c.jsonl"
     caps.write_text("".join(json.dumps({"image": f"p{i}.png", "caption": "a red car on a street"}) + "\n" for i in range(2)))
+    return imgs, caps
+
+
+def test_synthesize_candidates_recorded_and_best_kept(tmp_path, tiny_models, capsys):
+    imgs, caps = _two_red_cars(tmp_path, 10)
     out = tmp_path / "out"
     argv = ["synthesize", "--images", str(imgs), "--out", str(out), "--editor", tiny_models["sd"], "--captions", str(caps),
             "--clip", tiny_models["clip"], "--inversion", "negative-prompt", "--num_steps", "5", "--progress", "false",
@@ -204,12 +210,7 @@ def test_ddpm_candidates_differ_by_noise_seed_and_invert_once_per_seed(tiny_mode
 
 
 def test_synthesize_ddpm_candidates_have_own_noise_and_a_resumed_run_reproduces_them(tmp_path, tiny_models, capsys):
-    imgs = tmp_path / "imgs"
-    imgs.mkdir()
-    for i in range(2):
-        _photo(20 + i).save(imgs / f"p{i}.png")
-    caps = tmp_path / "c.jsonl"
-    caps.write_text("".join(json.dumps({"image": f"p{i}.png", "caption": "a red car on a street"}) + "\n" for i in range(2)))
+    imgs, caps = _two_red_cars(tmp_path, 20)
 
     def run(out):
         assert main(["synthesize", "--images", str(imgs), "--out", str(out), "--editor", tiny_models["sd"],
