@@ -1,5 +1,6 @@
 """Oversampling: candidate settings drawn per edit, batched candidate edits, the caption-margin rule, cut captions."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -90,13 +91,19 @@ def test_hard_negatives_are_source_and_variants_of_the_target():
     assert hard_negative_captions(None, [tgt], [src], k=0, seed=0) == [[src]]
 
 
-def test_synthesize_candidates_recorded_and_best_kept(tmp_path, tiny_models, capsys):
+def _two_red_cars(tmp_path, seed: int):
+    """An input folder of two photos and a captions file calling both "a red car on a street"."""
     imgs = tmp_path / "imgs"
     imgs.mkdir()
     for i in range(2):
-        _photo(10 + i).save(imgs / f"p{i}.png")
+        _photo(seed + i).save(imgs / f"p{i}.png")
     caps = tmp_path / "c.jsonl"
     caps.write_text("".join(json.dumps({"image": f"p{i}.png", "caption": "a red car on a street"}) + "\n" for i in range(2)))
+    return imgs, caps
+
+
+def test_synthesize_candidates_recorded_and_best_kept(tmp_path, tiny_models, capsys):
+    imgs, caps = _two_red_cars(tmp_path, 10)
     out = tmp_path / "out"
     argv = ["synthesize", "--images", str(imgs), "--out", str(out), "--editor", tiny_models["sd"], "--captions", str(caps),
             "--clip", tiny_models["clip"], "--inversion", "negative-prompt", "--num_steps", "5", "--progress", "false",
@@ -145,3 +152,113 @@ def test_cut_caption_is_a_failed_row_and_the_world_captioner_uses_its_own_length
     rows = list(TripletDataset(out).triplets())
     assert len(rows) == 2 and all(t.status == "failed" and "cut off" in t.reason and t.reason.startswith("caption: ")
                                   for t in rows)
+
+
+def test_ddpm_noise_seeds_drawn_per_candidate_distinct_and_seeded():
+    from cirsynth.synth.candidates import candidate_noise_seed
+
+    cfg = CandidateConfig(n=4)
+    plain = draw_settings(cfg, "img1:0", seed=0)
+    seeded = draw_settings(cfg, "img1:0", seed=0, noise_seeds=True)
+    assert seeded == draw_settings(cfg, "img1:0", seed=0, noise_seeds=True)  # a rerun draws the same seeds
+    assert [dataclasses.replace(s, noise_seed=None) for s in seeded] == plain  # same prompt-to-prompt settings
+    pool = {candidate_noise_seed(0, j) for j in range(4)}
+    assert {s.noise_seed for s in seeded} == pool and len(pool) == 4  # every candidate its own seed, index 0 among them
+    assert all(s.as_dict()["noise_seed"] == s.noise_seed for s in seeded) and "noise_seed" not in plain[0].as_dict()
+    orders = {tuple(s.noise_seed for s in draw_settings(cfg, f"img{i}:0", 0, noise_seeds=True)) for i in range(8)}
+    assert len(orders) > 1  # the seed order is drawn per edit
+    assert {s.noise_seed for s in draw_settings(cfg, "img1:0", 1, noise_seeds=True)}.isdisjoint(pool)  # per run seed
+    # beyond the grid's size the noise seeds still make distinct candidates
+    small = CandidateConfig(n=5, cross_replace_choices=(0.4,), self_replace_choices=(0.2, 0.6), reweight_choices=(1.0,))
+    many = draw_settings(small, "k", 0, noise_seeds=True)
+    assert len(many) == 5 and len(set(many)) == 5 and len({s.noise_seed for s in many}) == 5
+
+
+def test_ddpm_candidates_differ_by_noise_seed_and_invert_once_per_seed(tiny_models):
+    from cirsynth.editing import CounterfactualEditor
+    from cirsynth.synth.candidates import candidate_noise_seed
+
+    editor = CounterfactualEditor.from_pretrained(tiny_models["sd"])
+    im = editor.prepare([_photo(1)])[0]
+    src = "a red car on a street"
+    s0, s1, s2 = (candidate_noise_seed(0, j) for j in range(3))
+    inv0 = editor.invert([im], [src], method="ddpm", num_steps=4, seed=s0)[0]
+    calls = []
+    invert = editor.invert
+    editor.invert = lambda ims, prompts, **kw: calls.append(list(kw["seed"])) or invert(ims, prompts, **kw)
+    same = CandidateSetting(0.4, 0.6)
+    # two edits of one image (sharing its inversion) whose candidates name seeds s0 (that inversion's), s1 and s2
+    settings = [[dataclasses.replace(same, noise_seed=s) for s in (s0, s1, s1)],
+                [dataclasses.replace(same, noise_seed=s) for s in (s2, s1)]]
+    got = edit_candidates(editor, [inv0, inv0], ["a green car on a street", "a red car on a house"],
+                          [(["red"], ["green"]), None], [["green"], ["house"]], settings, images=[im, im])
+    assert sorted(calls[0]) == sorted([s1, s2]) and len(calls) == 1  # one batched inversion per missing seed
+    px = [[np.asarray(c.image, dtype=float) for c in cs] for cs in got]
+    assert np.abs(px[0][0] - px[0][1]).max() > 10  # other noise, same settings: another picture
+    assert np.array_equal(px[0][1], px[0][2])  # same seed, same settings: the same picture
+    assert [c.setting.noise_seed for c in got[0]] == [s0, s1, s1]
+    # a candidate is exactly the edit of the ddpm inversion under its seed
+    inv1 = invert([im], [src], method="ddpm", num_steps=4, seed=s1)[0]
+    one = editor.edit([inv1], ["a green car on a street"], cross_replace_steps=0.4, self_replace_steps=0.6,
+                      blend_words=[(["red"], ["green"])])[0]
+    assert np.abs(np.asarray(one, dtype=float) - px[0][1]).max() <= 2
+    with pytest.raises(ValueError, match="reference images"):
+        edit_candidates(editor, [inv0], ["a green car on a street"], [None], [["green"]], [settings[1]])
+    neg = invert([im], [src], method="negative-prompt", num_steps=2)[0]
+    with pytest.raises(ValueError, match="need a ddpm inversion"):
+        edit_candidates(editor, [neg], ["a green car on a street"], [None], [["green"]], [settings[1]], images=[im])
+
+
+def test_synthesize_ddpm_candidates_have_own_noise_and_a_resumed_run_reproduces_them(tmp_path, tiny_models, capsys):
+    imgs, caps = _two_red_cars(tmp_path, 20)
+
+    def run(out):
+        assert main(["synthesize", "--images", str(imgs), "--out", str(out), "--editor", tiny_models["sd"],
+                     "--captions", str(caps), "--inversion", "ddpm", "--num_steps", "4", "--progress", "false",
+                     "--edit_types", "[color]", "--candidates", "3", "--clip", tiny_models["clip"], "--batch_size", "1",
+                     "--min_caption_margin", "-9", "--min_clip_i2i", "-1", "--min_clip_dir", "-1"]) == 0
+        capsys.readouterr()
+        return {t.id: t for t in TripletDataset(out).triplets()}
+
+    full = run(tmp_path / "a")
+    assert len(full) == 2 and all(t.status != "failed" for t in full.values())
+    for t in full.values():
+        cands = t.provenance["candidate_scores"]
+        assert len({c["noise_seed"] for c in cands}) == 3  # each candidate its own inversion noise
+        assert t.provenance["noise_seed"] in {c["noise_seed"] for c in cands}  # the kept one's, recorded
+        assert len({c["clip_i2i"] for c in cands}) > 1  # and they are different pictures
+    # the kept target is the editor's edit of the reference inverted under the recorded noise seed
+    from cirsynth.editing import CounterfactualEditor
+
+    editor = CounterfactualEditor.from_pretrained(tiny_models["sd"])
+    ds = TripletDataset(tmp_path / "a")
+    for t in full.values():
+        pv = t.provenance
+        inv = editor.invert([ds.open_image(t.reference)], [t.reference_caption], method="ddpm", num_steps=4,
+                            seed=pv["noise_seed"])
+        want = editor.edit(inv, [t.target_caption], cross_replace_steps=pv["cross_replace_steps"],
+                           self_replace_steps=pv["self_replace_steps"], blend_words=[(t.source_words, t.target_words)],
+                           reweight=[{w: pv["reweight"] for w in t.target_words} if pv["reweight"] != 1 else None])[0]
+        diff = np.abs(np.asarray(want, dtype=float) - np.asarray(ds.open_image(t.target), dtype=float))
+        assert diff.max() <= 2, diff.max()
+    # a run that lost its last batch (shard and target) resumes and redraws the same candidates
+    out = tmp_path / "b"
+    first = run(out)
+    last = TripletDataset(out).shard_paths()[-1]
+    lost = {t.id for t in TripletDataset(out).triplets()} - {i for i in _ids_without(out, last)}
+    assert len(lost) == 1
+    for i in lost:
+        (out / first[i].target).unlink()
+    last.unlink()
+    resumed = run(out)
+    assert set(resumed) == set(full)
+    for i, t in resumed.items():
+        assert t.provenance["candidate_scores"] == full[i].provenance["candidate_scores"]
+        a, b = Image.open(tmp_path / "a" / full[i].target), Image.open(out / t.target)
+        assert np.array_equal(np.asarray(a), np.asarray(b))
+
+
+def _ids_without(root, shard) -> set[str]:
+    import pyarrow.parquet as pq
+
+    return {i for p in TripletDataset(root).shard_paths() if p != shard for i in pq.read_table(p, columns=["id"])["id"].to_pylist()}

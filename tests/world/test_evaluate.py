@@ -122,3 +122,31 @@ def test_broken_labels_say_where_preservation_failed():
     pred[f"{other}.size"] = "wrong"
     pred["light"] = "wrong"
     assert sorted(broken_labels(pred, scene, edit.target)) == ["light", "other object.size", "same object.pattern"]
+
+
+def test_world_evaluate_rows_for_ddpm_and_both_direct_variants(tmp_path, capsys):
+    import pytest
+
+    from cirsynth.testing.tiny_sd import save_tiny_sd
+    from cirsynth.world.evaluate import WorldEvalConfig
+
+    sd = save_tiny_sd(tmp_path / "sd", text_encoder="minilm", max_length=64)
+    out = tmp_path / "eval.json"
+    assert main(["world", "evaluate", "--editor", str(sd), "--n", "2", "--num_steps", "3", "--candidates", "2",
+                 "--methods", "[ddpm, direct, direct-source-only]", "--seed", "1", "--json", "--json_out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert list(result["methods"]) == ["ddpm", "direct", "direct-source-only"]
+    ddpm = result["methods"]["ddpm"]
+    assert ddpm["edit"]["all"]["n"] == 2
+    # both reconstruct exactly up to the (random, poor) autoencoder: the same PSNR
+    assert abs(ddpm["reconstruction_psnr_db"] - result["methods"]["direct"]["reconstruction_psnr_db"]) < 0.1
+    for i in range(2):  # each of an edit's candidates has its own inversion noise
+        seeds = [r["noise_seed"] for r in ddpm["candidate_table"] if r["edit"] == i]
+        assert len(seeds) == len(set(seeds)) == 2
+    assert all("noise_seed" not in r for r in result["methods"]["direct"]["candidate_table"])
+    # the add-target offset changes the edits: the two direct rows score different pictures
+    scores = {m: [r["scores"] for r in result["methods"][m]["candidate_table"]] for m in ("direct", "direct-source-only")}
+    assert scores["direct"] != scores["direct-source-only"]
+    capsys.readouterr()
+    with pytest.raises(ValueError, match="unknown method"):
+        WorldEvalConfig(editor="x", classifier="y", methods=("ddpm", "null-txt"))

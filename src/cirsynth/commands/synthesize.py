@@ -81,7 +81,7 @@ def synthesize(
         vocabulary: lexical perturber word lists: "world" (the mini world's), a JSON file, or unset (built-in + WordNet).
         edit_types: restrict edit types (subject object color material size pattern count background weather lighting).
         edits_per_image: counterfactual captions per image.
-        inversion: null-text | negative-prompt | direct | ddim | ddpm (edit-friendly DDPM; noise seed 0).
+        inversion: null-text | negative-prompt | direct | ddim | ddpm (edit-friendly DDPM; its noise seeded by --seed).
         num_steps: DDIM steps.
         guidance_scale: classifier-free guidance scale.
         cross_replace_steps: prompt-to-prompt fraction of steps with source cross-attention.
@@ -89,6 +89,7 @@ def synthesize(
         local_blend: LocalBlend on the changed words.
         candidates: oversample: N candidates per edit, each with settings drawn (seeded per edit) from the three
             *_choices grids below; the filter keeps the best that passes. 0: one candidate per --self_replace_steps.
+            With --inversion ddpm each candidate also gets its own inversion noise seed (one inversion per seed).
         cross_replace_choices: --candidates grid: cross-attention replace fractions.
         self_replace_choices: --candidates grid: self-attention replace fractions.
         reweight_choices: --candidates grid: attention scales of the changed target words (1: none).

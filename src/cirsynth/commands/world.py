@@ -524,7 +524,8 @@ def evaluate(
         editor: diffusion pipeline folder (default: the bundled world model).
         classifier: attribute classifier folder (default: the bundled one).
         clip: CLIP folder for the filter (default: the bundled world CLIP).
-        methods: inversion methods to compare (default: the recipe's).
+        methods: inversion methods to compare (default: the recipe's): null-text, negative-prompt, direct, ddim,
+            ddpm (each candidate its own noise seed), direct-source-only (direct without the add-target offset).
         n: reference scenes (one ground-truth edit each, edit types in turn).
         num_steps: DDIM steps (default: the recipe's).
         guidance_scale: classifier-free guidance (default: the recipe's).

@@ -4,11 +4,16 @@ InstructPix2Pix builds its data by sampling many images per prompt with randomis
 pass its CLIP filter. With a deterministic inversion the variety has to come from the edit's settings: here each
 candidate draws its cross-attention replace fraction, self-attention replace fraction and the attention scale of the
 changed target words (prompt-to-prompt reweighting) from grids, seeded per edit, so a rerun draws the same candidates.
+Edit-friendly DDPM inversion is not deterministic in that sense: its noise maps come from a seed, and another seed
+gives another exact inversion of the same image, hence another edit. With ``ddpm`` each candidate also draws its
+inversion noise seed (``draw_settings(..., noise_seeds=True)``), so candidates differ in more than their
+prompt-to-prompt settings; ``edit_candidates`` inverts each (image, seed) once.
 The filter then scores every candidate and keeps the best that passes (``filters.pick_best``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 from dataclasses import dataclass
@@ -24,10 +29,14 @@ class CandidateSetting:
     cross_replace_steps: float  # fraction of steps with the source's cross-attention
     self_replace_steps: float  # fraction of steps with the source's self-attention
     reweight: float = 1.0  # attention scale of the changed target words (1: no reweighting)
+    noise_seed: int | None = None  # ddpm: the seed of this candidate's inversion noise (None: the pair's inversion)
 
     def as_dict(self) -> dict[str, float]:
-        return {"cross_replace_steps": self.cross_replace_steps, "self_replace_steps": self.self_replace_steps,
-                "reweight": self.reweight}
+        d = {"cross_replace_steps": self.cross_replace_steps, "self_replace_steps": self.self_replace_steps,
+             "reweight": self.reweight}
+        if self.noise_seed is not None:  # editor.invert(..., method="ddpm", seed=noise_seed) reproduces it
+            d["noise_seed"] = self.noise_seed
+        return d
 
 
 @dataclass
@@ -45,9 +54,21 @@ def fixed_settings(cross_replace_steps: float, self_replace_steps: Sequence[floa
     return [CandidateSetting(float(cross_replace_steps), float(s)) for s in self_replace_steps]
 
 
-def draw_settings(cfg: CandidateConfig, key: str, seed: int) -> list[CandidateSetting]:
+def candidate_noise_seed(seed: int, index: int) -> int:
+    """The ``index``-th ddpm inversion noise seed of a run with seed ``seed`` (a 31-bit int). The editor mixes in the
+    image content (``editing.editor.ddpm_noise_seed``), so one index gives every image its own noise, and an image's
+    edits that draw the same index share its inversion."""
+    return int.from_bytes(hashlib.sha256(f"{int(seed)}:noise:{int(index)}".encode()).digest()[:4], "little") & 0x7FFFFFFF
+
+
+def draw_settings(cfg: CandidateConfig, key: str, seed: int, noise_seeds: bool = False) -> list[CandidateSetting]:
     """``cfg.n`` distinct settings for the edit named ``key`` (drawn without replacement from the grid product; all of
-    it when the grid is smaller). The draw depends only on ``key`` and ``seed``, not on batch order."""
+    it when the grid is smaller). The draw depends only on ``key`` and ``seed``, not on batch order.
+
+    With ``noise_seeds`` (ddpm inversion) every one of the ``cfg.n`` candidates also gets its own inversion noise seed,
+    ``candidate_noise_seed(seed, j)`` for the indices j = 0..n-1 in an order drawn per edit, so candidates are distinct
+    even beyond the grid's size (the grid settings then repeat, in the same drawn order). The prompt-to-prompt
+    settings are the ones drawn without ``noise_seeds``."""
     grid = [CandidateSetting(float(c), float(s), float(r)) for c, s, r in
             itertools.product(cfg.cross_replace_choices, cfg.self_replace_choices, cfg.reweight_choices)]
     if not grid:
@@ -57,8 +78,12 @@ def draw_settings(cfg: CandidateConfig, key: str, seed: int) -> list[CandidateSe
             raise ValueError(f"bad candidate setting {s}: replace fractions lie in [0, 1], reweight > 0")
     digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
     rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
-    pick = rng.permutation(len(grid))[: min(cfg.n, len(grid))]
-    return [grid[i] for i in pick]
+    pick = rng.permutation(len(grid))
+    if not noise_seeds:
+        return [grid[i] for i in pick[: min(cfg.n, len(grid))]]
+    order = rng.permutation(cfg.n)  # after the grid draw, so the settings stay those drawn without noise seeds
+    return [dataclasses.replace(grid[pick[k % len(grid)]], noise_seed=candidate_noise_seed(seed, int(order[k])))
+            for k in range(cfg.n)]
 
 
 @dataclass
@@ -77,6 +102,7 @@ def edit_candidates(
     blend_words: Sequence[tuple[Sequence[str], Sequence[str]] | None],
     target_words: Sequence[Sequence[str]],
     settings: Sequence[Sequence[CandidateSetting]],
+    images: Sequence[Any] | None = None,
 ) -> list[list[Candidate]]:
     """Every pair's candidates, one per setting. Candidates that share (cross, self) fractions share edit calls, so
     pairs and candidates still batch in the UNet.
@@ -86,11 +112,14 @@ def edit_candidates(
         inversions, target_prompts, blend_words: per pair, as ``CounterfactualEditor.edit`` takes them.
         target_words: per pair, the changed words in the target prompt (reweighted when a setting's scale is not 1).
         settings: per pair, its candidates' settings.
+        images: per pair, the reference image its inversion was made from; needed when a setting has a
+            ``noise_seed`` (see ``seeded_inversions``).
 
     Returns:
         Per pair, its candidates in the order of ``settings[pair]``.
     """
     out: list[list[Candidate | None]] = [[None] * len(s) for s in settings]
+    inv_of = seeded_inversions(editor, inversions, settings, images)  # (pair, candidate) -> its inversion
     groups: dict[tuple[float, float], list[tuple[int, int]]] = {}
     for p, ss in enumerate(settings):
         for k, s in enumerate(ss):
@@ -102,13 +131,50 @@ def edit_candidates(
             words = [w for w in target_words[p] if w.strip()]
             reweights.append({w: scale for w in words} if scale != 1.0 and words else None)
         results = editor.edit(
-            [inversions[p] for p, _ in members], [target_prompts[p] for p, _ in members],
+            [inv_of[p, k] for p, k in members], [target_prompts[p] for p, _ in members],
             cross_replace_steps=cross, self_replace_steps=self_frac,
             blend_words=[blend_words[p] for p, _ in members], reweight=reweights, return_details=True,
         )
         for (p, k), res in zip(members, results):
             out[p][k] = Candidate(res.images[0], res.masks[0], settings[p][k])
     return out  # type: ignore[return-value]
+
+
+def seeded_inversions(
+    editor: Any, inversions: Sequence[Any], settings: Sequence[Sequence[CandidateSetting]], images: Sequence[Any] | None
+) -> dict[tuple[int, int], Any]:
+    """The inversion of every (pair, candidate): the pair's own, unless the candidate names a ddpm ``noise_seed``
+    other than the one that inversion was made with; those are inverted here, once per distinct (image, prompt,
+    seed), in one batched ``editor.invert`` call per (steps, guidance). Pairs of one image share the results.
+
+    Raises:
+        ValueError: a noise seed on a pair whose inversion is not ``ddpm``, or no ``images`` to invert.
+    """
+    key = lambda inv, s: (inv.image_hash, inv.prompt, int(s), inv.num_steps, float(inv.guidance_scale))  # noqa: E731
+    have = {key(inv, inv.settings["seed"]): inv for inv in inversions if inv.method == "ddpm"}
+    need: dict[tuple, int] = {}  # inversion key -> a pair that holds its image
+    for p, ss in enumerate(settings):
+        for s in ss:
+            if s.noise_seed is None:
+                continue
+            if inversions[p].method != "ddpm":
+                raise ValueError(f"candidate noise seeds need a ddpm inversion; pair {p} has {inversions[p].method!r}")
+            if key(inversions[p], s.noise_seed) not in have:
+                need.setdefault(key(inversions[p], s.noise_seed), p)
+    if need and images is None:
+        raise ValueError("candidates with ddpm noise seeds need the pairs' reference images (images=...) to invert")
+    by_run: dict[tuple[int, float], list[tuple]] = {}
+    for k in need:
+        by_run.setdefault(k[3:], []).append(k)
+    for (steps, guidance), ks in by_run.items():
+        new = editor.invert([images[need[k]] for k in ks], [k[1] for k in ks], method="ddpm", num_steps=steps,
+                            guidance_scale=guidance, seed=[k[2] for k in ks])
+        for k, inv in zip(ks, new):
+            if inv.image_hash != k[0]:
+                raise ValueError(f"pair {need[k]}: its image is not the one its inversion was made from")
+            have[k] = inv
+    return {(p, k): inversions[p] if s.noise_seed is None else have[key(inversions[p], s.noise_seed)]
+            for p, ss in enumerate(settings) for k, s in enumerate(ss)}
 
 
 def hard_negative_captions(perturber: Any, target_captions: Sequence[str], source_captions: Sequence[str],

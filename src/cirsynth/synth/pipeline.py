@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from cirsynth.data import CaptionEdit, Triplet, TripletDataset, config_hash
-from cirsynth.synth.candidates import (CandidateConfig, draw_settings, edit_candidates, fixed_settings,
-                                       hard_negative_captions)
+from cirsynth.synth.candidates import (CandidateConfig, candidate_noise_seed, draw_settings, edit_candidates,
+                                       fixed_settings, hard_negative_captions)
 from cirsynth.data.errors import DataError
 from cirsynth.synth.filters import EditFilter, FilterConfig, pick_best
 from cirsynth.synth.inputs import CaptionTable, InputImage, LoadPolicy, discover, load_rgb, read_captions_table
@@ -55,7 +55,7 @@ class SynthConfig:
     resolution: Optional[int] = None  # square working size in pixels (default: the model's native size)
     max_pixels: int = LoadPolicy.max_pixels  # decode limit per input image; larger ones fail (JPEGs decode reduced)
     split: str = "train"  # split recorded on every triplet
-    seed: int = 0  # perturbation seed
+    seed: int = 0  # perturbation seed; with ddpm also the inversion noise (candidate_noise_seed)
     # runtime only (not part of the resume check):
     batch_size: int = 4  # images per batch (one manifest shard per batch)
     device: Optional[str] = None  # None: CUDA when available
@@ -437,14 +437,15 @@ class Synthesizer:
         bars.start("invert")
         editor.step_callback = bars.step
         ok = [(x, ref, c, edits) for (x, _, c, edits), ref in zip(ok, editor.prepare([im for _, im, _, _ in ok]))]
+        how = dict(method=cfg.inversion, num_steps=cfg.num_steps, guidance_scale=cfg.guidance_scale,
+                   seed=candidate_noise_seed(cfg.seed, 0))  # ddpm: candidates' noise seed 0 (the others: step 5)
         try:
-            invs = editor.invert([im for _, im, _, _ in ok], [c for _, _, c, _ in ok], method=cfg.inversion,
-                                 num_steps=cfg.num_steps, guidance_scale=cfg.guidance_scale)
+            invs = editor.invert([im for _, im, _, _ in ok], [c for _, _, c, _ in ok], **how)
         except Exception:  # noqa: BLE001 - one bad image must not end the run: retry one by one
             invs = []
             for x, im, c, _ in ok:
                 try:
-                    invs.append(editor.invert([im], [c], method=cfg.inversion, num_steps=cfg.num_steps, guidance_scale=cfg.guidance_scale)[0])
+                    invs.append(editor.invert([im], [c], **how)[0])
                 except Exception as e:  # noqa: BLE001 - recorded as this item's failure reason
                     invs.append(e)
         bars.update("invert", len(ok))
@@ -487,16 +488,18 @@ class Synthesizer:
         editor = self.editor()
         bars.start("edit")
         editor.step_callback = bars.step
-        # every pair's candidate settings: the fixed sweep, or --candidates N drawn per edit (seeded by its id)
-        settings = [draw_settings(cfg.candidates, f"{p[0].key}:{p[3]}", cfg.seed) if cfg.candidates.n
-                    else fixed_settings(cfg.cross_replace_steps, cfg.self_replace_steps) for p in pairs]
+        # every pair's candidate settings: the fixed sweep, or --candidates N drawn per edit (seeded by its id);
+        # with ddpm each candidate also draws its inversion noise seed (inverted in edit_candidates)
+        settings = [draw_settings(cfg.candidates, f"{p[0].key}:{p[3]}", cfg.seed, noise_seeds=cfg.inversion == "ddpm")
+                    if cfg.candidates.n else fixed_settings(cfg.cross_replace_steps, cfg.self_replace_steps) for p in pairs]
 
         def run(idx):
             ps = [pairs[i] for i in idx]
             return edit_candidates(
                 editor, [p[2] for p in ps], [p[4].target_caption for p in ps],
                 [(p[4].source_words, p[4].target_words) if cfg.local_blend and p[4].source_words and p[4].target_words
-                 else None for p in ps], [p[4].target_words for p in ps], [settings[i] for i in idx])
+                 else None for p in ps], [p[4].target_words for p in ps], [settings[i] for i in idx],
+                images=[p[1] for p in ps])
 
         try:
             results = run(range(len(pairs)))

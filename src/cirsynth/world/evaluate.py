@@ -33,12 +33,19 @@ from cirsynth.world.render import render
 from cirsynth.world.scene import random_scene, scene_diff, scene_labels
 
 
+# rows beyond the editor's inversion methods: a method under another editor setting (row name -> method, settings)
+METHOD_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "direct-source-only": ("direct", {"direct_add_target": False}),  # PnP Inversion's default: offset on source only
+}
+
+
 @dataclasses.dataclass
 class WorldEvalConfig:
     editor: str  # diffusion pipeline folder or id (the bundled world model by default in the command)
     classifier: str  # attribute classifier folder (the judge)
     clip: str | None = None  # CLIP folder for the filter; None: filter precision/recall not measured
-    methods: tuple[str, ...] = ("null-text", "negative-prompt", "direct", "ddim")  # inversion methods compared
+    methods: tuple[str, ...] = ("null-text", "negative-prompt", "direct", "ddim")  # inversion methods compared (any
+    # of editing.METHODS, ddpm with its own noise seed per candidate, or a METHOD_VARIANTS row)
     n: int = 16  # reference scenes (each gets one edit, edit types in turn)
     num_steps: int = 20  # DDIM steps
     guidance_scale: float = 7.5  # classifier-free guidance
@@ -48,6 +55,13 @@ class WorldEvalConfig:
     seed: int = 0  # scenes and edits
     candidates: CandidateConfig = dataclasses.field(default_factory=CandidateConfig)  # n > 0: oversample per edit
     filter: FilterConfig = dataclasses.field(default_factory=FilterConfig)  # thresholds, negatives, rank_by
+
+    def __post_init__(self) -> None:
+        from cirsynth.editing.inversion import METHODS
+
+        bad = [m for m in self.methods if m not in METHODS and m not in METHOD_VARIANTS]
+        if bad:
+            raise ValueError(f"unknown method(s) {bad}; expected any of {[*METHODS, *METHOD_VARIANTS]}")
 
 
 def judge_edit(pred: dict[str, str], reference_scene, target_scene) -> tuple[bool, bool]:
@@ -128,7 +142,7 @@ def evaluate_world(cfg: WorldEvalConfig, log=print, keep_images: dict | None = N
     log(f"text-to-image from the target captions: the edited attribute right {out['text_to_image']['edit_attribute']['all']}%, "
         f"every label right {out['text_to_image']['label_accuracy']['all_labels']}%")
     for method in cfg.methods:
-        table = candidate_table(cfg, editor, clf, edits, refs, method)
+        table = candidate_table(cfg, method_editor(editor, method), clf, edits, refs, METHOD_VARIANTS.get(method, (method,))[0])
         row = method_report(table, edits, cfg)
         row["candidate_table"] = candidate_rows(table, edits)
         if keep_images is not None:
@@ -145,6 +159,14 @@ def evaluate_world(cfg: WorldEvalConfig, log=print, keep_images: dict | None = N
     return out
 
 
+def method_editor(editor: Any, row: str) -> Any:
+    """The editor for one row: ``editor`` itself, or for a ``METHOD_VARIANTS`` row one over the same modules with
+    that row's settings."""
+    if row not in METHOD_VARIANTS:
+        return editor
+    return type(editor)(editor.pipe, dataclasses.replace(editor.config, **METHOD_VARIANTS[row][1]), model_id=editor.model_id)
+
+
 def candidate_table(cfg: WorldEvalConfig, editor: Any, clf: Any, edits: list, refs: list, method: str) -> dict[str, Any]:
     """Invert, reconstruct and make every edit's candidates with ``method``; score each candidate with the filter's
     scores (no thresholds applied) and judge it against ground truth.
@@ -153,21 +175,23 @@ def candidate_table(cfg: WorldEvalConfig, editor: Any, clf: Any, edits: list, re
         ``{"psnr": [...], "recon_preds": [...], "candidates": per edit, a list of dicts with image, setting, scores,
         target (attribute right), preserved, kept (as reconstructed), right (target and preserved)}``.
     """
-    from cirsynth.synth.candidates import draw_settings, edit_candidates, fixed_settings, hard_negative_captions
+    from cirsynth.synth.candidates import (candidate_noise_seed, draw_settings, edit_candidates, fixed_settings,
+                                           hard_negative_captions)
     from cirsynth.synth.filters import EditFilter
 
     ces = [e.caption_edit for e in edits]
     inv = editor.invert(refs, [c.source_caption for c in ces], method=method, num_steps=cfg.num_steps,
-                        guidance_scale=cfg.guidance_scale)
+                        guidance_scale=cfg.guidance_scale, seed=candidate_noise_seed(cfg.seed, 0))  # as synthesize
     recon = editor.reconstruct(inv)
     rec_psnr = [min(psnr(np.asarray(r), np.asarray(x)), 99.0) for r, x in zip(refs, recon)]
     rec_preds = clf.predict(recon)  # the preservation ceiling: what the judge still reads off the reconstruction
-    settings = [draw_settings(cfg.candidates, f"world-edit-{i}", cfg.seed) if cfg.candidates.n
-                else fixed_settings(cfg.cross_replace_steps, cfg.self_replace_steps) for i in range(len(edits))]
+    settings = [draw_settings(cfg.candidates, f"world-edit-{i}", cfg.seed, noise_seeds=method == "ddpm")
+                if cfg.candidates.n else fixed_settings(cfg.cross_replace_steps, cfg.self_replace_steps)
+                for i in range(len(edits))]
     cands = edit_candidates(
         editor, inv, [c.target_caption for c in ces],
         [(c.source_words, c.target_words) if cfg.local_blend and c.source_words and c.target_words else None for c in ces],
-        [c.target_words for c in ces], settings)
+        [c.target_words for c in ces], settings, images=refs)
     owner = [i for i, cs in enumerate(cands) for _ in cs]  # candidate -> its edit, all scored in one batch
     flat = [c for cs in cands for c in cs]
     scores: list[dict[str, float]] = [{} for _ in flat]
