@@ -43,9 +43,10 @@ def sdxl_random_pipeline(dtype: torch.dtype, device: str):
     from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
     from transformers import BertTokenizer, CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    from cirsynth.models.text import minilm_dir
+    from cirsynth.world.assets import ASSETS_DIR
 
-    tokenizer = BertTokenizer.from_pretrained(minilm_dir(), model_max_length=77)  # only shapes matter here
+    tokenizer = BertTokenizer.from_pretrained(ASSETS_DIR / "diffusion" / "tokenizer", model_max_length=77)  # only shapes
+    # matter here; the bundled world tokenizer is MiniLM's, and travels to a device that lacks the MiniLM package
     ids = dict(vocab_size=tokenizer.vocab_size, max_position_embeddings=77, pad_token_id=0, bos_token_id=101, eos_token_id=102)
     with torch.device(device):  # initialise on the device: a CPU init of ~3.5B parameters takes minutes
         text = CLIPTextModel(CLIPTextConfig(**ids, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,

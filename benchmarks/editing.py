@@ -42,9 +42,10 @@ def sd15_random_pipeline(dtype: torch.dtype, device: str):
     from diffusers import DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import BertTokenizer, CLIPTextConfig, CLIPTextModel
 
-    from cirsynth.testing.tiny_sd import minilm_dir
+    from cirsynth.world.assets import ASSETS_DIR
 
-    tokenizer = BertTokenizer.from_pretrained(minilm_dir(), model_max_length=77)  # only shapes matter here
+    tokenizer = BertTokenizer.from_pretrained(ASSETS_DIR / "diffusion" / "tokenizer", model_max_length=77)  # only shapes
+    # matter here; the bundled world tokenizer is MiniLM's, and travels to a device that lacks the MiniLM package
     text = CLIPTextModel(CLIPTextConfig(vocab_size=tokenizer.vocab_size, max_position_embeddings=77, hidden_size=768,
                                         intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
                                         pad_token_id=0, bos_token_id=101, eos_token_id=102))  # fmt: skip
