@@ -112,7 +112,10 @@ def test_ctrl_c_says_the_run_stopped_and_rerunning_resumes(tmp_path, tiny_models
     argv = [sys.executable, "-m", "cirsynth", "synthesize", "--images", str(images), "--out", str(out),
             "--editor", tiny_models["sd"], "--batch_size", "1", *FAST]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # SIGINT back to its default in the child: a test run started in the background (nohup, `cmd &`) has SIGINT
+    # ignored, the child would inherit that, and Python installs no KeyboardInterrupt handler for an ignored SIGINT
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None and not list((out / "manifest").glob("part-*.parquet")):
         time.sleep(0.05)

@@ -41,7 +41,17 @@ def mixed(tmp_path_factory, tiny_models):
     cfg = SynthConfig(images=str(root / "imgs"), out=str(root / "local"), editor=tiny_models["sd"], clip=tiny_models["clip"],
                       captions=str(caps), edits_per_image=2, inversion="negative-prompt", num_steps=3,
                       self_replace_steps=[0.2, 0.6], batch_size=3, progress=False)
-    Synthesizer(cfg).run()
+    # Ray gives each CPU worker OMP_NUM_THREADS, or its num_cpus (1) where that is unset, as torch's thread count;
+    # float sums depend on the thread count, so the reference runs with the workers' (with 2 threads against their
+    # 1, scores differ beyond 1e-5 after a few steps)
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or 1))
+    try:
+        Synthesizer(cfg).run()
+    finally:
+        torch.set_num_threads(threads)
     return cfg, expect
 
 
