@@ -41,9 +41,14 @@ def mixed(tmp_path_factory, tiny_models):
     cfg = SynthConfig(images=str(root / "imgs"), out=str(root / "local"), editor=tiny_models["sd"], clip=tiny_models["clip"],
                       captions=str(caps), edits_per_image=2, inversion="negative-prompt", num_steps=3,
                       self_replace_steps=[0.2, 0.6], batch_size=3, progress=False)
-    # Ray gives each CPU worker OMP_NUM_THREADS, or its num_cpus (1) where that is unset, as torch's thread count;
-    # float sums depend on the thread count, so the reference runs with the workers' (with 2 threads against their
-    # 1, scores differ beyond 1e-5 after a few steps)
+    run_local_like_the_workers(cfg)
+    return cfg, expect
+
+
+def run_local_like_the_workers(cfg):
+    """The local engine's run as the reference, at the Ray workers' torch thread count: Ray gives each CPU worker
+    OMP_NUM_THREADS, or its num_cpus (1) where that is unset, and float sums depend on the thread count (with 2
+    threads against their 1, scores differ beyond 1e-5 after a few steps)."""
     import torch
 
     threads = torch.get_num_threads()
@@ -52,7 +57,6 @@ def mixed(tmp_path_factory, tiny_models):
         Synthesizer(cfg).run()
     finally:
         torch.set_num_threads(threads)
-    return cfg, expect
 
 
 def _rows(out):
@@ -115,7 +119,7 @@ def test_one_worker_killed_mid_run_is_retried_without_duplicates(cluster, mixed,
     out = tmp_path / "ray1"
     cfg1 = dataclasses.replace(cfg, out=str(out), batch_size=1)  # 10 batches: time to kill the worker between them
     local1 = tmp_path / "local1"
-    Synthesizer(dataclasses.replace(cfg1, out=str(local1))).run()
+    run_local_like_the_workers(dataclasses.replace(cfg1, out=str(local1)))
     result = {}
     th = threading.Thread(target=lambda: result.setdefault("summary", run_ray(cfg1, RayConfig(workers=1))), daemon=True)
     th.start()
