@@ -237,12 +237,10 @@ def save_world_text_encoder(out: str | os.PathLike, dtype: str = "float16", num_
     rng = np.random.default_rng(12345)
     texts = [caption(random_scene(rng), int(rng.integers(NUM_CAPTION_VARIANTS))) for _ in range(num_captions)]
     texts += [w for words in VOCABULARY.values() for w in words] + list(POSITION_PHRASE.values())
-    keep = set(full_tok.all_special_ids)
-    for ids in full_tok(texts, add_special_tokens=True)["input_ids"]:
-        keep.update(ids)
-    if full_tok.unk_token_id in keep - set(full_tok.all_special_ids):
+    seen = {i for ids in full_tok(texts, add_special_tokens=False)["input_ids"] for i in ids}
+    if full_tok.unk_token_id in seen:
         raise ValueError("a world word is unknown to MiniLM's tokenizer")
-    kept = sorted(keep)
+    kept = sorted(seen | set(full_tok.all_special_ids))
     vocab = full_tok.convert_ids_to_tokens(kept)
     out = Path(out)
     tmp = out.with_name(out.name + ".tmp")
@@ -262,9 +260,7 @@ def save_world_text_encoder(out: str | os.PathLike, dtype: str = "float16", num_
     state["embeddings.word_embeddings.weight"] = state["embeddings.word_embeddings.weight"][torch.tensor(kept)]
     small.load_state_dict(state)
     small.to(getattr(torch, dtype)).save_pretrained(tmp, safe_serialization=True)
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
+    _swap_in(tmp, out)
     return {"vocab_size": len(kept), "full_vocab_size": len(full_tok),
             "parameters": sum(p.numel() for p in small.parameters()), "folder": str(out)}
 
@@ -643,17 +639,12 @@ def read_train_state(ckpt: str | os.PathLike) -> tuple[dict[str, torch.Tensor], 
 
 def check_same_recipe(saved: dict[str, Any], config: WorldDiffusionConfig) -> None:
     """Refuse to resume a run under a different recipe, naming every field that changed."""
-    now = json_recipe(config)
-    changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+    from cirsynth.config import changed_settings
+
+    changed = changed_settings(saved, config.recipe())
     if changed:
-        diff = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in changed)
-        raise ValueError(f"cannot resume: the checkpoint was trained with other settings ({diff}); pass the same "
-                         "settings, or train into a new folder")
-
-
-def json_recipe(config: WorldDiffusionConfig) -> dict[str, Any]:
-    """:meth:`WorldDiffusionConfig.recipe` as JSON would give it back (tuples as lists)."""
-    return _json_ready(config.recipe())
+        raise ValueError(f"cannot resume: the checkpoint was trained with other settings ({'; '.join(changed)}); "
+                         "pass the same settings, or train into a new folder")
 
 
 def train_unet(
@@ -728,7 +719,7 @@ def train_unet(
 
     def save(step: int) -> None:
         meta = {"step": step, "losses": losses, "ground": ground, "shares": shares,
-                "seconds": seconds_before + time.time() - t0, "recipe": json_recipe(config)}
+                "seconds": seconds_before + time.time() - t0, "recipe": config.recipe()}
         tensors, meta = unet_train_state(unet, opt, sched, ema, gen, meta)
         unet.eval()
         if ema is not None:  # checkpoints hold what the run would save: the averaged weights
@@ -742,11 +733,11 @@ def train_unet(
     done = start
     with p2p_attention(unet, recorder) if grounding else contextlib.nullcontext():
         for step in range(start, stop):
-            idx = torch.randint(len(latents), (config.batch_size,), generator=gen)
-            z0 = latents[idx.to(device)]  # (B, C, h, w)
-            cond = embeds[idx.to(device)].clone()  # (B, L, D)
-            drop = torch.rand(config.batch_size, generator=gen) < config.cond_dropout
-            cond[drop.to(device)] = null_embed[0]
+            idx = torch.randint(len(latents), (config.batch_size,), generator=gen).to(device)  # drawn on the CPU
+            z0 = latents[idx]  # (B, C, h, w)
+            cond = embeds[idx].clone()  # (B, L, D)
+            drop = (torch.rand(config.batch_size, generator=gen) < config.cond_dropout).to(device)
+            cond[drop] = null_embed[0]
             noise = torch.randn(z0.shape, generator=gen).to(device)
             t = torch.randint(noise_sched.config.num_train_timesteps, (config.batch_size,), generator=gen)
             zt = noise_sched.add_noise(z0, noise, t.to(device))  # q(z_t | z_0), DDPM eq. 4
@@ -758,9 +749,9 @@ def train_unet(
             else:
                 loss = torch.nn.functional.mse_loss(pred, noise)  # DDPM eq. 14
             if grounding:
-                sel = tokens[idx.to(device)].clone()  # (B, O, L)
-                sel[drop.to(device)] = 0.0  # an empty caption names nothing
-                g, share = grounding_loss(recorder.maps, sel, object_latent_masks[idx.to(device)])
+                sel = tokens[idx].clone()  # (B, O, L)
+                sel[drop] = 0.0  # an empty caption names nothing
+                g, share = grounding_loss(recorder.maps, sel, object_latent_masks[idx])
                 recorder.maps.clear()
                 ground.append(g.item())
                 shares.append(share.item())
@@ -830,6 +821,13 @@ def save_pipeline(pipe: "StableDiffusionPipeline", out: str | os.PathLike, dtype
     finally:
         pipe.to(dtype=torch.float32)
         pipe.to(device)
+    _swap_in(tmp, out)
+
+
+def _swap_in(tmp: Path, out: Path) -> None:
+    """Put the finished folder ``tmp`` at ``out`` by renames: a crash leaves the old folder or the new, whole."""
+    import shutil
+
     if out.exists():
         old = out.with_name(out.name + ".old")
         shutil.rmtree(old, ignore_errors=True)
