@@ -142,3 +142,39 @@ def test_blend_grid_is_p2ps_for_sd_and_never_coarser_than_16_cells():
     assert blend_grid(96, 64, 4, 16) == (24, 16)  # larger pictures keep the divisor
     assert blend_grid(16, 16, 4, 16) == (16, 16)  # the world model: 16 x 16, not 4 x 4 cells of 16 pixels
     assert blend_grid(8, 8, 4, 16) == (8, 8)  # never finer than the latent
+
+
+def test_blend_mask_leaves_out_the_kept_words_regions():
+    from cirsynth.editing.attention import LocalBlend
+
+    L = 8
+
+    def blend(src, keep):  # token 1 changes, token 2 is kept
+        s, k = torch.zeros(L), torch.zeros(L)
+        if src is not None:
+            s[src] = 1.0
+        if keep is not None:
+            k[keep] = 1.0
+        return LocalBlend(source_tokens=s, target_tokens=torch.zeros(L), threshold=0.3, keep_tokens=k)
+
+    cross = AttentionReplace(mapper=torch.arange(L), alpha=torch.ones(L))
+    edits = [PairEdit(0, cross, None, blend(1, 2)), PairEdit(0, cross, None, blend(None, 2)),
+             PairEdit(0, cross, None, blend(1, None)), PairEdit(0, cross, None, None)]
+    ctl = P2PController(edits, 1, (4, 4), 16, (4, 4), torch.device("cpu"))
+    changed = torch.zeros(4, 4)
+    changed[:, :2] = 1.0  # the changed word attends to the left half
+    kept = torch.zeros(4, 4)
+    kept[:2, :] = 1.0  # the kept word to the top half
+    ctl.maps_src[:, 0] = changed
+    ctl.maps_keep[:, 0] = kept
+    x_src, x_tgt = torch.zeros(1, 2, 4, 4), torch.ones(4, 2, 4, 4)
+    out, mask = ctl.blend(x_src, x_tgt)
+    m = mask[:, 0]
+    # pooling (3x3 max) widens each region by one cell; the kept region wins over the changed one
+    changed_px = torch.nn.functional.max_pool2d(changed[None, None], 3, 1, 1)[0, 0] > 0.3
+    kept_px = torch.nn.functional.max_pool2d(kept[None, None], 3, 1, 1)[0, 0] > 0.3
+    assert torch.equal(m[0], changed_px & ~kept_px)
+    assert torch.equal(m[1], ~kept_px)  # keep words only: everything but the kept region
+    assert torch.equal(m[2], changed_px)  # no keep words: as before
+    assert m[3].all()  # no blend at all
+    assert torch.equal(out[:, 0] == 1, m)  # the target inside the mask, the source outside

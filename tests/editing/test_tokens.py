@@ -58,3 +58,27 @@ def test_reweight_and_blend_weights(tok):
     assert lb.source_tokens[:5].tolist() == [0, 0, 1, 0, 0] and lb.target_tokens[:5].tolist() == [0, 0, 1, 0, 0]
     with pytest.raises(ValueError, match="at least one"):
         LocalBlend.from_words(tok, "a red car", "a blue car", [], [])
+
+
+def test_blend_and_reweight_take_the_edited_occurrence_of_a_repeated_word(tok):
+    src, tgt = "a red cube and a red ball", "a blue cube and a red ball"
+    ids, n = tokenize(tok, src)
+    second_red = word_token_indices(tok, src, "red")[1]
+    lb = LocalBlend.from_words(tok, src, tgt, ["red"], ["blue"])
+    assert lb.source_tokens.nonzero().flatten().tolist() == [2]  # the changed "red", not the ball's
+    assert lb.source_tokens[second_red] == 0
+    rw = AttentionReweight.from_words(tok, "a large cube and a large ball", {"large": 2.0},
+                                      source="a small cube and a large ball")
+    assert rw.equalizer.ne(1).nonzero().flatten().tolist() == [2]
+    # a word outside the changed span (user-chosen) still selects every occurrence
+    assert AttentionReweight.from_words(tok, tgt, {"a": 2.0}, source=src).equalizer.ne(1).sum() == 2
+
+
+def test_local_blend_keep_words(tok):
+    src, tgt = "a cube on grass", "a cube on sand"
+    lb = LocalBlend.from_words(tok, src, tgt, ["grass"], ["sand"], keep_words=["cube"])
+    assert lb.keep_tokens.nonzero().flatten().tolist() == [2] and lb.source_tokens.nonzero().flatten().tolist() == [4]
+    keep_only = LocalBlend.from_words(tok, src, tgt, [], [], keep_words=["cube"])  # "everything but the cube"
+    assert keep_only.source_tokens.sum() == 0 and keep_only.keep_tokens.sum() == 1
+    with pytest.raises(ValueError, match="both changed and kept"):
+        LocalBlend.from_words(tok, src, tgt, ["grass"], ["sand"], keep_words=["grass"])

@@ -262,3 +262,56 @@ def _ids_without(root, shard) -> set[str]:
     import pyarrow.parquet as pq
 
     return {i for p in TripletDataset(root).shard_paths() if p != shard for i in pq.read_table(p, columns=["id"])["id"].to_pylist()}
+
+
+def test_blend_words_of_counts_backgrounds_and_off():
+    import numpy as np
+
+    from cirsynth.captions import LexicalConfig, LexicalPerturber
+    from cirsynth.data import CaptionEdit
+    from cirsynth.synth.candidates import blend_words_of
+    from cirsynth.world.language import apply_edit, lexical_vocabulary
+    from cirsynth.world.scene import random_scene
+
+    swap = CaptionEdit("a red cube", "a blue cube", "make it blue", "color", ["red"], ["blue"])
+    assert blend_words_of(swap) == (["red"], ["blue"]) and blend_words_of(swap, local_blend=False) is None
+    assert blend_words_of(CaptionEdit("a", "b", "m", "color")) is None  # nothing named: no blend
+    rng = np.random.default_rng(0)
+    scene = random_scene(rng)
+    while len(scene.objects) != 2:
+        scene = random_scene(rng)
+    added = apply_edit(scene, "count", rng, new_value="add").caption_edit
+    src, tgt = blend_words_of(added)  # an added object: its whole phrase on the target side, one entry
+    assert src == [] and len(tgt) == 1 and tgt[0] == " ".join(added.target_words) and tgt[0] in added.target_caption
+    removed = apply_edit(scene, "count", rng, new_value="remove").caption_edit
+    src, tgt = blend_words_of(removed)
+    assert tgt == [] and len(src) == 1 and src[0] in removed.source_caption
+    # background edits keep the objects' regions: the ground-truth edit and the world perturber name the same nouns
+    bg = apply_edit(scene, "background", rng).caption_edit
+    shapes = [o.shape for o in scene.objects]
+    assert bg.keep_words == shapes and blend_words_of(bg)[2] == shapes
+    lex = LexicalPerturber(LexicalConfig(vocab=lexical_vocabulary()), wordnet=False)
+    edits = [e for e in lex.perturb([bg.source_caption], n=12, seed=0)[0].edits]
+    assert any(e.edit_type == "background" for e in edits)
+    for e in edits:
+        assert (sorted(e.keep_words) == sorted(shapes)) if e.edit_type == "background" else e.keep_words == []
+
+
+def test_candidate_grids_per_edit_type():
+    from cirsynth.synth.settings import resolve_synth_config
+
+    cfg = CandidateConfig(n=4, by_edit_type={"background": {"self_replace_choices": [0.0], "cross_replace_choices": [0.2]},
+                                             "lighting": {"local_blend": False}})
+    bg = cfg.for_edit_type("background")
+    assert bg.self_replace_choices == (0.0,) and bg.cross_replace_choices == (0.2,) and bg.by_edit_type == {}
+    assert {(s.cross_replace_steps, s.self_replace_steps) for s in draw_settings(bg, "k", 0)} == {(0.2, 0.0)}
+    assert cfg.for_edit_type("color") is cfg and cfg.for_edit_type("lighting") is cfg  # no grids of their own
+    assert draw_settings(cfg.for_edit_type("color"), "k", 0) == draw_settings(CandidateConfig(n=4), "k", 0)
+    assert not cfg.local_blend("lighting", True) and cfg.local_blend("color", True) and not cfg.local_blend("color", False)
+    for bad, match in (({"colour": {}}, "unknown edit type 'colour'"), ({"size": {"self_steps": [0.2]}}, "unknown keys"),
+                       ({"size": {"local_blend": "no"}}, "true or false"), ({"size": {"reweight_choices": []}}, "non-empty")):
+        with pytest.raises(ValueError, match=match):
+            CandidateConfig(by_edit_type=bad)
+    # a synthesize setting like the others (command line or recipe)
+    got = resolve_synth_config({"images": "i", "out": "o", "editor": "e", "by_edit_type": {"size": {"local_blend": False}}})
+    assert got.candidates.by_edit_type == {"size": {"local_blend": False}}

@@ -37,6 +37,9 @@ def test_world_recipe_settings_name_the_bundled_models():
     assert cfg.editor == str(model_path("diffusion")) and cfg.clip == str(model_path("clip")) and cfg.vocabulary == "world"
     assert cfg.num_steps == r.num_steps and cfg.candidates == r.candidates
     assert cfg.filters.min_caption_margin == r.filter.min_caption_margin and cfg.filters.rank_by == r.filter.rank_by
+    assert cfg.filters.recaptioner == str(model_path("captioner"))  # the recaption rules read with the world captioner
+    assert cfg.filters.min_recaption_margin == r.filter.min_recaption_margin
+    assert cfg.candidates.by_edit_type == r.candidates.by_edit_type
 
 
 def test_unknown_recipe_is_a_clear_error(tmp_path, capsys):

@@ -194,6 +194,11 @@ def build_edit(
         edit_type, old_words, new_words, tgt_tokens, t0, span.target_end, rng, set(vocab.locative_prepositions),
         noun=noun,
     )
+    keep: list[str] = []
+    if edit_type == "background":  # a new setting around the same things: LocalBlend keeps the nouns' regions
+        units = [(i, j) for i, j in noun_spans(src_tokens, vocab, wordnet)
+                 if j <= span.source_start or i >= span.source_end]
+        keep = list(dict.fromkeys(" ".join(t.text for t in src_tokens[i:j]) for i, j in units))
     return CaptionEdit(
         source_caption=source,
         target_caption=target,
@@ -203,4 +208,5 @@ def build_edit(
         target_words=list(span.target_words),
         paraphrases=paraphrases,
         provenance=dict(provenance),
+        keep_words=keep,
     )

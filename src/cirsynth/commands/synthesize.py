@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
 _RAY_ARGS = ("ray_address", "workers", "gpus_per_worker")  # runtime settings of --engine ray, not of the run
 
@@ -31,8 +31,12 @@ def synthesize(
     cross_replace_choices: Optional[list[float]] = None,
     self_replace_choices: Optional[list[float]] = None,
     reweight_choices: Optional[list[float]] = None,
+    by_edit_type: Optional[dict[str, dict[str, Any]]] = None,
     clip: Optional[str] = None,
     no_filter: bool = False,
+    recaptioner: Optional[str] = None,
+    min_recaption_target: Optional[float] = None,
+    min_recaption_margin: Optional[float] = None,
     min_clip_i2i: Optional[float] = None,
     min_clip_src_text: Optional[float] = None,
     min_clip_tgt_text: Optional[float] = None,
@@ -93,8 +97,15 @@ def synthesize(
         cross_replace_choices: --candidates grid: cross-attention replace fractions.
         self_replace_choices: --candidates grid: self-attention replace fractions.
         reweight_choices: --candidates grid: attention scales of the changed target words (1: none).
+        by_edit_type: per edit type, its own --candidates grids and/or local_blend, as JSON, e.g.
+            '{"background": {"self_replace_choices": [0.0], "cross_replace_choices": [0.2]}, "lighting":
+            {"local_blend": false}}' (the world recipe sets some).
         clip: CLIP id or folder for filtering (e.g. openai/clip-vit-large-patch14), or "world".
         no_filter: accept every edit (scores are still recorded).
+        recaptioner: image-to-text id or folder (or "world") that captions every edited candidate for the
+            recaption rules (e.g. the --captioner itself); unset: no recaption scores.
+        min_recaption_target: threshold: word overlap of the edit's caption with the target caption (0-1).
+        min_recaption_margin: threshold: that overlap minus the overlap with the source caption.
         min_clip_i2i: threshold: CLIP image-image similarity.
         min_clip_src_text: threshold: reference image vs source caption.
         min_clip_tgt_text: threshold: edited image vs target caption.
@@ -137,7 +148,7 @@ def synthesize(
             from cirsynth.world.recipe import synth_settings
 
             base = synth_settings()
-        for name in ("editor", "clip", "captioner"):  # `world`: the bundled world model of that kind
+        for name in ("editor", "clip", "captioner", "recaptioner"):  # `world`: the bundled world model of that kind
             if given[name] == "world":
                 from cirsynth.world.recipe import bundled_model
 

@@ -606,7 +606,11 @@ def _world_eval_config(editor, classifier, clip, methods, n, num_steps, guidance
         num_steps=num_steps or r.num_steps, guidance_scale=r.guidance_scale if guidance_scale is None else guidance_scale,
         cross_replace_steps=r.cross_replace_steps if cross_replace_steps is None else cross_replace_steps,
         self_replace_steps=tuple(self_replace_steps or r.self_replace_steps), local_blend=local_blend, seed=seed,
-        candidates=cand, filter=r.filter)
+        candidates=cand, filter=dataclasses.replace(r.filter, recaptioner=_bundled_or_none(bundled, "captioner")))
+
+
+def _bundled_or_none(bundled: dict, name: str) -> str | None:
+    return str(bundled[name]) if name in bundled else None
 
 
 def calibrate_filter(

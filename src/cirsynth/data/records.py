@@ -51,6 +51,8 @@ class CaptionEdit:
     target_words: list[str] = field(default_factory=list)
     paraphrases: list[str] = field(default_factory=list)  # other phrasings of modification_text
     provenance: dict[str, Any] = field(default_factory=dict)  # perturber name, model id, seed, ...
+    keep_words: list[str] = field(default_factory=list)  # source words (phrases) whose regions the edit leaves as
+    # they are: the nouns of a background edit (LocalBlend keeps their regions from the reference)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

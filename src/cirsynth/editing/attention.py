@@ -56,6 +56,37 @@ def word_token_indices(tokenizer: Any, prompt: str, word: str) -> list[int]:
     return sorted(set(found))
 
 
+def word_occurrences(tokenizer: Any, prompt: str, word: str) -> list[list[int]]:
+    """Each occurrence of ``word``'s tokens in ``prompt`` as its own list of positions (see ``word_token_indices``)."""
+    ids, n = tokenize(tokenizer, prompt)
+    piece = list(tokenizer(word, add_special_tokens=False)["input_ids"])
+    starts = [i for i in range(n - len(piece) + 1) if piece and ids[i : i + len(piece)] == piece]
+    return [list(range(i, i + len(piece))) for i in starts]
+
+
+def changed_positions(tokenizer: Any, source: str, target: str) -> tuple[set[int], set[int]]:
+    """The token positions of ``source`` and of ``target`` outside their longest common blocks: where the edit is."""
+    (src, n_src), (tgt, n_tgt) = tokenize(tokenizer, source), tokenize(tokenizer, target)
+    matcher = difflib.SequenceMatcher(None, src[:n_src], tgt[:n_tgt], autojunk=False)
+    same_src = {b.a + k for b in matcher.get_matching_blocks() for k in range(b.size)}
+    same_tgt = {b.b + k for b in matcher.get_matching_blocks() for k in range(b.size)}
+    return set(range(n_src)) - same_src, set(range(n_tgt)) - same_tgt
+
+
+def edited_word_indices(tokenizer: Any, prompt: str, word: str, changed: set[int]) -> list[int]:
+    """Positions of ``word`` in ``prompt``, only its occurrences that touch the ``changed`` positions when some do
+    ("large" in "a large cube and a large ball" -> "a small cube and a large ball" is the first one), else all.
+
+    Raises:
+        ValueError: when the word does not occur in the prompt (as ``word_token_indices``).
+    """
+    runs = word_occurrences(tokenizer, prompt, word)
+    if not runs:
+        return word_token_indices(tokenizer, prompt, word)  # raises the specific error
+    edited = [r for r in runs if changed & set(r)]
+    return sorted({i for r in (edited or runs) for i in r})
+
+
 def align_tokens(source_ids: Sequence[int], n_source: int, target_ids: Sequence[int], n_target: int):
     """Align target tokens to source tokens (longest-common-subsequence blocks, ``difflib``).
 
@@ -155,11 +186,15 @@ class AttentionReweight:
     equalizer: torch.Tensor
 
     @classmethod
-    def from_words(cls, tokenizer: Any, prompt: str, weights: dict[str, float]) -> "AttentionReweight":
+    def from_words(cls, tokenizer: Any, prompt: str, weights: dict[str, float],
+                   source: str | None = None) -> "AttentionReweight":
+        """``source``: the prompt ``prompt`` edits; a word that also occurs outside the edit is then scaled only
+        where the edit changed it (see ``edited_word_indices``)."""
         ids, _ = tokenize(tokenizer, prompt)
+        changed = changed_positions(tokenizer, source, prompt)[1] if source is not None else set()
         eq = torch.ones(len(ids))
         for word, scale in weights.items():
-            eq[word_token_indices(tokenizer, prompt, word)] = float(scale)
+            eq[edited_word_indices(tokenizer, prompt, word, changed)] = float(scale)
         return cls(equalizer=eq)
 
 
@@ -169,16 +204,21 @@ class LocalBlend:
 
     The mask is the union of the source branch's map for ``source_words`` and the target branch's map for
     ``target_words``, accumulated over layers and steps, max-pooled (3x3), normalised by its maximum and thresholded.
+    ``keep_words`` (source-prompt words whose regions must stay as they are, e.g. the objects of a background edit)
+    take their own thresholded source map out of the mask; with keep words and no changed words the mask is
+    everything but the kept regions.
 
     Attributes:
         source_tokens: (L,) 0/1 weights selecting the source words' tokens in the source prompt.
         target_tokens: (L,) 0/1 weights selecting the target words' tokens in the target prompt.
         threshold: mask threshold on the normalised map (P2P uses 0.3).
+        keep_tokens: (L,) 0/1 weights selecting the kept words' tokens in the source prompt (zeros: nothing kept).
     """
 
     source_tokens: torch.Tensor
     target_tokens: torch.Tensor
     threshold: float = 0.3
+    keep_tokens: torch.Tensor | None = None
 
     @classmethod
     def from_words(
@@ -189,16 +229,23 @@ class LocalBlend:
         source_words: Sequence[str],
         target_words: Sequence[str],
         threshold: float = 0.3,
+        keep_words: Sequence[str] = (),
     ) -> "LocalBlend":
-        if not source_words and not target_words:
-            raise ValueError("LocalBlend needs at least one source or target word")
+        if not source_words and not target_words and not keep_words:
+            raise ValueError("LocalBlend needs at least one source, target or keep word")
+        overlap = set(keep_words) & (set(source_words) | set(target_words))
+        if overlap:
+            raise ValueError(f"LocalBlend: {sorted(overlap)} both changed and kept")
         length = len(tokenize(tokenizer, source_prompt)[0])
-        src, tgt = torch.zeros(length), torch.zeros(length)
-        for word in source_words:
-            src[word_token_indices(tokenizer, source_prompt, word)] = 1.0
+        src, tgt, keep = torch.zeros(length), torch.zeros(length), torch.zeros(length)
+        changed_src, changed_tgt = changed_positions(tokenizer, source_prompt, target_prompt)
+        for word in source_words:  # the occurrence the edit changes, not every one of the same word
+            src[edited_word_indices(tokenizer, source_prompt, word, changed_src)] = 1.0
         for word in target_words:
-            tgt[word_token_indices(tokenizer, target_prompt, word)] = 1.0
-        return cls(source_tokens=src, target_tokens=tgt, threshold=threshold)
+            tgt[edited_word_indices(tokenizer, target_prompt, word, changed_tgt)] = 1.0
+        for word in keep_words:
+            keep[word_token_indices(tokenizer, source_prompt, word)] = 1.0
+        return cls(source_tokens=src, target_tokens=tgt, threshold=threshold, keep_tokens=keep)
 
 
 @dataclass
@@ -262,9 +309,14 @@ class P2PController:
         zeros = torch.zeros_like(self.alpha)
         self.blend_src = torch.stack([e.blend.source_tokens.to(device) if e.blend else z for e, z in zip(edits, zeros)])
         self.blend_tgt = torch.stack([e.blend.target_tokens.to(device) if e.blend else z for e, z in zip(edits, zeros)])
+        self.blend_keep = torch.stack([e.blend.keep_tokens.to(device) if e.blend and e.blend.keep_tokens is not None
+                                       else z for e, z in zip(edits, zeros)])
+        self.has_keep = self.blend_keep.sum(-1) > 0  # (J,)
+        self.has_change = (self.blend_src.sum(-1) + self.blend_tgt.sum(-1)) > 0  # (J,)
         self.threshold = torch.tensor([e.blend.threshold if e.blend else 0.0 for e in edits], device=device)  # (J,)
         self.maps_src = torch.zeros(self.num_targets, 1, *blend_grid, device=device)  # (J, 1, gh, gw) accumulated
         self.maps_tgt = torch.zeros_like(self.maps_src)
+        self.maps_keep = torch.zeros_like(self.maps_src)
         self.step = 0
         self.cond_offset = 0
         self._cross_active = torch.zeros(self.num_targets, dtype=torch.bool, device=device)
@@ -324,7 +376,8 @@ class P2PController:
         h, w = self.latent_hw
         scale = (h * w / Q) ** 0.5
         res = (round(h / scale), round(w / scale))
-        for probs, weights, acc in ((base, self.blend_src, self.maps_src), (tgt, self.blend_tgt, self.maps_tgt)):
+        for probs, weights, acc in ((base, self.blend_src, self.maps_src), (tgt, self.blend_tgt, self.maps_tgt),
+                                    (base, self.blend_keep, self.maps_keep)):
             m = torch.einsum("jhqk,jk->jq", probs.float(), weights) / probs.shape[1]  # (J, Q)
             m = F.interpolate(m.reshape(J, 1, *res), size=self.blend_grid, mode="area")  # (J, 1, gh, gw)
             acc += m
@@ -340,12 +393,14 @@ class P2PController:
             ``(x_tgt, mask)``: blended (J, C, h, w) latents and the (J, 1, h, w) bool mask (all True for targets
             without LocalBlend).
         """
-        maps = torch.cat([self.maps_src, self.maps_tgt])  # (2J, 1, gh, gw)
+        J = self.num_targets
+        maps = torch.cat([self.maps_src, self.maps_tgt, self.maps_keep])  # (3J, 1, gh, gw)
         maps = F.max_pool2d(maps, kernel_size=3, stride=1, padding=1)
-        maps = F.interpolate(maps, size=x_tgt.shape[-2:], mode="nearest")  # (2J, 1, h, w)
+        maps = F.interpolate(maps, size=x_tgt.shape[-2:], mode="nearest")  # (3J, 1, h, w)
         maps = maps / maps.amax(dim=(2, 3), keepdim=True).clamp_min(1e-12)
-        above = maps > self.threshold.repeat(2)[:, None, None, None]
-        mask = above[: self.num_targets] | above[self.num_targets :]  # (J, 1, h, w)
+        above = maps > self.threshold.repeat(3)[:, None, None, None]
+        changed = above[:J] | above[J : 2 * J] | ~self.has_change[:, None, None, None]  # no changed words: all
+        mask = changed & ~(above[2 * J :] & self.has_keep[:, None, None, None])  # (J, 1, h, w)
         mask = mask | ~self.has_blend[:, None, None, None]
         return torch.where(mask, x_tgt, x_src[self.source_index]), mask
 

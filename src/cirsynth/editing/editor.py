@@ -573,7 +573,7 @@ class CounterfactualEditor:
         *,
         cross_replace_steps: float = 0.8,
         self_replace_steps: float | Sequence[float] = 0.6,
-        blend_words: Sequence[tuple[Sequence[str], Sequence[str]] | None] | None = None,
+        blend_words: Sequence[tuple[Sequence[str], ...] | None] | None = None,
         reweight: Sequence[dict[str, float] | None] | None = None,
         mode: str = "auto",
         return_details: bool = False,
@@ -586,7 +586,8 @@ class CounterfactualEditor:
             cross_replace_steps: fraction of steps whose cross-attention is taken from the source.
             self_replace_steps: fraction of steps whose self-attention is taken from the source; a list runs a sweep
                 (as LANCE does) and yields one candidate per value.
-            blend_words: per pair ``(source_words, target_words)`` for LocalBlend, or ``None`` (no blend).
+            blend_words: per pair ``(source_words, target_words)`` or ``(source_words, target_words, keep_words)``
+                for LocalBlend (keep words: source words whose regions stay as they are), or ``None`` (no blend).
             reweight: per pair ``{target word: scale}`` for AttentionReweight, or ``None``.
             mode: "auto" (replace when token counts match, else refine), "replace" or "refine".
             return_details: return ``EditResult``s (candidates, masks, source branch).
@@ -648,11 +649,12 @@ class CounterfactualEditor:
             modes.append(cross.name)
             local = None
             if blend is not None:
-                src_words, tgt_words = blend
+                src_words, tgt_words, *keep = blend
                 local = LocalBlend.from_words(
-                    self.tokenizer, inv.prompt, target, list(src_words), list(tgt_words), self.config.blend_threshold
+                    self.tokenizer, inv.prompt, target, list(src_words), list(tgt_words), self.config.blend_threshold,
+                    keep_words=list(keep[0]) if keep else [],
                 )
-            rw = AttentionReweight.from_words(self.tokenizer, target, weights) if weights else None
+            rw = AttentionReweight.from_words(self.tokenizer, target, weights, source=inv.prompt) if weights else None
             for frac in fractions:
                 edits.append(PairEdit(slot[id(inv)], cross, rw, local, int(cross_frac * T), int(frac * T)))
                 prompts.append(target)

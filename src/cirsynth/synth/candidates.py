@@ -47,6 +47,35 @@ class CandidateConfig:
     cross_replace_choices: tuple[float, ...] = (0.2, 0.4, 0.6)  # drawn per candidate
     self_replace_choices: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8)  # drawn per candidate
     reweight_choices: tuple[float, ...] = (1.0, 1.5, 2.0)  # drawn per candidate; >1 strengthens the new words
+    # edit type -> its own grids ("cross_replace_choices", "self_replace_choices", "reweight_choices") and/or
+    # "local_blend" (false: the edit is global, no LocalBlend), used instead of the above for that type's edits
+    by_edit_type: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from cirsynth.data.records import EDIT_TYPES
+
+        allowed = {"cross_replace_choices", "self_replace_choices", "reweight_choices", "local_blend"}
+        for t, o in self.by_edit_type.items():
+            if t not in EDIT_TYPES:
+                raise ValueError(f"candidates.by_edit_type: unknown edit type {t!r}; expected one of {list(EDIT_TYPES)}")
+            if not isinstance(o, dict) or set(o) - allowed:
+                raise ValueError(f"candidates.by_edit_type[{t!r}]: unknown keys {sorted(set(o) - allowed)}; "
+                                 f"expected any of {sorted(allowed)}")
+            for k, v in o.items():
+                if k == "local_blend" and not isinstance(v, bool):
+                    raise ValueError(f"candidates.by_edit_type[{t!r}].local_blend must be true or false, got {v!r}")
+                if k != "local_blend" and (not isinstance(v, (list, tuple)) or not v):
+                    raise ValueError(f"candidates.by_edit_type[{t!r}].{k} must be a non-empty list, got {v!r}")
+
+    def for_edit_type(self, edit_type: str) -> "CandidateConfig":
+        """The config an edit of ``edit_type`` draws its candidates from (its own grids where ``by_edit_type`` has
+        them)."""
+        o = {k: tuple(float(x) for x in v) for k, v in self.by_edit_type.get(edit_type, {}).items() if k != "local_blend"}
+        return dataclasses.replace(self, **o, by_edit_type={}) if o else self
+
+    def local_blend(self, edit_type: str, default: bool) -> bool:
+        """Whether edits of ``edit_type`` blend locally: ``by_edit_type``'s say, else ``default``."""
+        return bool(self.by_edit_type.get(edit_type, {}).get("local_blend", default))
 
 
 def fixed_settings(cross_replace_steps: float, self_replace_steps: Sequence[float]) -> list[CandidateSetting]:
@@ -95,6 +124,22 @@ class Candidate:
     setting: CandidateSetting
 
 
+def blend_words_of(edit: Any, local_blend: bool = True) -> tuple[list[str], ...] | None:
+    """The LocalBlend words of one ``CaptionEdit``: ``(source, target)`` or, when the edit names ``keep_words``,
+    ``(source, target, keep)``; ``None`` (no blend) when blending is off or the edit names no word at all.
+
+    Each side's changed span is one phrase (a span is contiguous), so a multi-word span ("and a green cube on the
+    left") selects its own tokens, not every "a" and "the" of the prompt. One side may be empty: an added object has
+    only target words (the blend follows where the new words attend), a removed one only source words."""
+    src = [" ".join(w for w in edit.source_words if w.strip())]
+    tgt = [" ".join(w for w in edit.target_words if w.strip())]
+    src, tgt = [w for w in src if w], [w for w in tgt if w]
+    keep = [w for w in getattr(edit, "keep_words", []) if w.strip()]
+    if not local_blend or not (src or tgt or keep):
+        return None
+    return (src, tgt, keep) if keep else (src, tgt)
+
+
 def edit_candidates(
     editor: Any,
     inversions: Sequence[Any],
@@ -128,8 +173,8 @@ def edit_candidates(
         reweights = []
         for p, k in members:
             scale = settings[p][k].reweight
-            words = [w for w in target_words[p] if w.strip()]
-            reweights.append({w: scale for w in words} if scale != 1.0 and words else None)
+            phrase = " ".join(w for w in target_words[p] if w.strip())  # the span's own tokens (see blend_words_of)
+            reweights.append({phrase: scale} if scale != 1.0 and phrase else None)
         results = editor.edit(
             [inv_of[p, k] for p, k in members], [target_prompts[p] for p, _ in members],
             cross_replace_steps=cross, self_replace_steps=self_frac,

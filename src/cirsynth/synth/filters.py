@@ -12,6 +12,10 @@ changed words s -> t):
                     caption and one-attribute variants of T (``candidates.hard_negative_captions``). Positive when CLIP
                     reads the edited image as the target caption rather than as "nothing changed" or "something else
                     changed too"; only scored when negatives are given.
+- ``recaption_target`` content words(C) vs words(T), C = a captioner's caption of E: multiset Jaccard overlap (1:
+                    the captioner reads the edited image as exactly the target caption's words)
+- ``recaption_margin`` overlap(C, T) - overlap(C, S): positive when the edited image reads more like the target
+                    caption than like the source (the edit happened); only scored with a ``recaptioner``.
 Each rule compares one score with a threshold; a candidate passes when every enabled rule does (a threshold of None
 disables its rule). Thresholds for the mini world are calibrated against ground truth (``cirsynth world
 calibrate-filter``), never on the evaluation seed.
@@ -19,6 +23,8 @@ calibrate-filter``), never on the evaluation seed.
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -41,6 +47,9 @@ class FilterConfig:
     hard_negatives: int = 0  # one-attribute variants of the target caption used as negatives (0: the source only)
     rank_by: str = "clip_dir"  # score that orders the passing candidates of one edit (the best is kept)
     device: str | None = None  # None: CUDA when available
+    recaptioner: str | None = None  # image-to-text id or folder that re-captions each edit (None: no recaption scores)
+    min_recaption_target: float | None = None  # overlap of the edit's caption with the target caption (None: off)
+    min_recaption_margin: float | None = None  # ... minus its overlap with the source caption (None: off)
 
 
 RULES = (
@@ -51,7 +60,24 @@ RULES = (
     ("words_margin", "min_words_margin"),
     ("psnr_outside", "min_psnr_outside"),
     ("caption_margin", "min_caption_margin"),
+    ("recaption_target", "min_recaption_target"),
+    ("recaption_margin", "min_recaption_margin"),
 )
+
+
+def caption_words(text: str) -> Counter:
+    """The content words of a caption as a multiset (lower case, letters and digits, no stop words)."""
+    from cirsynth.captions.text import STOPWORDS
+
+    return Counter(w for w in re.findall(r"[a-z0-9]+", text.lower()) if w not in STOPWORDS)
+
+
+def word_overlap(a: str, b: str) -> float:
+    """Multiset Jaccard overlap of two captions' words: |A & B| / |A | B| (1: the same words, in any order, so
+    paraphrases that reorder the same words count as equal)."""
+    wa, wb = caption_words(a), caption_words(b)
+    union = sum((wa | wb).values())
+    return sum((wa & wb).values()) / union if union else 0.0
 
 
 @dataclass
@@ -74,6 +100,11 @@ class EditFilter:
             from cirsynth.models.clip import load_clip
 
             self.clip = load_clip(config.clip, device=config.device)
+        self.recaptioner = None
+        if config.recaptioner is not None:
+            from cirsynth.captions.captioner import Captioner
+
+            self.recaptioner = Captioner.from_pretrained(config.recaptioner, device=config.device)
 
     @property
     def model_id(self) -> str | None:
@@ -155,6 +186,11 @@ class EditFilter:
             for name, v in vals.items():
                 for i, x in enumerate(v.tolist()):
                     scores[i][name] = float(x)
+        if self.recaptioner is not None and n:
+            captions = self.recaptioner.caption(list(edited))
+            for i, c in enumerate(captions):
+                scores[i]["recaption_target"] = word_overlap(c, target_captions[i])
+                scores[i]["recaption_margin"] = scores[i]["recaption_target"] - word_overlap(c, source_captions[i])
         return [self.judge(sc) for sc in scores]
 
     def judge(self, scores: dict[str, float]) -> FilterVerdict:

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from cirsynth.data import CaptionEdit, Triplet, TripletDataset, config_hash
-from cirsynth.synth.candidates import (CandidateConfig, candidate_noise_seed, draw_settings, edit_candidates,
-                                       fixed_settings, hard_negative_captions)
+from cirsynth.synth.candidates import (CandidateConfig, blend_words_of, candidate_noise_seed, draw_settings,
+                                       edit_candidates, fixed_settings, hard_negative_captions)
 from cirsynth.data.errors import DataError
 from cirsynth.synth.filters import EditFilter, FilterConfig, pick_best
 from cirsynth.synth.inputs import CaptionTable, InputImage, LoadPolicy, discover, load_rgb, read_captions_table
@@ -280,7 +280,9 @@ class Synthesizer:
 
     def filter(self):
         if self._filter is None:
-            fc = dataclasses.replace(self.cfg.filters, clip=None if self.cfg.no_filter else self.cfg.clip, device=self.cfg.device)
+            off = self.cfg.no_filter
+            fc = dataclasses.replace(self.cfg.filters, clip=None if off else self.cfg.clip, device=self.cfg.device,
+                                     recaptioner=None if off else self.cfg.filters.recaptioner)
             self._filter = EditFilter(fc)
         return self._filter
 
@@ -490,15 +492,17 @@ class Synthesizer:
         editor.step_callback = bars.step
         # every pair's candidate settings: the fixed sweep, or --candidates N drawn per edit (seeded by its id);
         # with ddpm each candidate also draws its inversion noise seed (inverted in edit_candidates)
-        settings = [draw_settings(cfg.candidates, f"{p[0].key}:{p[3]}", cfg.seed, noise_seeds=cfg.inversion == "ddpm")
+        settings = [draw_settings(cfg.candidates.for_edit_type(p[4].edit_type), f"{p[0].key}:{p[3]}", cfg.seed,
+                                  noise_seeds=cfg.inversion == "ddpm")
                     if cfg.candidates.n else fixed_settings(cfg.cross_replace_steps, cfg.self_replace_steps) for p in pairs]
 
         def run(idx):
             ps = [pairs[i] for i in idx]
             return edit_candidates(
                 editor, [p[2] for p in ps], [p[4].target_caption for p in ps],
-                [(p[4].source_words, p[4].target_words) if cfg.local_blend and p[4].source_words and p[4].target_words
-                 else None for p in ps], [p[4].target_words for p in ps], [settings[i] for i in idx],
+                [blend_words_of(p[4], cfg.candidates.local_blend(p[4].edit_type, cfg.local_blend)) for p in ps],
+                [p[4].target_words for p in ps],
+                [settings[i] for i in idx],
                 images=[p[1] for p in ps])
 
         try:

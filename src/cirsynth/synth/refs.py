@@ -66,6 +66,8 @@ def model_refs(cfg: "SynthConfig") -> list[tuple[str, str, str, bool]]:
         refs.append(("--captioner", cfg.captioner, "captioner", True))
     if cfg.clip and not cfg.no_filter:
         refs.append(("--clip", cfg.clip, "clip", True))
+    if cfg.filters.recaptioner and not cfg.no_filter:
+        refs.append(("--recaptioner", cfg.filters.recaptioner, "captioner", True))
     if cfg.perturber == "llm":
         if cfg.perturber_model:
             refs.append(("--perturber_model", cfg.perturber_model, "causal-lm", False))

@@ -175,8 +175,8 @@ def candidate_table(cfg: WorldEvalConfig, editor: Any, clf: Any, edits: list, re
         ``{"psnr": [...], "recon_preds": [...], "candidates": per edit, a list of dicts with image, setting, scores,
         target (attribute right), preserved, kept (as reconstructed), right (target and preserved)}``.
     """
-    from cirsynth.synth.candidates import (candidate_noise_seed, draw_settings, edit_candidates, fixed_settings,
-                                           hard_negative_captions)
+    from cirsynth.synth.candidates import (blend_words_of, candidate_noise_seed, draw_settings, edit_candidates,
+                                           fixed_settings, hard_negative_captions)
     from cirsynth.synth.filters import EditFilter
 
     ces = [e.caption_edit for e in edits]
@@ -185,12 +185,13 @@ def candidate_table(cfg: WorldEvalConfig, editor: Any, clf: Any, edits: list, re
     recon = editor.reconstruct(inv)
     rec_psnr = [min(psnr(np.asarray(r), np.asarray(x)), 99.0) for r, x in zip(refs, recon)]
     rec_preds = clf.predict(recon)  # the preservation ceiling: what the judge still reads off the reconstruction
-    settings = [draw_settings(cfg.candidates, f"world-edit-{i}", cfg.seed, noise_seeds=method == "ddpm")
+    settings = [draw_settings(cfg.candidates.for_edit_type(e.edit_type), f"world-edit-{i}", cfg.seed,
+                              noise_seeds=method == "ddpm")
                 if cfg.candidates.n else fixed_settings(cfg.cross_replace_steps, cfg.self_replace_steps)
-                for i in range(len(edits))]
+                for i, e in enumerate(edits)]
     cands = edit_candidates(
         editor, inv, [c.target_caption for c in ces],
-        [(c.source_words, c.target_words) if cfg.local_blend and c.source_words and c.target_words else None for c in ces],
+        [blend_words_of(c, cfg.candidates.local_blend(c.edit_type, cfg.local_blend)) for c in ces],
         [c.target_words for c in ces], settings, images=refs)
     owner = [i for i, cs in enumerate(cands) for _ in cs]  # candidate -> its edit, all scored in one batch
     flat = [c for cs in cands for c in cs]

@@ -327,6 +327,7 @@ def apply_edit(
         source_words=src_words,
         target_words=tgt_words,
         paraphrases=texts[1:],
+        keep_words=[o.shape for o in scene.objects] if edit_type == "background" else [],  # as build_edit's nouns
         provenance={
             "perturber": "world-ground-truth",
             "attribute": attribute,

@@ -58,6 +58,7 @@ def save_recipe(recipe: WorldRecipe, path: str | Path | None = None) -> Path:
     d = recipe.as_dict()
     d["filter"].pop("clip", None)  # the CLIP is chosen per run (the bundled world CLIP by default)
     d["filter"].pop("device", None)
+    d["filter"].pop("recaptioner", None)  # chosen per run too (the bundled world captioner)
     atomic_write_json(path, d, indent=1)
     return path
 
@@ -66,7 +67,7 @@ def bundled_model(kind: str) -> str:
     """Folder of the bundled world model for a ``synthesize`` option: editor (diffusion), clip or captioner."""
     from cirsynth.world.assets import model_path
 
-    name = {"editor": "diffusion", "clip": "clip", "captioner": "captioner"}[kind]
+    name = {"editor": "diffusion", "clip": "clip", "captioner": "captioner", "recaptioner": "captioner"}[kind]
     try:
         return str(model_path(name))
     except FileNotFoundError as e:
@@ -80,8 +81,10 @@ def synth_settings(recipe: WorldRecipe | None = None) -> dict[str, Any]:
     filt = dataclasses.asdict(r.filter)
     filt.pop("clip", None)
     filt.pop("device", None)
+    filt.pop("recaptioner", None)
     cand = dataclasses.asdict(r.candidates)
-    return {"editor": bundled_model("editor"), "clip": bundled_model("clip"), "vocabulary": "world",
+    return {"editor": bundled_model("editor"), "clip": bundled_model("clip"), "recaptioner": bundled_model("recaptioner"),
+            "vocabulary": "world",
             "inversion": r.inversion, "num_steps": r.num_steps, "guidance_scale": r.guidance_scale,
             "cross_replace_steps": r.cross_replace_steps, "self_replace_steps": list(r.self_replace_steps),
             "candidates": cand.pop("n"), **cand, **filt}

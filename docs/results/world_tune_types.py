@@ -1,0 +1,45 @@
+"""Seed-0 only: which prompt-to-prompt settings make background / lighting / size edits right (tuning data).
+
+Usage (from the repo root): PYTHONPATH=src .venv/bin/python docs/results/world_tune_types.py TYPES N OUT.json CROSS SELF REWEIGHT
+with the grids as JSON lists; prints right/target/preserved counts per (type, blend, cross, self, reweight)."""
+import json, sys, itertools
+import torch
+from collections import defaultdict
+from cirsynth.commands.world import _world_eval_config
+from cirsynth.world.evaluate import evaluation_edits, judge_edit, broken_labels
+from cirsynth.world.render import render
+from cirsynth.editing import CounterfactualEditor
+from cirsynth.world.classifier import AttributeClassifier
+from cirsynth.synth.candidates import CandidateSetting, blend_words_of, edit_candidates, candidate_noise_seed
+types = sys.argv[1].split(",")
+n = int(sys.argv[2]); out = sys.argv[3]
+torch.set_num_threads(2)
+cfg = _world_eval_config(None, None, None, None, n, None, None, None, None, None, True, None, 0, "diag")
+edits = [e for e in evaluation_edits(cfg) if e.edit_type in types]
+print(len(edits), "edits", flush=True)
+editor = CounterfactualEditor.from_pretrained(cfg.editor)
+clf = AttributeClassifier.from_pretrained(cfg.classifier)
+refs = editor.prepare([render(e.reference) for e in edits])
+ces = [e.caption_edit for e in edits]
+inv = editor.invert(refs, [c.source_caption for c in ces], method="null-text", num_steps=cfg.num_steps,
+                    guidance_scale=cfg.guidance_scale, seed=candidate_noise_seed(0, 0))
+print("inverted", flush=True)
+grid = [CandidateSetting(c, s, r) for c, s, r in itertools.product(json.loads(sys.argv[4]), json.loads(sys.argv[5]), json.loads(sys.argv[6]))]
+rows = []
+for blend in (True, False):
+    cands = edit_candidates(editor, inv, [c.target_caption for c in ces], [blend_words_of(c, blend) for c in ces],
+                            [c.target_words for c in ces], [grid] * len(ces), images=refs)
+    flat = [(i, k, c) for i, cs in enumerate(cands) for k, c in enumerate(cs)]
+    preds = clf.predict([c.image for _, _, c in flat])
+    for (i, k, c), p in zip(flat, preds):
+        t, pr = judge_edit(p, edits[i].reference, edits[i].target)
+        rows.append({"edit": i, "type": edits[i].edit_type, "blend": blend, **grid[k].as_dict(), "target": t,
+                     "preserved": pr, "right": t and pr, "broken": broken_labels(p, edits[i].reference, edits[i].target)})
+    print("blend", blend, "done", flush=True)
+json.dump(rows, open(out, "w"))
+agg = defaultdict(lambda: [0, 0, 0, 0])
+for r in rows:
+    a = agg[(r["type"], r["blend"], r["cross_replace_steps"], r["self_replace_steps"], r["reweight"])]
+    a[0] += r["right"]; a[1] += r["target"]; a[2] += r["preserved"]; a[3] += 1
+for k in sorted(agg):
+    a = agg[k]; print(k, "right %d target %d preserved %d of %d" % tuple(a))
