@@ -593,9 +593,9 @@ def _world_eval_config(editor, classifier, clip, methods, n, num_steps, guidance
 
     r = load_recipe(recipe)
     bundled = bundled_models()
-    editor = editor or (str(bundled["diffusion"]) if "diffusion" in bundled else None)
-    classifier = classifier or (str(bundled["classifier"]) if "classifier" in bundled else None)
-    clip = clip or (str(bundled["clip"]) if "clip" in bundled else None)
+    editor = editor or _bundled_or_none(bundled, "diffusion")
+    classifier = classifier or _bundled_or_none(bundled, "classifier")
+    clip = clip or _bundled_or_none(bundled, "clip")
     if editor is None:
         raise SystemExit(f"{who}: no world diffusion model is bundled yet; pass --editor FOLDER")
     if classifier is None:

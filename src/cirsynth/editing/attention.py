@@ -43,24 +43,22 @@ def word_token_indices(tokenizer: Any, prompt: str, word: str) -> list[int]:
     Raises:
         ValueError: when the word's tokens do not occur in the prompt (or were truncated away).
     """
+    return sorted({i for run in word_occurrences(tokenizer, prompt, word) for i in run})
+
+
+def word_occurrences(tokenizer: Any, prompt: str, word: str) -> list[list[int]]:
+    """Each occurrence of ``word``'s tokens in ``prompt`` as its own list of positions.
+
+    Raises:
+        ValueError: when the word has no tokens, or its tokens do not occur in the prompt (or were truncated away).
+    """
     ids, n = tokenize(tokenizer, prompt)
     piece = list(tokenizer(word, add_special_tokens=False)["input_ids"])
     if not piece:
         raise ValueError(f"word {word!r} has no tokens")
-    found: list[int] = []
-    for start in range(n - len(piece) + 1):
-        if ids[start : start + len(piece)] == piece:
-            found.extend(range(start, start + len(piece)))
-    if not found:
+    starts = [i for i in range(n - len(piece) + 1) if ids[i : i + len(piece)] == piece]
+    if not starts:
         raise ValueError(f"word {word!r} does not occur in prompt {prompt!r} (after tokenization/truncation)")
-    return sorted(set(found))
-
-
-def word_occurrences(tokenizer: Any, prompt: str, word: str) -> list[list[int]]:
-    """Each occurrence of ``word``'s tokens in ``prompt`` as its own list of positions (see ``word_token_indices``)."""
-    ids, n = tokenize(tokenizer, prompt)
-    piece = list(tokenizer(word, add_special_tokens=False)["input_ids"])
-    starts = [i for i in range(n - len(piece) + 1) if piece and ids[i : i + len(piece)] == piece]
     return [list(range(i, i + len(piece))) for i in starts]
 
 
@@ -81,8 +79,6 @@ def edited_word_indices(tokenizer: Any, prompt: str, word: str, changed: set[int
         ValueError: when the word does not occur in the prompt (as ``word_token_indices``).
     """
     runs = word_occurrences(tokenizer, prompt, word)
-    if not runs:
-        return word_token_indices(tokenizer, prompt, word)  # raises the specific error
     edited = [r for r in runs if changed & set(r)]
     return sorted({i for r in (edited or runs) for i in r})
 

@@ -131,10 +131,10 @@ def blend_words_of(edit: Any, local_blend: bool = True) -> tuple[list[str], ...]
     Each side's changed span is one phrase (a span is contiguous), so a multi-word span ("and a green cube on the
     left") selects its own tokens, not every "a" and "the" of the prompt. One side may be empty: an added object has
     only target words (the blend follows where the new words attend), a removed one only source words."""
-    src = [" ".join(w for w in edit.source_words if w.strip())]
-    tgt = [" ".join(w for w in edit.target_words if w.strip())]
-    src, tgt = [w for w in src if w], [w for w in tgt if w]
-    keep = [w for w in getattr(edit, "keep_words", []) if w.strip()]
+    src = " ".join(w for w in edit.source_words if w.strip())
+    tgt = " ".join(w for w in edit.target_words if w.strip())
+    src, tgt = [src] if src else [], [tgt] if tgt else []
+    keep = [w for w in edit.keep_words if w.strip()]
     if not local_blend or not (src or tgt or keep):
         return None
     return (src, tgt, keep) if keep else (src, tgt)

@@ -31,6 +31,7 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
+from cirsynth.captions.text import STOPWORDS
 from cirsynth.metrics import psnr
 
 
@@ -67,8 +68,6 @@ RULES = (
 
 def caption_words(text: str) -> Counter:
     """The content words of a caption as a multiset (lower case, letters and digits, no stop words)."""
-    from cirsynth.captions.text import STOPWORDS
-
     return Counter(w for w in re.findall(r"[a-z0-9]+", text.lower()) if w not in STOPWORDS)
 
 
