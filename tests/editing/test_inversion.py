@@ -4,6 +4,7 @@ import torch
 from PIL import Image
 
 from cirsynth.editing import CounterfactualEditor, EditorConfig, Inversion, InversionCache, fit_image
+from cirsynth.editing.images import image_hash
 from cirsynth.testing.tiny_sd import tiny_sd_pipeline
 
 from .conftest import PROMPTS, STEPS, TINY_NULL_TEXT, photos, psnr
@@ -74,6 +75,11 @@ def test_save_load_and_cache(editor, null_inversions, tmp_path, monkeypatch):
         inv.prompt, inv.method, inv.num_steps, inv.image_hash, inv.stats
     )  # fmt: skip
     assert torch.equal(back.x_T, inv.x_T) and torch.equal(back.null_embeddings, inv.null_embeddings)
+    # the fitted input image travels with the inversion (paste="reference" composites it) and is what was hashed
+    assert back.image.dtype == torch.uint8 and torch.equal(back.image, inv.image)
+    fitted = editor.prepare(photos()[:1])[0]
+    assert torch.equal(inv.image, torch.from_numpy(np.array(fitted)).permute(2, 0, 1))
+    assert image_hash(Image.fromarray(inv.image.permute(1, 2, 0).numpy())) == inv.image_hash
 
     cache = InversionCache(tmp_path / "cache")
     imgs = photos()[:1]

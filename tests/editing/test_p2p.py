@@ -1,6 +1,9 @@
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from cirsynth.editing import CounterfactualEditor, EditorConfig, P2PAttnProcessor, P2PController, PairEdit
 from cirsynth.editing.attention import AttentionReplace, p2p_attention
@@ -63,14 +66,56 @@ def test_local_blend_keeps_outside_of_mask(pipe, null_inversions):
     assert torch.equal(x_tgt[outside], x_src[outside])  # bit-exact outside the mask
     assert not torch.allclose(x_tgt[~outside], x_src[~outside])
 
-    paste = CounterfactualEditor(
-        pipe, EditorConfig(blend_threshold=threshold, blend_grid_divisor=1, paste_background=True)
-    )
-    res = paste.edit([inv], [tgt], blend_words=[(["cat"], ["dog"])], return_details=True)[0]
-    m = res.masks[0]
-    assert m.shape == (64, 64) and 0 < m.mean() < 1
-    assert np.array_equal(np.asarray(res.images[0])[~m], np.asarray(res.source)[~m])
-    assert not np.array_equal(np.asarray(res.images[0])[m], np.asarray(res.source)[m])
+    # Pasting: far outside the mask (beyond the one latent cell the bilinear feather reaches) the pixels are the
+    # source branch's ("source") or the input image's ("reference"); inside, the edit's.
+    def far_outside(m: np.ndarray, cell: int) -> np.ndarray:
+        grown = F.max_pool2d(torch.from_numpy(m)[None, None].float(), 2 * cell + 1, stride=1, padding=cell)
+        return ~grown[0, 0].bool().numpy()
+
+    plain = CounterfactualEditor(pipe, EditorConfig(blend_threshold=threshold, blend_grid_divisor=1))
+    unpasted = np.asarray(plain.edit([inv], [tgt], blend_words=[(["cat"], ["dog"])])[0]).astype(int)
+    reference = inv.image.permute(1, 2, 0).numpy().astype(int)  # the fitted input image the inversion kept
+    for mode in ("source", "reference"):
+        cfg = EditorConfig(blend_threshold=threshold, blend_grid_divisor=1, paste=mode, paste_dilate=0)
+        res = CounterfactualEditor(pipe, cfg).edit([inv], [tgt], blend_words=[(["cat"], ["dog"])], return_details=True)[0]
+        m, img = res.masks[0], np.asarray(res.images[0]).astype(int)
+        assert m.shape == (64, 64) and 0 < m.mean() < 1
+        far = far_outside(m, 64 // 16)
+        assert far.any()
+        want = np.asarray(res.source).astype(int) if mode == "source" else reference
+        assert np.abs(img[far] - want[far]).max() <= 1  # pixels round through [-1, 1] floats
+        core = far_outside(~m, 64 // 16)  # well inside the mask: the edit's own pixels
+        assert core.any()
+        assert np.abs(img[core] - unpasted[core]).max() <= 1
+        assert not np.array_equal(img[m], want[m])
+    assert not np.array_equal(reference, np.asarray(res.source))  # reference and reconstruction differ here
+
+
+def test_paste_outside_feathers_and_dilates():
+    from cirsynth.editing.editor import paste_outside
+
+    mask = torch.zeros(1, 1, 8, 8, dtype=torch.bool)
+    mask[..., 3:5, 3:5] = True
+    edited, outside = torch.ones(1, 3, 32, 32), -torch.ones(1, 3, 32, 32)
+    for dilate, inside in ((0, slice(14, 18)), (1, slice(10, 22))):
+        out = paste_outside(edited, outside, mask, dilate)
+        assert torch.equal(out[..., inside, inside], edited[..., inside, inside])  # the (grown) mask's core: edited
+        assert torch.equal(out[..., :4, :], outside[..., :4, :])  # far away: pasted
+        border = out[0, 0, 16, :16]
+        assert ((border > -1) & (border < 1)).any()  # a feathered edge, not a cut along latent cells
+    grown = paste_outside(edited, outside, mask, 1)
+    assert (grown >= paste_outside(edited, outside, mask, 0)).all()
+
+
+def test_paste_settings_checked(pipe, null_inversions):
+    with pytest.raises(ValueError, match="paste must be one of"):
+        EditorConfig(paste="background")
+    with pytest.raises(ValueError, match="paste_dilate"):
+        EditorConfig(paste_dilate=-1)
+    inv = dataclasses.replace(null_inversions[0], image=None)  # as loaded from an older cache file
+    editor = CounterfactualEditor(pipe, EditorConfig(paste="reference", blend_grid_divisor=1, blend_threshold=0.99))
+    with pytest.raises(ValueError, match="clear the inversion cache"):
+        editor.edit([inv], ["a photo of a dog"], blend_words=[(["cat"], ["dog"])])
 
 
 class Boom(RuntimeError):

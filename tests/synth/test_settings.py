@@ -40,6 +40,20 @@ def test_world_recipe_settings_name_the_bundled_models():
     assert cfg.filters.recaptioner == str(model_path("captioner"))  # the recaption rules read with the world captioner
     assert cfg.filters.min_recaption_margin == r.filter.min_recaption_margin
     assert cfg.candidates.by_edit_type == r.candidates.by_edit_type
+    assert cfg.paste == r.paste  # what fills the pixels outside the edit mask, as world evaluate measured it
+
+
+def test_paste_setting_reaches_the_editor_and_is_checked(tiny_models, tmp_path):
+    from cirsynth.synth import Synthesizer
+    from cirsynth.synth.pipeline import RUNTIME_FIELDS
+
+    assert resolve_synth_config({"images": "i", "out": "o", "editor": "e"}).paste == "none"
+    cfg = resolve_synth_config({"images": "i", "out": str(tmp_path / "o"), "editor": tiny_models["sd"]},
+                               {"paste": "reference"})
+    assert cfg.paste == "reference" and "paste" not in RUNTIME_FIELDS  # a resume with another paste is refused
+    assert Synthesizer(cfg).editor().config.paste == "reference"
+    with pytest.raises(ValueError, match="paste must be one of"):
+        resolve_synth_config({"images": "i", "out": "o", "editor": "e", "paste": "pixels"})
 
 
 def test_unknown_recipe_is_a_clear_error(tmp_path, capsys):

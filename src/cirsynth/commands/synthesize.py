@@ -27,6 +27,7 @@ def synthesize(
     cross_replace_steps: Optional[float] = None,
     self_replace_steps: Optional[list[float]] = None,
     local_blend: bool = True,
+    paste: Optional[Literal["none", "source", "reference"]] = None,
     candidates: Optional[int] = None,
     cross_replace_choices: Optional[list[float]] = None,
     self_replace_choices: Optional[list[float]] = None,
@@ -91,6 +92,9 @@ def synthesize(
         cross_replace_steps: prompt-to-prompt fraction of steps with source cross-attention.
         self_replace_steps: one value, or several for a LANCE-style sweep (the best candidate is kept).
         local_blend: LocalBlend on the changed words.
+        paste: outside the LocalBlend mask, the pixels of: none (the edit's own decoding; the default), source (the
+            reconstruction) or reference (the input image itself, so what the edit leaves alone loses nothing to the
+            autoencoder; the world recipe's when it is set there).
         candidates: oversample: N candidates per edit, each with settings drawn (seeded per edit) from the three
             *_choices grids below; the filter keeps the best that passes. 0: one candidate per --self_replace_steps.
             With --inversion ddpm each candidate also gets its own inversion noise seed (one inversion per seed).

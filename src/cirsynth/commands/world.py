@@ -7,7 +7,7 @@ import json
 import platform
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 
 def _machine() -> str:
@@ -506,6 +506,7 @@ def evaluate(
     self_replace_steps: Optional[list[float]] = None,
     candidates: Optional[int] = None,
     local_blend: bool = True,
+    paste: Optional[Literal["none", "source", "reference"]] = None,
     recipe: Optional[Path] = None,
     seed: int = 1,
     json_out: Optional[Path] = None,
@@ -535,6 +536,8 @@ def evaluate(
         candidates: candidates per edit with settings drawn from the recipe's grids (default: the recipe's); 0: the
             fixed cross/self settings.
         local_blend: LocalBlend on the changed words.
+        paste: outside the LocalBlend mask, the pixels of: none (the edit's), source (the reconstruction) or
+            reference (the input scene itself); default: the recipe's.
         recipe: a recipe JSON instead of the bundled one.
         seed: seed for scenes and edits (1: the reporting seed; the recipe is tuned on 0).
         json_out: also write the result to this file.
@@ -550,11 +553,12 @@ def evaluate(
     from cirsynth.world.evaluate import evaluate_world
 
     cfg = _world_eval_config(editor, classifier, clip, methods, n, num_steps, guidance_scale, cross_replace_steps,
-                             self_replace_steps, candidates, local_blend, recipe, seed, "world evaluate")
+                             self_replace_steps, candidates, local_blend, recipe, seed, "world evaluate", paste=paste)
     images: dict = {}
     result = evaluate_world(cfg, log=(lambda *_: None) if json else print, keep_images=images)
     tables = {m: row.pop("candidate_table") for m, row in result["methods"].items()}  # to --json_out only
     result["settings"] = {"seed": seed, "num_steps": cfg.num_steps, "guidance_scale": cfg.guidance_scale,
+                          "paste": cfg.paste,
                           "candidates": dataclasses.asdict(cfg.candidates), "recipe_calibration": cfg_calibration(recipe)}
     cal = result["settings"]["recipe_calibration"]
     result["held_out"] = cal is None or cal.get("seed") != seed
@@ -567,7 +571,7 @@ def evaluate(
     if update_card:  # the command with every recipe default it used written out, so it reproduces without the recipe
         params.update(methods=list(cfg.methods), num_steps=cfg.num_steps, guidance_scale=cfg.guidance_scale,
                       cross_replace_steps=cfg.cross_replace_steps, self_replace_steps=list(cfg.self_replace_steps),
-                      candidates=cfg.candidates.n)
+                      candidates=cfg.candidates.n, paste=cfg.paste)
         shown = {k: v for k, v in params.items() if k not in ("json", "json_out", "update_card", "grid")}
         add_to_card(cfg.editor, "world_evaluate", {"command": command_line("world evaluate", shown, positional=()), **result})
     print(jsonlib.dumps(result, indent=None if json else 2))
@@ -585,7 +589,7 @@ def cfg_calibration(recipe: Optional[Path]) -> Optional[dict]:
 
 
 def _world_eval_config(editor, classifier, clip, methods, n, num_steps, guidance_scale, cross_replace_steps,
-                       self_replace_steps, candidates, local_blend, recipe, seed, who: str):
+                       self_replace_steps, candidates, local_blend, recipe, seed, who: str, paste=None):
     """A WorldEvalConfig: the bundled models and the world recipe, overridden by what was given."""
     from cirsynth.world.assets import bundled_models
     from cirsynth.world.evaluate import WorldEvalConfig
@@ -606,6 +610,7 @@ def _world_eval_config(editor, classifier, clip, methods, n, num_steps, guidance
         num_steps=num_steps or r.num_steps, guidance_scale=r.guidance_scale if guidance_scale is None else guidance_scale,
         cross_replace_steps=r.cross_replace_steps if cross_replace_steps is None else cross_replace_steps,
         self_replace_steps=tuple(self_replace_steps or r.self_replace_steps), local_blend=local_blend, seed=seed,
+        paste=paste or r.paste,
         candidates=cand, filter=dataclasses.replace(r.filter, recaptioner=_bundled_or_none(bundled, "captioner")))
 
 
@@ -624,6 +629,7 @@ def calibrate_filter(
     editor: Optional[str] = None,
     classifier: Optional[str] = None,
     clip: Optional[str] = None,
+    paste: Optional[Literal["none", "source", "reference"]] = None,
     recipe: Optional[Path] = None,
     out: Optional[Path] = None,
 ) -> int:
@@ -644,6 +650,8 @@ def calibrate_filter(
         editor: diffusion pipeline folder (default: the bundled world model).
         classifier: the judge (default: the bundled attribute classifier).
         clip: the filter's CLIP (default: the bundled world CLIP).
+        paste: outside the LocalBlend mask, the pixels of: none, source (the reconstruction) or reference (the
+            input scene); default: the recipe's. Written into the new recipe with the thresholds.
         recipe: recipe to start from (default: the bundled one).
         out: where to write the new recipe (default: the bundled recipe.json).
     """
@@ -658,7 +666,7 @@ def calibrate_filter(
     if not 0 < target_precision <= 1:
         raise SystemExit("world calibrate-filter: --target_precision is a share in (0, 1]")
     cfg = _world_eval_config(editor, classifier, clip, None, n, None, None, None, None, candidates, True, recipe, seed,
-                             "world calibrate-filter")
+                             "world calibrate-filter", paste=paste)
     if cfg.clip is None:
         raise SystemExit("world calibrate-filter: no world CLIP bundled; pass --clip FOLDER")
     if hard_negatives is not None:
@@ -667,7 +675,8 @@ def calibrate_filter(
     method = method or r.inversion
     t0 = time.time()
     chosen, report = calibrate(cfg, method, target_precision, min_accepted)
-    r.inversion, r.candidates, r.filter = method, cfg.candidates, dataclasses.replace(chosen, clip=None, device=None)
+    r.inversion, r.candidates, r.paste = method, cfg.candidates, cfg.paste
+    r.filter = dataclasses.replace(chosen, clip=None, device=None, recaptioner=None)
     r.calibration = {"command": command_line("world calibrate-filter", {k: v for k, v in params.items() if k != "out"},
                                              positional=()),
                      "seed": seed, "n": n, "method": method, "target_precision": target_precision,

@@ -42,6 +42,9 @@ class NullTextConfig:
     early_stop_growth: float = 2e-5  # later (less noisy) steps tolerate a larger error
 
 
+PASTE_MODES: tuple[str, ...] = ("none", "source", "reference")
+
+
 @dataclass
 class EditorConfig:
     """Settings of the editor that are not per-call arguments."""
@@ -53,10 +56,19 @@ class EditorConfig:
     blend_start: float = 0.2  # fraction of steps before LocalBlend starts pinning latents
     blend_grid_divisor: int = 4  # word maps are pooled onto a (h / 4, w / 4) latent grid (SD-1.5: 16 x 16, as P2P) ...
     blend_grid_min: int = 16  # ... but never coarser than this many cells a side (or the latent's own side)
-    paste_background: bool = False  # composite pixels outside the final LocalBlend mask from the source branch
+    paste: str = "none"  # outside the final LocalBlend mask, take the pixels of: "none" (the edit's own decoding),
+    # "source" (the source branch's decoding, i.e. the reconstruction) or "reference" (the input image itself, so
+    # what the edit leaves alone keeps no autoencoder loss; as Blended Latent Diffusion's background step)
+    paste_dilate: int = 1  # the mask grows by this many latent cells before pasting, then is feathered (bilinear)
     direct_add_target: bool = True  # direct inversion: add the source branch's per-step offset to the target branch
     # too (PnP Inversion's add-target variant), so an identity edit is exactly the reconstruction; False applies it
     # to the source branch only (PnP Inversion's default; identity edit off by 0.15 mean abs on the tiny pipeline)
+
+    def __post_init__(self) -> None:
+        if self.paste not in PASTE_MODES:
+            raise ValueError(f"EditorConfig.paste must be one of {PASTE_MODES}, got {self.paste!r}")
+        if self.paste_dilate < 0:
+            raise ValueError(f"EditorConfig.paste_dilate must be >= 0, got {self.paste_dilate}")
 
 
 def is_sdxl(pipe: Any) -> bool:
@@ -70,6 +82,22 @@ def ddpm_noise_seed(seed: int, image_hash: str) -> int:
     """The generator seed of an image's ddpm noise: from the user's seed and the image content, so an image's noise
     is the same whichever batch it is inverted in, and two images under one seed get unrelated noise."""
     return int(hashlib.sha256(f"{int(seed)}:{image_hash}".encode()).hexdigest()[:15], 16)
+
+
+def paste_outside(edited: torch.Tensor, outside: torch.Tensor, mask: torch.Tensor, dilate: int) -> torch.Tensor:
+    """Composite ``outside`` pixels where the latent ``mask`` is off.
+
+    Args:
+        edited, outside: (J, 3, H, W) pixels.
+        mask: (J, 1, h, w) bool latent mask, True where the edit acts.
+        dilate: latent cells the mask grows by (max-pool) before it is upsampled bilinearly into a soft alpha, so the
+            edited region keeps a margin and its border blends instead of cutting along latent cells.
+    """
+    alpha = mask.float()
+    if dilate:
+        alpha = F.max_pool2d(alpha, kernel_size=2 * dilate + 1, stride=1, padding=dilate)
+    alpha = F.interpolate(alpha, size=edited.shape[-2:], mode="bilinear", align_corners=False).clamp(0, 1)
+    return alpha * edited + (1 - alpha) * outside
 
 
 def blend_grid(h: int, w: int, divisor: int, minimum: int) -> tuple[int, int]:
@@ -332,6 +360,7 @@ class CounterfactualEditor:
                 null_embeddings=None if nulls is None else nulls[n].cpu(),
                 latents=trajectory[n].cpu() if method == "direct" else None,
                 noise=None if noise is None else noise[n].cpu(),
+                image=torch.from_numpy(np.array(fitted[n], dtype=np.uint8)).permute(2, 0, 1),  # (3, H, W)
                 settings=settings[n],
                 stats=stats[n],
             )
@@ -546,6 +575,16 @@ class CounterfactualEditor:
                 self._stepped()
         return x_src, (x_tgt if J else None), mask
 
+    def _reference_pixels(self, inversions: Sequence[Inversion]) -> torch.Tensor:
+        """(S, 3, H, W) in [-1, 1]: the input images the inversions keep (``paste="reference"``)."""
+        missing = [i for i, inv in enumerate(inversions) if inv.image is None]
+        if missing:
+            raise ValueError(
+                f'EditorConfig.paste="reference" needs the input image, and {len(missing)} inversion(s) do not keep it '
+                "(files cached before cirsynth kept images in inversions): clear the inversion cache and invert again"
+            )
+        return torch.stack([inv.image for inv in inversions]).float().div(127.5).sub(1.0).to(self.device)
+
     def _groups(self, inversions: Sequence[Inversion]) -> dict[tuple, list[int]]:
         groups: dict[tuple, list[int]] = {}
         for i, inv in enumerate(inversions):
@@ -664,9 +703,10 @@ class CounterfactualEditor:
         mask_px = None
         if mask is not None:
             mask_px = F.interpolate(mask.float(), size=tgt_px.shape[-2:], mode="nearest").bool()  # (J, 1, H, W)
-            if self.config.paste_background:
-                src_for_tgt = src_px[torch.tensor([e.source_index for e in edits], device=src_px.device)]
-                tgt_px = torch.where(mask_px, tgt_px, src_for_tgt)
+            if self.config.paste != "none":
+                rows = torch.tensor([e.source_index for e in edits], device=src_px.device)
+                outside = src_px if self.config.paste == "source" else self._reference_pixels(sources)
+                tgt_px = paste_outside(tgt_px, outside.to(tgt_px)[rows], mask, self.config.paste_dilate)
         src_images, tgt_images = tensor_to_images(src_px), tensor_to_images(tgt_px)
         results, j = [], 0
         for k, (inv, blend) in enumerate(zip(invs, blends)):

@@ -33,6 +33,8 @@ class Inversion:
             (``direct`` only: the source branch is pinned to it).
         noise: (T, C, h, w) float32, the per-step noise maps z_t of edit-friendly DDPM inversion, in sampling order
             (index i belongs to the i-th denoising step; ``ddpm`` only).
+        image: (3, H, W) uint8, the fitted input image itself (what ``EditorConfig.paste="reference"`` composites
+            outside the edit mask); ``None`` in files written before it was kept.
         settings: what else determined it (dtype, null-text optimiser settings, scheduler).
         stats: diagnostics (inner Adam steps per timestep, last losses).
     """
@@ -47,6 +49,7 @@ class Inversion:
     null_embeddings: torch.Tensor | None = None
     latents: torch.Tensor | None = None
     noise: torch.Tensor | None = None
+    image: torch.Tensor | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     stats: dict[str, Any] = field(default_factory=dict)
 
@@ -75,6 +78,8 @@ class Inversion:
             tensors["latents"] = self.latents.float().contiguous().cpu()
         if self.noise is not None:
             tensors["noise"] = self.noise.float().contiguous().cpu()
+        if self.image is not None:
+            tensors["image"] = self.image.to(torch.uint8).contiguous().cpu()
         meta = {
             "method": self.method,
             "prompt": self.prompt,
@@ -103,6 +108,7 @@ class Inversion:
             null_embeddings=tensors.get("null_embeddings"),
             latents=tensors.get("latents"),
             noise=tensors.get("noise"),
+            image=tensors.get("image"),
         )
 
 

@@ -48,6 +48,8 @@ class SynthConfig:
     cross_replace_steps: float = 0.8  # P2P: fraction of steps with source cross-attention
     self_replace_steps: list[float] = field(default_factory=lambda: [0.6])  # several: LANCE-style sweep, best kept
     local_blend: bool = True  # P2P LocalBlend on the changed words
+    paste: str = "none"  # outside the LocalBlend mask, pixels of: none (the edit's) | source (the reconstruction) |
+    # reference (the input image: what the edit leaves alone keeps no autoencoder loss); EditorConfig.paste
     candidates: CandidateConfig = field(default_factory=CandidateConfig)  # oversampling: N settings drawn per edit
     clip: Optional[str] = None  # CLIP id or folder for filtering
     no_filter: bool = False  # accept every edit (scores still recorded where computable)
@@ -61,6 +63,12 @@ class SynthConfig:
     device: Optional[str] = None  # None: CUDA when available
     dtype: Optional[str] = None  # e.g. bfloat16 for the UNet on a GPU
     progress: bool = True  # progress bars
+
+    def __post_init__(self) -> None:
+        from cirsynth.editing.editor import PASTE_MODES
+
+        if self.paste not in PASTE_MODES:
+            raise ValueError(f"paste must be one of {PASTE_MODES}, got {self.paste!r}")
 
 
 RUNTIME_FIELDS = {"batch_size", "device", "progress", "out", "images"}
@@ -271,9 +279,10 @@ class Synthesizer:
 
     def editor(self):
         if self._editor is None:
-            from cirsynth.editing import CounterfactualEditor
+            from cirsynth.editing import CounterfactualEditor, EditorConfig
 
-            self._editor = CounterfactualEditor.from_pretrained(self.cfg.editor, device=self.cfg.device, dtype=self.cfg.dtype)
+            self._editor = CounterfactualEditor.from_pretrained(self.cfg.editor, device=self.cfg.device, dtype=self.cfg.dtype,
+                                                                config=EditorConfig(paste=self.cfg.paste))
             if self.cfg.resolution:
                 self._editor.image_size = (self.cfg.resolution, self.cfg.resolution)
         return self._editor

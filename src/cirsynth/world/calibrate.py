@@ -105,13 +105,13 @@ def calibrate(cfg: Any, method: str, target_precision: float = 0.8, min_accepted
     Returns:
         ``(the chosen FilterConfig, report)``; the report's figures are on the tuning edits (not held out).
     """
-    from cirsynth.editing import CounterfactualEditor
+    from cirsynth.editing import CounterfactualEditor, EditorConfig
     from cirsynth.world.classifier import AttributeClassifier
     from cirsynth.world.evaluate import candidate_table, evaluation_edits, method_report
     from cirsynth.world.render import render
 
     edits = evaluation_edits(cfg)
-    editor = CounterfactualEditor.from_pretrained(cfg.editor)
+    editor = CounterfactualEditor.from_pretrained(cfg.editor, config=EditorConfig(paste=cfg.paste))
     clf = AttributeClassifier.from_pretrained(cfg.classifier)
     refs = editor.prepare([render(e.reference) for e in edits])
     table = candidate_table(cfg, editor, clf, edits, refs, method)

@@ -52,6 +52,7 @@ class WorldEvalConfig:
     cross_replace_steps: float = 0.8  # P2P: fraction of steps with the source's cross-attention
     self_replace_steps: tuple[float, ...] = (0.6,)  # several: a sweep; the filter picks each edit's best candidate
     local_blend: bool = True  # LocalBlend on the changed words
+    paste: str = "none"  # EditorConfig.paste: what fills the pixels outside the LocalBlend mask
     seed: int = 0  # scenes and edits
     candidates: CandidateConfig = dataclasses.field(default_factory=CandidateConfig)  # n > 0: oversample per edit
     filter: FilterConfig = dataclasses.field(default_factory=FilterConfig)  # thresholds, negatives, rank_by
@@ -123,12 +124,12 @@ def evaluate_world(cfg: WorldEvalConfig, log=print, keep_images: dict | None = N
     Args:
         keep_images: if given, filled with method -> the generated image of each edit (the filter's pick).
     """
-    from cirsynth.editing import CounterfactualEditor
+    from cirsynth.editing import CounterfactualEditor, EditorConfig
     from cirsynth.world.classifier import AttributeClassifier
     from cirsynth.world.diffusion import object_word_attention_share
 
     edits = evaluation_edits(cfg)
-    editor = CounterfactualEditor.from_pretrained(cfg.editor)
+    editor = CounterfactualEditor.from_pretrained(cfg.editor, config=EditorConfig(paste=cfg.paste))
     clf = AttributeClassifier.from_pretrained(cfg.classifier)
     refs = editor.prepare([render(e.reference) for e in edits])
     out: dict[str, Any] = {"edits": len(edits), "editor": cfg.editor, "methods": {},

@@ -28,6 +28,7 @@ class WorldRecipe:
     guidance_scale: float = 3.0  # chosen on seed 0 (session 3): the small UNet keeps more of the scene at low guidance
     cross_replace_steps: float = 0.4  # the fixed sweep (candidates.n == 0)
     self_replace_steps: tuple[float, ...] = (0.2, 0.4, 0.6)  # the fixed sweep (candidates.n == 0)
+    paste: str = "none"  # EditorConfig.paste: what fills the pixels outside the LocalBlend mask
     candidates: CandidateConfig = field(default_factory=lambda: CandidateConfig(n=8))  # oversample, then filter
     filter: FilterConfig = field(default_factory=lambda: FilterConfig(hard_negatives=8, rank_by="caption_margin"))
     calibration: dict[str, Any] | None = None  # how recipe.json was made: command, seed, n, figures; None: defaults
@@ -87,4 +88,5 @@ def synth_settings(recipe: WorldRecipe | None = None) -> dict[str, Any]:
             "vocabulary": "world",
             "inversion": r.inversion, "num_steps": r.num_steps, "guidance_scale": r.guidance_scale,
             "cross_replace_steps": r.cross_replace_steps, "self_replace_steps": list(r.self_replace_steps),
+            "paste": r.paste,
             "candidates": cand.pop("n"), **cand, **filt}
