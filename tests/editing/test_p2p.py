@@ -91,6 +91,37 @@ def test_local_blend_keeps_outside_of_mask(pipe, null_inversions):
     assert not np.array_equal(reference, np.asarray(res.source))  # reference and reconstruction differ here
 
 
+def test_local_blend_without_pin_measures_the_mask_only(pipe, null_inversions):
+    """pin=False: the mask is measured (and pasting restores what lies outside it), the latents are not pinned."""
+    from cirsynth.editing.attention import LocalBlend, cross_attention_edit
+
+    inv, tgt = null_inversions[0], "a photo of a dog"
+    for threshold in (0.9, 0.95, 0.98, 0.99, 0.995, 0.998):
+        editor = CounterfactualEditor(pipe, EditorConfig(blend_threshold=threshold, blend_grid_divisor=1))
+        free = LocalBlend.from_words(editor.tokenizer, inv.prompt, tgt, ["cat"], ["dog"], threshold=threshold, pin=False)
+        edit = PairEdit(0, cross_attention_edit(editor.tokenizer, inv.prompt, tgt), None, free, 8, 6)
+        x_src, x_tgt, mask = editor._sample([inv], [tgt], [edit])
+        if 0 < mask.float().mean() < 1:
+            break
+    assert 0 < mask.float().mean() < 1
+    outside = ~mask.expand_as(x_tgt)
+    assert not torch.allclose(x_tgt[outside], x_src[outside])  # not pinned
+    no_blend = editor._sample([inv], [tgt], [dataclasses.replace(edit, blend=None)])[1]
+    torch.testing.assert_close(x_tgt, no_blend)  # the latents are those of an edit without LocalBlend
+
+    cfg = EditorConfig(blend_threshold=threshold, blend_grid_divisor=1, paste="reference", paste_dilate=0)
+    ed = CounterfactualEditor(pipe, cfg)
+    pinned, loose = (ed.edit([inv], [tgt], blend_words=[(["cat"], ["dog"])], blend_pin=[p], return_details=True)[0]
+                     for p in (True, False))
+    reference = inv.image.permute(1, 2, 0).numpy().astype(int)
+    m = loose.masks[0]
+    far = ~F.max_pool2d(torch.from_numpy(m)[None, None].float(), 9, stride=1, padding=4)[0, 0].bool().numpy()
+    assert far.any() and np.abs(np.asarray(loose.images[0]).astype(int)[far] - reference[far]).max() <= 1
+    assert not np.array_equal(np.asarray(loose.images[0]), np.asarray(pinned.images[0]))
+    with pytest.raises(ValueError, match="blend_pin must have one entry per pair"):
+        ed.edit([inv], [tgt], blend_words=[(["cat"], ["dog"])], blend_pin=[True, False])
+
+
 def test_paste_outside_feathers_and_dilates():
     from cirsynth.editing.editor import paste_outside
 

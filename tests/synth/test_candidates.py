@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from cirsynth.cli import main
-from cirsynth.data import TripletDataset
+from cirsynth.data import CaptionEdit, TripletDataset
 from cirsynth.synth import CandidateConfig, CandidateSetting, draw_settings
 from cirsynth.synth.candidates import edit_candidates, hard_negative_captions
 from tests.synth.conftest import _photo
@@ -308,8 +308,16 @@ def test_candidate_grids_per_edit_type():
     assert cfg.for_edit_type("color") is cfg and cfg.for_edit_type("lighting") is cfg  # no grids of their own
     assert draw_settings(cfg.for_edit_type("color"), "k", 0) == draw_settings(CandidateConfig(n=4), "k", 0)
     assert not cfg.local_blend("lighting", True) and cfg.local_blend("color", True) and not cfg.local_blend("color", False)
+    # "mask": LocalBlend's mask without pinning (for pasting); blends() gives the editor's words and pins per edit
+    loose = CandidateConfig(by_edit_type={"size": {"local_blend": "mask"}, "lighting": {"local_blend": False}})
+    assert loose.local_blend("size", True) == "mask" and loose.local_blend("size", False) == "mask"
+    edits = [CaptionEdit("a small red cube", "a large red cube", "make it large", "size", ["small"], ["large"]),
+             CaptionEdit("a red cube", "a blue cube", "make it blue", "color", ["red"], ["blue"]),
+             CaptionEdit("a cube in sun", "a cube in shade", "shade", "lighting", ["sun"], ["shade"])]
+    words, pins = loose.blends(edits, True)
+    assert words == [(["small"], ["large"]), (["red"], ["blue"]), None] and pins == [False, True, False]
     for bad, match in (({"colour": {}}, "unknown edit type 'colour'"), ({"size": {"self_steps": [0.2]}}, "unknown keys"),
-                       ({"size": {"local_blend": "no"}}, "true or false"), ({"size": {"reweight_choices": []}}, "non-empty")):
+                       ({"size": {"local_blend": "no"}}, "true, false or"), ({"size": {"reweight_choices": []}}, "non-empty")):
         with pytest.raises(ValueError, match=match):
             CandidateConfig(by_edit_type=bad)
     # a synthesize setting like the others (command line or recipe)

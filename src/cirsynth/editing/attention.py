@@ -209,12 +209,16 @@ class LocalBlend:
         target_tokens: (L,) 0/1 weights selecting the target words' tokens in the target prompt.
         threshold: mask threshold on the normalised map (P2P uses 0.3).
         keep_tokens: (L,) 0/1 weights selecting the kept words' tokens in the source prompt (zeros: nothing kept).
+        pin: pin the target latents to the source outside the mask while sampling (LocalBlend proper); False only
+            measures the mask (for ``EditorConfig.paste`` and the result's masks), so an edit that must grow past
+            its source words' region (a larger object, another shape) can, and pasting restores the rest.
     """
 
     source_tokens: torch.Tensor
     target_tokens: torch.Tensor
     threshold: float = 0.3
     keep_tokens: torch.Tensor | None = None
+    pin: bool = True
 
     @classmethod
     def from_words(
@@ -226,6 +230,7 @@ class LocalBlend:
         target_words: Sequence[str],
         threshold: float = 0.3,
         keep_words: Sequence[str] = (),
+        pin: bool = True,
     ) -> "LocalBlend":
         if not source_words and not target_words and not keep_words:
             raise ValueError("LocalBlend needs at least one source, target or keep word")
@@ -241,7 +246,7 @@ class LocalBlend:
             tgt[edited_word_indices(tokenizer, target_prompt, word, changed_tgt)] = 1.0
         for word in keep_words:
             keep[word_token_indices(tokenizer, source_prompt, word)] = 1.0
-        return cls(source_tokens=src, target_tokens=tgt, threshold=threshold, keep_tokens=keep)
+        return cls(source_tokens=src, target_tokens=tgt, threshold=threshold, keep_tokens=keep, pin=pin)
 
 
 @dataclass
@@ -302,6 +307,7 @@ class P2PController:
         self.cross_steps = torch.tensor([e.cross_steps for e in edits], device=device)  # (J,)
         self.self_steps = torch.tensor([e.self_steps for e in edits], device=device)  # (J,)
         self.has_blend = torch.tensor([e.blend is not None for e in edits], device=device)  # (J,)
+        self.pin = torch.tensor([e.blend is not None and e.blend.pin for e in edits], device=device)  # (J,)
         zeros = torch.zeros_like(self.alpha)
         self.blend_src = torch.stack([e.blend.source_tokens.to(device) if e.blend else z for e, z in zip(edits, zeros)])
         self.blend_tgt = torch.stack([e.blend.target_tokens.to(device) if e.blend else z for e, z in zip(edits, zeros)])
@@ -379,7 +385,7 @@ class P2PController:
             acc += m
 
     def blend(self, x_src: torch.Tensor, x_tgt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """LocalBlend: keep the source latents outside the mask.
+        """LocalBlend: keep the source latents outside the mask (for targets whose blend pins).
 
         Args:
             x_src: (S, C, h, w) source latents after this step.
@@ -387,7 +393,7 @@ class P2PController:
 
         Returns:
             ``(x_tgt, mask)``: blended (J, C, h, w) latents and the (J, 1, h, w) bool mask (all True for targets
-            without LocalBlend).
+            without LocalBlend; the measured mask for blends that do not pin, whose latents are left as they are).
         """
         J = self.num_targets
         maps = torch.cat([self.maps_src, self.maps_tgt, self.maps_keep])  # (3J, 1, gh, gw)
@@ -398,7 +404,8 @@ class P2PController:
         changed = above[:J] | above[J : 2 * J] | ~self.has_change[:, None, None, None]  # no changed words: all
         mask = changed & ~(above[2 * J :] & self.has_keep[:, None, None, None])  # (J, 1, h, w)
         mask = mask | ~self.has_blend[:, None, None, None]
-        return torch.where(mask, x_tgt, x_src[self.source_index]), mask
+        free = mask | ~self.pin[:, None, None, None]
+        return torch.where(free, x_tgt, x_src[self.source_index]), mask
 
 
 # ----------------------------------------------------------------------------------------------- processor

@@ -616,6 +616,7 @@ class CounterfactualEditor:
         reweight: Sequence[dict[str, float] | None] | None = None,
         mode: str = "auto",
         return_details: bool = False,
+        blend_pin: Sequence[bool] | None = None,
     ) -> list[Image.Image] | list[list[Image.Image]] | list[EditResult]:
         """Prompt-to-prompt edits of inverted images; many (image, edit) pairs share each UNet call.
 
@@ -630,6 +631,8 @@ class CounterfactualEditor:
             reweight: per pair ``{target word: scale}`` for AttentionReweight, or ``None``.
             mode: "auto" (replace when token counts match, else refine), "replace" or "refine".
             return_details: return ``EditResult``s (candidates, masks, source branch).
+            blend_pin: per pair, whether its LocalBlend pins the latents outside the mask (default: all do); False
+                only measures the mask (``LocalBlend.pin``), for ``paste`` to restore what lies outside it.
 
         Returns:
             ``list[Image]`` for a single ``self_replace_steps``; ``list[list[Image]]`` (pair -> candidates) for a
@@ -641,7 +644,7 @@ class CounterfactualEditor:
         P = len(inversions)
         if len(target_prompts) != P:
             raise ValueError(f"got {P} inversions but {len(target_prompts)} target prompts")
-        for name, per_pair in (("blend_words", blend_words), ("reweight", reweight)):
+        for name, per_pair in (("blend_words", blend_words), ("reweight", reweight), ("blend_pin", blend_pin)):
             if per_pair is not None and len(per_pair) != P:
                 raise ValueError(f"{name} must have one entry per pair ({P}), got {len(per_pair)}")
         sweep = not isinstance(self_replace_steps, (int, float))
@@ -658,6 +661,7 @@ class CounterfactualEditor:
                     [inversions[i] for i in chunk], [target_prompts[i] for i in chunk],
                     [blend_words[i] if blend_words else None for i in chunk],
                     [reweight[i] if reweight else None for i in chunk],
+                    [bool(blend_pin[i]) if blend_pin is not None else True for i in chunk],
                     cross_replace_steps, fractions, mode,
                 )):  # fmt: skip
                     results[i] = res
@@ -667,7 +671,7 @@ class CounterfactualEditor:
             return [r.images for r in results]  # type: ignore[union-attr]
         return [r.images[0] for r in results]  # type: ignore[union-attr]
 
-    def _edit_chunk(self, invs, targets, blends, reweights, cross_frac, fractions, mode) -> list[EditResult]:
+    def _edit_chunk(self, invs, targets, blends, reweights, pins, cross_frac, fractions, mode) -> list[EditResult]:
         T = invs[0].num_steps
         sources: list[Inversion] = []
         slot: dict[int, int] = {}
@@ -676,7 +680,7 @@ class CounterfactualEditor:
             if slot[id(inv)] == len(sources):
                 sources.append(inv)
         edits, prompts, modes = [], [], []
-        for inv, target, blend, weights in zip(invs, targets, blends, reweights):
+        for inv, target, blend, weights, pin in zip(invs, targets, blends, reweights, pins):
             cross = cross_attention_edit(self.tokenizer, inv.prompt, target, mode)
             if self.tokenizer_2 is not None:  # SDXL: both encoders' tokens share the sequence positions
                 other = cross_attention_edit(self.tokenizer_2, inv.prompt, target, mode)
@@ -691,7 +695,7 @@ class CounterfactualEditor:
                 src_words, tgt_words, *keep = blend
                 local = LocalBlend.from_words(
                     self.tokenizer, inv.prompt, target, list(src_words), list(tgt_words), self.config.blend_threshold,
-                    keep_words=list(keep[0]) if keep else [],
+                    keep_words=list(keep[0]) if keep else [], pin=pin,
                 )
             rw = AttentionReweight.from_words(self.tokenizer, target, weights, source=inv.prompt) if weights else None
             for frac in fractions:

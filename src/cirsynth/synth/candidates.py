@@ -48,7 +48,9 @@ class CandidateConfig:
     self_replace_choices: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8)  # drawn per candidate
     reweight_choices: tuple[float, ...] = (1.0, 1.5, 2.0)  # drawn per candidate; >1 strengthens the new words
     # edit type -> its own grids ("cross_replace_choices", "self_replace_choices", "reweight_choices") and/or
-    # "local_blend" (false: the edit is global, no LocalBlend), used instead of the above for that type's edits
+    # "local_blend" (false: the edit is global, no LocalBlend; "mask": the mask is measured but does not pin the
+    # latents, so the edit may reach past it and EditorConfig.paste restores what lies outside), used instead of
+    # the above for that type's edits
     by_edit_type: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -62,8 +64,9 @@ class CandidateConfig:
                 raise ValueError(f"candidates.by_edit_type[{t!r}]: unknown keys {sorted(set(o) - allowed)}; "
                                  f"expected any of {sorted(allowed)}")
             for k, v in o.items():
-                if k == "local_blend" and not isinstance(v, bool):
-                    raise ValueError(f"candidates.by_edit_type[{t!r}].local_blend must be true or false, got {v!r}")
+                if k == "local_blend" and not (isinstance(v, bool) or v == "mask"):
+                    raise ValueError(f"candidates.by_edit_type[{t!r}].local_blend must be true, false or \"mask\", "
+                                     f"got {v!r}")
                 if k != "local_blend" and (not isinstance(v, (list, tuple)) or not v):
                     raise ValueError(f"candidates.by_edit_type[{t!r}].{k} must be a non-empty list, got {v!r}")
 
@@ -73,9 +76,17 @@ class CandidateConfig:
         o = {k: tuple(float(x) for x in v) for k, v in self.by_edit_type.get(edit_type, {}).items() if k != "local_blend"}
         return dataclasses.replace(self, **o, by_edit_type={}) if o else self
 
-    def local_blend(self, edit_type: str, default: bool) -> bool:
-        """Whether edits of ``edit_type`` blend locally: ``by_edit_type``'s say, else ``default``."""
-        return bool(self.by_edit_type.get(edit_type, {}).get("local_blend", default))
+    def local_blend(self, edit_type: str, default: bool) -> bool | str:
+        """How edits of ``edit_type`` blend: True (LocalBlend), False (none) or "mask" (the mask only, no pinning):
+        ``by_edit_type``'s say, else ``default``."""
+        v = self.by_edit_type.get(edit_type, {}).get("local_blend", default)
+        return v if v == "mask" else bool(v)
+
+    def blends(self, edits: Sequence[Any], default: bool) -> tuple[list[tuple[list[str], ...] | None], list[bool]]:
+        """Per ``CaptionEdit``, its LocalBlend words (``blend_words_of``) and whether the blend pins the latents: the
+        ``blend_words`` and ``blend_pin`` of ``edit_candidates`` / ``CounterfactualEditor.edit``."""
+        modes = [self.local_blend(e.edit_type, default) for e in edits]
+        return [blend_words_of(e, bool(m)) for e, m in zip(edits, modes)], [m is True for m in modes]
 
 
 def fixed_settings(cross_replace_steps: float, self_replace_steps: Sequence[float]) -> list[CandidateSetting]:
@@ -148,6 +159,7 @@ def edit_candidates(
     target_words: Sequence[Sequence[str]],
     settings: Sequence[Sequence[CandidateSetting]],
     images: Sequence[Any] | None = None,
+    blend_pin: Sequence[bool] | None = None,
 ) -> list[list[Candidate]]:
     """Every pair's candidates, one per setting. Candidates that share (cross, self) fractions share edit calls, so
     pairs and candidates still batch in the UNet.
@@ -159,6 +171,7 @@ def edit_candidates(
         settings: per pair, its candidates' settings.
         images: per pair, the reference image its inversion was made from; needed when a setting has a
             ``noise_seed`` (see ``seeded_inversions``).
+        blend_pin: per pair, whether its LocalBlend pins the latents (default: all do; see ``CandidateConfig.blends``).
 
     Returns:
         Per pair, its candidates in the order of ``settings[pair]``.
@@ -179,6 +192,7 @@ def edit_candidates(
             [inv_of[p, k] for p, k in members], [target_prompts[p] for p, _ in members],
             cross_replace_steps=cross, self_replace_steps=self_frac,
             blend_words=[blend_words[p] for p, _ in members], reweight=reweights, return_details=True,
+            blend_pin=None if blend_pin is None else [blend_pin[p] for p, _ in members],
         )
         for (p, k), res in zip(members, results):
             out[p][k] = Candidate(res.images[0], res.masks[0], settings[p][k])

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from cirsynth.data import CaptionEdit, Triplet, TripletDataset, config_hash
-from cirsynth.synth.candidates import (CandidateConfig, blend_words_of, candidate_noise_seed, draw_settings,
+from cirsynth.synth.candidates import (CandidateConfig, candidate_noise_seed, draw_settings,
                                        edit_candidates, fixed_settings, hard_negative_captions)
 from cirsynth.data.errors import DataError
 from cirsynth.synth.filters import EditFilter, FilterConfig, pick_best
@@ -507,12 +507,11 @@ class Synthesizer:
 
         def run(idx):
             ps = [pairs[i] for i in idx]
+            blend_words, blend_pin = cfg.candidates.blends([p[4] for p in ps], cfg.local_blend)
             return edit_candidates(
-                editor, [p[2] for p in ps], [p[4].target_caption for p in ps],
-                [blend_words_of(p[4], cfg.candidates.local_blend(p[4].edit_type, cfg.local_blend)) for p in ps],
-                [p[4].target_words for p in ps],
-                [settings[i] for i in idx],
-                images=[p[1] for p in ps])
+                editor, [p[2] for p in ps], [p[4].target_caption for p in ps], blend_words,
+                [p[4].target_words for p in ps], [settings[i] for i in idx], images=[p[1] for p in ps],
+                blend_pin=blend_pin)
 
         try:
             results = run(range(len(pairs)))

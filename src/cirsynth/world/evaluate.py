@@ -176,7 +176,7 @@ def candidate_table(cfg: WorldEvalConfig, editor: Any, clf: Any, edits: list, re
         ``{"psnr": [...], "recon_preds": [...], "candidates": per edit, a list of dicts with image, setting, scores,
         target (attribute right), preserved, kept (as reconstructed), right (target and preserved)}``.
     """
-    from cirsynth.synth.candidates import (blend_words_of, candidate_noise_seed, draw_settings, edit_candidates,
+    from cirsynth.synth.candidates import (candidate_noise_seed, draw_settings, edit_candidates,
                                            fixed_settings, hard_negative_captions)
     from cirsynth.synth.filters import EditFilter
 
@@ -190,10 +190,9 @@ def candidate_table(cfg: WorldEvalConfig, editor: Any, clf: Any, edits: list, re
                               noise_seeds=method == "ddpm")
                 if cfg.candidates.n else fixed_settings(cfg.cross_replace_steps, cfg.self_replace_steps)
                 for i, e in enumerate(edits)]
-    cands = edit_candidates(
-        editor, inv, [c.target_caption for c in ces],
-        [blend_words_of(c, cfg.candidates.local_blend(c.edit_type, cfg.local_blend)) for c in ces],
-        [c.target_words for c in ces], settings, images=refs)
+    blend_words, blend_pin = cfg.candidates.blends(ces, cfg.local_blend)
+    cands = edit_candidates(editor, inv, [c.target_caption for c in ces], blend_words, [c.target_words for c in ces],
+                            settings, images=refs, blend_pin=blend_pin)
     owner = [i for i, cs in enumerate(cands) for _ in cs]  # candidate -> its edit, all scored in one batch
     flat = [c for cs in cands for c in cs]
     scores: list[dict[str, float]] = [{} for _ in flat]
