@@ -59,7 +59,8 @@ class EditorConfig:
     paste: str = "none"  # outside the final LocalBlend mask, take the pixels of: "none" (the edit's own decoding),
     # "source" (the source branch's decoding, i.e. the reconstruction) or "reference" (the input image itself, so
     # what the edit leaves alone keeps no autoencoder loss; as Blended Latent Diffusion's background step)
-    paste_dilate: int = 1  # the mask grows by this many latent cells before pasting, then is feathered (bilinear)
+    paste_dilate: int = 2  # the mask grows by this many latent cells before pasting, then is feathered (bilinear);
+    # 2 made the most world edits right on seed 0 (docs/results/world_tune_paste_seed0.log: 191 of 768 vs 188 with 1)
     direct_add_target: bool = True  # direct inversion: add the source branch's per-step offset to the target branch
     # too (PnP Inversion's add-target variant), so an identity edit is exactly the reconstruction; False applies it
     # to the source branch only (PnP Inversion's default; identity edit off by 0.15 mean abs on the tiny pipeline)
