@@ -103,7 +103,8 @@ def synthesize(
         reweight_choices: --candidates grid: attention scales of the changed target words (1: none).
         by_edit_type: per edit type, its own --candidates grids and/or local_blend, as JSON, e.g.
             '{"background": {"self_replace_choices": [0.0], "cross_replace_choices": [0.2]}, "lighting":
-            {"local_blend": false}}' (the world recipe's is empty: no setting helped on its tuning edits).
+            {"local_blend": false}}' ("mask": LocalBlend's mask without pinning the latents; the world recipe sets it
+            for every type, with --paste reference).
         clip: CLIP id or folder for filtering (e.g. openai/clip-vit-large-patch14), or "world".
         no_filter: accept every edit (scores are still recorded).
         recaptioner: image-to-text id or folder (or "world") that captions every edited candidate for the
