@@ -65,10 +65,9 @@ class SynthConfig:
     progress: bool = True  # progress bars
 
     def __post_init__(self) -> None:
-        from cirsynth.editing.editor import PASTE_MODES
+        from cirsynth.editing.editor import EditorConfig
 
-        if self.paste not in PASTE_MODES:
-            raise ValueError(f"paste must be one of {PASTE_MODES}, got {self.paste!r}")
+        EditorConfig(paste=self.paste)  # its own check of the setting, at configuration time rather than first batch
 
 
 RUNTIME_FIELDS = {"batch_size", "device", "progress", "out", "images"}
