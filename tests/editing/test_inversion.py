@@ -62,7 +62,9 @@ def test_null_text_batched_equals_single(editor, null_inversions):
         # Batch-size-dependent float rounding (~1e-7) is amplified by Adam along flat directions of later steps'
         # embeddings, but the first step and everything the embeddings are for agree.
         torch.testing.assert_close(a.null_embeddings[0], b.null_embeddings[0], atol=1e-3, rtol=0)
-        assert a.stats["last_loss"] == pytest.approx(b.stats["last_loss"], rel=1e-3)
+        # The last loss is a ~5e-4 residual at the final step, where that rounding shows at the 1e-3 level (0.15% on
+        # one machine); a batch that leaked between images (shared loss, shared early stop) moves it by far more.
+        assert a.stats["last_loss"] == pytest.approx(b.stats["last_loss"], rel=1e-2)
     for ra, rb in zip(editor.reconstruct(null_inversions), editor.reconstruct(single)):
         assert psnr(ra, rb) > 60.0
 
