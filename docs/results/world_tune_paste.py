@@ -15,22 +15,16 @@ import numpy as np
 import torch
 
 from cirsynth.commands.world import _world_eval_config
-from cirsynth.editing import CounterfactualEditor
 from cirsynth.editing.editor import paste_outside
 from cirsynth.editing.images import images_to_tensor, tensor_to_images
 from cirsynth.synth.candidates import candidate_noise_seed, draw_settings, edit_candidates
-from cirsynth.world.classifier import AttributeClassifier
-from cirsynth.world.evaluate import broken_labels, evaluation_edits, judge_edit
-from cirsynth.world.render import render
+from cirsynth.world.evaluate import broken_labels, judge_edit, world_setup
 
 types, n, out = sys.argv[1].split(","), int(sys.argv[2]), sys.argv[3]
 torch.set_num_threads(2)
 cfg = _world_eval_config(None, None, None, None, n, None, None, None, None, None, True, None, 0, "tune", paste="none")
-edits = [e for e in evaluation_edits(cfg) if e.edit_type in types]
+edits, editor, clf, refs = world_setup(cfg, types)
 print(len(edits), "edits", flush=True)
-editor = CounterfactualEditor.from_pretrained(cfg.editor)
-clf = AttributeClassifier.from_pretrained(cfg.classifier)
-refs = editor.prepare([render(e.reference) for e in edits])
 ces = [e.caption_edit for e in edits]
 inv = editor.invert(refs, [c.source_caption for c in ces], method=cfg.methods[0], num_steps=cfg.num_steps,
                     guidance_scale=cfg.guidance_scale, seed=candidate_noise_seed(0, 0))

@@ -6,20 +6,14 @@ import json, sys, itertools
 import torch
 from collections import defaultdict
 from cirsynth.commands.world import _world_eval_config
-from cirsynth.world.evaluate import evaluation_edits, judge_edit, broken_labels
-from cirsynth.world.render import render
-from cirsynth.editing import CounterfactualEditor
-from cirsynth.world.classifier import AttributeClassifier
+from cirsynth.world.evaluate import judge_edit, broken_labels, world_setup
 from cirsynth.synth.candidates import CandidateSetting, blend_words_of, edit_candidates, candidate_noise_seed
 types = sys.argv[1].split(",")
 n = int(sys.argv[2]); out = sys.argv[3]
 torch.set_num_threads(2)
-cfg = _world_eval_config(None, None, None, None, n, None, None, None, None, None, True, None, 0, "diag")
-edits = [e for e in evaluation_edits(cfg) if e.edit_type in types]
+cfg = _world_eval_config(None, None, None, None, n, None, None, None, None, None, True, None, 0, "diag", paste="none")
+edits, editor, clf, refs = world_setup(cfg, types)
 print(len(edits), "edits", flush=True)
-editor = CounterfactualEditor.from_pretrained(cfg.editor)
-clf = AttributeClassifier.from_pretrained(cfg.classifier)
-refs = editor.prepare([render(e.reference) for e in edits])
 ces = [e.caption_edit for e in edits]
 inv = editor.invert(refs, [c.source_caption for c in ces], method="null-text", num_steps=cfg.num_steps,
                     guidance_scale=cfg.guidance_scale, seed=candidate_noise_seed(0, 0))

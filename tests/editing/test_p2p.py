@@ -49,29 +49,42 @@ def test_sweep_returns_candidates(editor, null_inversions):
     assert psnr(out[0][0], out[0][2]) < 60.0
 
 
-def test_local_blend_keeps_outside_of_mask(pipe, null_inversions):
-    inv, tgt = null_inversions[0], "a photo of a dog"
+def far_outside(m: np.ndarray, cell: int) -> np.ndarray:
+    """Pixels more than ``cell`` pixels from every True pixel of ``m`` (beyond the bilinear feather's reach)."""
+    grown = F.max_pool2d(torch.from_numpy(m)[None, None].float(), 2 * cell + 1, stride=1, padding=cell)
+    return ~grown[0, 0].bool().numpy()
+
+
+def partial_blend(pipe, inv, tgt: str, pin: bool = True):
+    """A random model's word maps are nearly flat, so find the threshold that gives a partial cat->dog mask (16x16
+    grid); returns ``(threshold, editor, edit, x_src, x_tgt, mask)`` of that sample."""
     from cirsynth.editing.attention import LocalBlend, cross_attention_edit
 
-    # A random model's word maps are nearly flat, so find a threshold that gives a partial mask (on a 16x16 grid).
     for threshold in (0.9, 0.95, 0.98, 0.99, 0.995, 0.998):
         editor = CounterfactualEditor(pipe, EditorConfig(blend_threshold=threshold, blend_grid_divisor=1))
-        blend = LocalBlend.from_words(editor.tokenizer, inv.prompt, tgt, ["cat"], ["dog"], threshold=threshold)
+        blend = LocalBlend.from_words(editor.tokenizer, inv.prompt, tgt, ["cat"], ["dog"], threshold=threshold, pin=pin)
         edit = PairEdit(0, cross_attention_edit(editor.tokenizer, inv.prompt, tgt), None, blend, 8, 6)
         x_src, x_tgt, mask = editor._sample([inv], [tgt], [edit])
         if 0 < mask.float().mean() < 1:
-            break
-    assert 0 < mask.float().mean() < 1, "no threshold gave a partial mask"
+            return threshold, editor, edit, x_src, x_tgt, mask
+    raise AssertionError("no threshold gave a partial mask")
+
+
+@pytest.fixture(scope="module")
+def cat_dog(pipe, null_inversions):
+    """The first photo's cat -> dog edit with a partial pinning LocalBlend: ``partial_blend``'s tuple."""
+    return partial_blend(pipe, null_inversions[0], "a photo of a dog")
+
+
+def test_local_blend_keeps_outside_of_mask(pipe, null_inversions, cat_dog):
+    inv, tgt = null_inversions[0], "a photo of a dog"
+    threshold, _, _, x_src, x_tgt, mask = cat_dog
     outside = ~mask.expand_as(x_tgt)
     assert torch.equal(x_tgt[outside], x_src[outside])  # bit-exact outside the mask
     assert not torch.allclose(x_tgt[~outside], x_src[~outside])
 
     # Pasting: far outside the mask (beyond the one latent cell the bilinear feather reaches) the pixels are the
     # source branch's ("source") or the input image's ("reference"); inside, the edit's.
-    def far_outside(m: np.ndarray, cell: int) -> np.ndarray:
-        grown = F.max_pool2d(torch.from_numpy(m)[None, None].float(), 2 * cell + 1, stride=1, padding=cell)
-        return ~grown[0, 0].bool().numpy()
-
     plain = CounterfactualEditor(pipe, EditorConfig(blend_threshold=threshold, blend_grid_divisor=1))
     unpasted = np.asarray(plain.edit([inv], [tgt], blend_words=[(["cat"], ["dog"])])[0]).astype(int)
     reference = inv.image.permute(1, 2, 0).numpy().astype(int)  # the fitted input image the inversion kept
@@ -93,17 +106,8 @@ def test_local_blend_keeps_outside_of_mask(pipe, null_inversions):
 
 def test_local_blend_without_pin_measures_the_mask_only(pipe, null_inversions):
     """pin=False: the mask is measured (and pasting restores what lies outside it), the latents are not pinned."""
-    from cirsynth.editing.attention import LocalBlend, cross_attention_edit
-
     inv, tgt = null_inversions[0], "a photo of a dog"
-    for threshold in (0.9, 0.95, 0.98, 0.99, 0.995, 0.998):
-        editor = CounterfactualEditor(pipe, EditorConfig(blend_threshold=threshold, blend_grid_divisor=1))
-        free = LocalBlend.from_words(editor.tokenizer, inv.prompt, tgt, ["cat"], ["dog"], threshold=threshold, pin=False)
-        edit = PairEdit(0, cross_attention_edit(editor.tokenizer, inv.prompt, tgt), None, free, 8, 6)
-        x_src, x_tgt, mask = editor._sample([inv], [tgt], [edit])
-        if 0 < mask.float().mean() < 1:
-            break
-    assert 0 < mask.float().mean() < 1
+    threshold, editor, edit, x_src, x_tgt, mask = partial_blend(pipe, inv, tgt, pin=False)
     outside = ~mask.expand_as(x_tgt)
     assert not torch.allclose(x_tgt[outside], x_src[outside])  # not pinned
     no_blend = editor._sample([inv], [tgt], [dataclasses.replace(edit, blend=None)])[1]
@@ -115,11 +119,35 @@ def test_local_blend_without_pin_measures_the_mask_only(pipe, null_inversions):
                      for p in (True, False))
     reference = inv.image.permute(1, 2, 0).numpy().astype(int)
     m = loose.masks[0]
-    far = ~F.max_pool2d(torch.from_numpy(m)[None, None].float(), 9, stride=1, padding=4)[0, 0].bool().numpy()
+    far = far_outside(m, 64 // 16)
     assert far.any() and np.abs(np.asarray(loose.images[0]).astype(int)[far] - reference[far]).max() <= 1
     assert not np.array_equal(np.asarray(loose.images[0]), np.asarray(pinned.images[0]))
     with pytest.raises(ValueError, match="blend_pin must have one entry per pair"):
         ed.edit([inv], [tgt], blend_words=[(["cat"], ["dog"])], blend_pin=[True, False])
+
+
+def test_start_noise_regenerates_the_target_from_fresh_noise(editor, null_inversions, cat_dog):
+    """start_noise: the target branch forgets the inversion (its noise and null embeddings) and is text-to-image from
+    the seed's noise, steered by the source only through attention control and a pinning LocalBlend."""
+    tgt = "a photo of a dog"
+    run = lambda invs, seeds: [np.asarray(im) for im in editor.edit(  # noqa: E731
+        invs, [tgt] * len(invs), cross_replace_steps=0.0, self_replace_steps=0.0, start_noise=seeds)]
+    a, b, other = run([*null_inversions, null_inversions[0]], [7, 7, 8])
+    assert np.array_equal(a, b)  # two different photos, no attention control: the seed alone decides the image
+    assert not np.array_equal(other, a)
+    c, d = run(null_inversions, None)  # from the inversions: they differ
+    assert not np.array_equal(c, d) and not np.array_equal(c, a)
+
+    inv = null_inversions[0]
+    _, ed, edit, x_src, x_tgt, mask = cat_dog
+    _, fresh, fresh_mask = ed._sample([inv], [tgt], [dataclasses.replace(edit, start_seed=7)])
+    assert 0 < fresh_mask.float().mean() < 1
+    outside = ~fresh_mask.expand_as(fresh)  # its own mask: the target branch's maps feed it too
+    assert torch.equal(fresh[outside], x_src[outside])  # the pinned region is still the source's
+    inside = (fresh_mask & mask).expand_as(fresh)
+    assert not torch.allclose(fresh[inside], x_tgt[inside])  # inside, another start gives another image
+    with pytest.raises(ValueError, match="start_noise must have one entry per pair"):
+        editor.edit(null_inversions, [tgt, tgt], start_noise=[1])
 
 
 def test_paste_outside_feathers_and_dilates():

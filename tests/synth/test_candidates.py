@@ -323,3 +323,34 @@ def test_candidate_grids_per_edit_type():
     # a synthesize setting like the others (command line or recipe)
     got = resolve_synth_config({"images": "i", "out": "o", "editor": "e", "by_edit_type": {"size": {"local_blend": False}}})
     assert got.candidates.by_edit_type == {"size": {"local_blend": False}}
+
+
+def test_fresh_start_candidates_get_their_own_seeds_and_reach_the_editor():
+    cfg = CandidateConfig(n=4, by_edit_type={"background": {"start": "noise"}})
+    bg, color = cfg.for_edit_type("background"), cfg.for_edit_type("color")
+    assert bg.start == "noise" and color.start == "inversion" and color is cfg
+    a = draw_settings(bg, "img1:0", seed=0)
+    plain = draw_settings(color, "img1:0", seed=0)
+    assert all(s.start_seed is None for s in plain)
+    assert [dataclasses.replace(s, start_seed=None) for s in a] == plain  # the same attention settings, plus a seed
+    seeds = [s.start_seed for s in a]
+    assert len(set(seeds)) == 4 and seeds == [s.start_seed for s in draw_settings(bg, "img1:0", seed=0)]
+    assert not set(seeds) & {s.start_seed for s in draw_settings(bg, "img2:0", seed=0)}  # other edits: other noise
+    assert a[0].as_dict()["start_seed"] == seeds[0] and "start_seed" not in plain[0].as_dict()
+    for bad, match in (({"by_edit_type": {"size": {"start": "fresh"}}}, r"start must be one of \['inversion', 'noise'\]"),
+                       ({"start": "zero"}, "candidates.start must be one of")):
+        with pytest.raises(ValueError, match=match):
+            CandidateConfig(**bad)
+
+    class Recorder:  # what edit_candidates asks of the editor
+        calls = []
+
+        def edit(self, invs, targets, **kw):
+            self.calls.append(kw["start_noise"])
+            return [type("R", (), {"images": [None], "masks": [None]}) for _ in invs]
+
+    settings = [a[:2], plain[:1]]
+    invs = [type("Inv", (), {"method": "null-text"})() for _ in range(2)]
+    edit_candidates(Recorder(), invs, ["t0", "t1"], [None, None], [["w"], ["w"]], settings)
+    asked = sorted((x for call in Recorder.calls for x in call), key=str)
+    assert asked == sorted([seeds[0], seeds[1], None], key=str)

@@ -101,10 +101,10 @@ def synthesize(
         cross_replace_choices: --candidates grid: cross-attention replace fractions.
         self_replace_choices: --candidates grid: self-attention replace fractions.
         reweight_choices: --candidates grid: attention scales of the changed target words (1: none).
-        by_edit_type: per edit type, its own --candidates grids and/or local_blend, as JSON, e.g.
-            '{"background": {"self_replace_choices": [0.0], "cross_replace_choices": [0.2]}, "lighting":
-            {"local_blend": false}}' ("mask": LocalBlend's mask without pinning the latents; the world recipe sets it
-            for every type, with --paste reference).
+        by_edit_type: per edit type, its own --candidates grids, local_blend and/or start, as JSON, e.g.
+            '{"background": {"self_replace_choices": [0.0], "start": "noise"}, "lighting": {"local_blend": false}}'
+            (local_blend "mask": LocalBlend's mask without pinning the latents, with --paste restoring the rest;
+            start "noise": each candidate's target branch starts from its own fresh noise, not the inversion's).
         clip: CLIP id or folder for filtering (e.g. openai/clip-vit-large-patch14), or "world".
         no_filter: accept every edit (scores are still recorded).
         recaptioner: image-to-text id or folder (or "world") that captions every edited candidate for the

@@ -260,6 +260,9 @@ class PairEdit:
         blend: optional local blend.
         cross_steps: cross-attention is edited for steps ``< cross_steps``.
         self_steps: self-attention is replaced for steps ``< self_steps``.
+        start_seed: ``None``: the target branch starts from the source's inverted noise; else from fresh Gaussian
+            noise drawn with this seed, sampled with the plain empty-prompt unconditional (see
+            ``CounterfactualEditor.edit(start_noise=)``).
     """
 
     source_index: int
@@ -268,6 +271,7 @@ class PairEdit:
     blend: LocalBlend | None = None
     cross_steps: int = 0
     self_steps: int = 0
+    start_seed: int | None = None
 
 
 # ----------------------------------------------------------------------------------------------- controller

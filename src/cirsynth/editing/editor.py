@@ -27,7 +27,7 @@ from cirsynth.editing.attention import (
     cross_attention_edit,
     p2p_attention,
 )
-from cirsynth.editing.images import fit_image, image_hash, images_to_tensor, model_image_size, tensor_to_images
+from cirsynth.editing.images import fit_image, image_hash, images_to_tensor, model_image_size, tensor_to_images, uint8_to_pixels
 from cirsynth.editing.inversion import METHODS, Inversion, InversionCache, inversion_key
 
 
@@ -520,6 +520,10 @@ class CounterfactualEditor:
         if J:
             src_idx = torch.tensor([e.source_index for e in edits], device=dev)  # (J,)
             x_tgt = x_src[src_idx].clone()  # (J, C, h, w)
+            fresh = torch.tensor([e.start_seed is not None for e in edits], device=dev)  # (J,)
+            for j in fresh.nonzero().flatten().tolist():
+                g = torch.Generator().manual_seed(edits[j].start_seed)
+                x_tgt[j] = torch.randn(x_tgt.shape[1:], generator=g).to(x_tgt) * self.scheduler.init_noise_sigma
             cond_tgt = self.encode_text(targets)  # J rows
             h, w_lat = x_src.shape[-2:]
             grid = blend_grid(h, w_lat, self.config.blend_grid_divisor, self.config.blend_grid_min)
@@ -536,6 +540,10 @@ class CounterfactualEditor:
                     u_src, u_tgt = None, (cond_src[src_idx] if J else None)
                 else:
                     u_src, u_tgt = empty.expand(S), (empty.expand(J) if J else None)
+                if J and fresh.any():  # fresh starts: the plain unconditional, not one fitted to the source
+                    e = empty.expand(J)
+                    u_tgt = TextCond(torch.where(fresh[:, None, None], e.seq, u_tgt.seq),
+                                     None if e.pooled is None else torch.where(fresh[:, None], e.pooled, u_tgt.pooled))
                 lat, emb = [], []
                 if src_cfg:
                     lat.append(x_src), emb.append(u_src)
@@ -564,12 +572,13 @@ class CounterfactualEditor:
                     x_src_next = self.scheduler.step(e_src, t, x_src).prev_sample
                 if J:
                     e_tgt = eps_u_tgt + w * (eps_c_tgt - eps_u_tgt)
-                    if method == "ddpm":  # the target branch reuses its source's noise maps
-                        x_tgt = self._ddpm_mean(e_tgt, t, x_tgt) + noise[src_idx, i]
+                    if method == "ddpm":  # the target branch reuses its source's noise maps (fresh starts: DDIM)
+                        x_tgt = torch.where(fresh[:, None, None, None], self.scheduler.step(e_tgt, t, x_tgt).prev_sample,
+                                            self._ddpm_mean(e_tgt, t, x_tgt) + noise[src_idx, i])
                     else:
                         x_tgt = self.scheduler.step(e_tgt, t, x_tgt).prev_sample
-                    if add_target:
-                        x_tgt = x_tgt + offset[src_idx]
+                    if add_target:  # the source trajectory's offset; a fresh start does not follow that trajectory
+                        x_tgt = x_tgt + torch.where(fresh[:, None, None, None], 0.0, offset[src_idx])
                     if controller.has_blend.any() and i >= blend_from:
                         x_tgt, mask = controller.blend(x_src_next, x_tgt)
                 x_src = x_src_next
@@ -584,7 +593,7 @@ class CounterfactualEditor:
                 f'EditorConfig.paste="reference" needs the input image, and {len(missing)} inversion(s) do not keep it '
                 "(files cached before cirsynth kept images in inversions): clear the inversion cache and invert again"
             )
-        return torch.stack([inv.image for inv in inversions]).float().div(127.5).sub(1.0).to(self.device)
+        return uint8_to_pixels(torch.stack([inv.image for inv in inversions])).to(self.device)
 
     def _groups(self, inversions: Sequence[Inversion]) -> dict[tuple, list[int]]:
         groups: dict[tuple, list[int]] = {}
@@ -618,6 +627,7 @@ class CounterfactualEditor:
         mode: str = "auto",
         return_details: bool = False,
         blend_pin: Sequence[bool] | None = None,
+        start_noise: Sequence[int | None] | None = None,
     ) -> list[Image.Image] | list[list[Image.Image]] | list[EditResult]:
         """Prompt-to-prompt edits of inverted images; many (image, edit) pairs share each UNet call.
 
@@ -634,6 +644,11 @@ class CounterfactualEditor:
             return_details: return ``EditResult``s (candidates, masks, source branch).
             blend_pin: per pair, whether its LocalBlend pins the latents outside the mask (default: all do); False
                 only measures the mask (``LocalBlend.pin``), for ``paste`` to restore what lies outside it.
+            start_noise: per pair, ``None`` (the target branch starts from the inversion's noise, as prompt-to-prompt
+                does) or a seed: the target branch starts from fresh noise drawn with it and takes the plain
+                empty-prompt unconditional instead of the inversion's, so nothing of the source reaches it but
+                attention control and a pinning LocalBlend (Blended Latent Diffusion when the blend pins). For edits
+                the inverted noise holds back, such as a new background.
 
         Returns:
             ``list[Image]`` for a single ``self_replace_steps``; ``list[list[Image]]`` (pair -> candidates) for a
@@ -645,7 +660,8 @@ class CounterfactualEditor:
         P = len(inversions)
         if len(target_prompts) != P:
             raise ValueError(f"got {P} inversions but {len(target_prompts)} target prompts")
-        for name, per_pair in (("blend_words", blend_words), ("reweight", reweight), ("blend_pin", blend_pin)):
+        for name, per_pair in (("blend_words", blend_words), ("reweight", reweight), ("blend_pin", blend_pin),
+                               ("start_noise", start_noise)):
             if per_pair is not None and len(per_pair) != P:
                 raise ValueError(f"{name} must have one entry per pair ({P}), got {len(per_pair)}")
         sweep = not isinstance(self_replace_steps, (int, float))
@@ -663,6 +679,7 @@ class CounterfactualEditor:
                     [blend_words[i] if blend_words else None for i in chunk],
                     [reweight[i] if reweight else None for i in chunk],
                     [bool(blend_pin[i]) if blend_pin is not None else True for i in chunk],
+                    [start_noise[i] if start_noise is not None else None for i in chunk],
                     cross_replace_steps, fractions, mode,
                 )):  # fmt: skip
                     results[i] = res
@@ -672,7 +689,7 @@ class CounterfactualEditor:
             return [r.images for r in results]  # type: ignore[union-attr]
         return [r.images[0] for r in results]  # type: ignore[union-attr]
 
-    def _edit_chunk(self, invs, targets, blends, reweights, pins, cross_frac, fractions, mode) -> list[EditResult]:
+    def _edit_chunk(self, invs, targets, blends, reweights, pins, starts, cross_frac, fractions, mode) -> list[EditResult]:
         T = invs[0].num_steps
         sources: list[Inversion] = []
         slot: dict[int, int] = {}
@@ -681,7 +698,7 @@ class CounterfactualEditor:
             if slot[id(inv)] == len(sources):
                 sources.append(inv)
         edits, prompts, modes = [], [], []
-        for inv, target, blend, weights, pin in zip(invs, targets, blends, reweights, pins):
+        for inv, target, blend, weights, pin, start in zip(invs, targets, blends, reweights, pins, starts):
             cross = cross_attention_edit(self.tokenizer, inv.prompt, target, mode)
             if self.tokenizer_2 is not None:  # SDXL: both encoders' tokens share the sequence positions
                 other = cross_attention_edit(self.tokenizer_2, inv.prompt, target, mode)
@@ -700,7 +717,8 @@ class CounterfactualEditor:
                 )
             rw = AttentionReweight.from_words(self.tokenizer, target, weights, source=inv.prompt) if weights else None
             for frac in fractions:
-                edits.append(PairEdit(slot[id(inv)], cross, rw, local, int(cross_frac * T), int(frac * T)))
+                seed = None if start is None else int(start)
+                edits.append(PairEdit(slot[id(inv)], cross, rw, local, int(cross_frac * T), int(frac * T), seed))
                 prompts.append(target)
         x_src, x_tgt, mask = self._sample(sources, prompts, edits)
         pixels = self.decode_latents(torch.cat([x_src, x_tgt]))  # (S + J, 3, H, W)

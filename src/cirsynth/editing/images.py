@@ -34,10 +34,15 @@ def fit_image(image: Image.Image, size: tuple[int, int]) -> Image.Image:
     return image.crop((left, top, left + width, top + height))
 
 
+def uint8_to_pixels(u8: torch.Tensor) -> torch.Tensor:
+    """(..., 3, H, W) uint8 -> float32 in [-1, 1], the range the autoencoder reads."""
+    return u8.float() / 127.5 - 1.0
+
+
 def images_to_tensor(images: Sequence[Image.Image]) -> torch.Tensor:
     """RGB PIL images of equal size -> (N, 3, H, W) float32 in [-1, 1]."""
     arrays = np.stack([np.asarray(im, dtype=np.uint8) for im in images])  # (N, H, W, 3)
-    return torch.from_numpy(arrays).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    return uint8_to_pixels(torch.from_numpy(arrays).permute(0, 3, 1, 2))
 
 
 def tensor_to_images(pixels: torch.Tensor) -> list[Image.Image]:

@@ -30,13 +30,19 @@ class CandidateSetting:
     self_replace_steps: float  # fraction of steps with the source's self-attention
     reweight: float = 1.0  # attention scale of the changed target words (1: no reweighting)
     noise_seed: int | None = None  # ddpm: the seed of this candidate's inversion noise (None: the pair's inversion)
+    start_seed: int | None = None  # the target branch starts from fresh noise of this seed (None: the inversion's)
 
     def as_dict(self) -> dict[str, float]:
         d = {"cross_replace_steps": self.cross_replace_steps, "self_replace_steps": self.self_replace_steps,
              "reweight": self.reweight}
         if self.noise_seed is not None:  # editor.invert(..., method="ddpm", seed=noise_seed) reproduces it
             d["noise_seed"] = self.noise_seed
+        if self.start_seed is not None:  # editor.edit(..., start_noise=[start_seed]) reproduces it
+            d["start_seed"] = self.start_seed
         return d
+
+
+START_MODES = ("inversion", "noise")
 
 
 @dataclass
@@ -49,14 +55,20 @@ class CandidateConfig:
     reweight_choices: tuple[float, ...] = (1.0, 1.5, 2.0)  # drawn per candidate; >1 strengthens the new words
     # edit type -> its own grids ("cross_replace_choices", "self_replace_choices", "reweight_choices") and/or
     # "local_blend" (false: the edit is global, no LocalBlend; "mask": the mask is measured but does not pin the
-    # latents, so the edit may reach past it and EditorConfig.paste restores what lies outside), used instead of
-    # the above for that type's edits
+    # latents, so the edit may reach past it and EditorConfig.paste restores what lies outside) and/or "start" (see
+    # below), used instead of the above for that type's edits
     by_edit_type: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    # where a candidate's target branch starts: "inversion" (the inverted noise, as prompt-to-prompt does) or "noise"
+    # (fresh noise, its own seed per candidate: CounterfactualEditor.edit(start_noise=)), for edits the inverted noise
+    # holds back such as a new background
+    start: str = "inversion"
 
     def __post_init__(self) -> None:
         from cirsynth.data.records import EDIT_TYPES
 
-        allowed = {"cross_replace_choices", "self_replace_choices", "reweight_choices", "local_blend"}
+        allowed = {"cross_replace_choices", "self_replace_choices", "reweight_choices", "local_blend", "start"}
+        if self.start not in START_MODES:
+            raise ValueError(f"candidates.start must be one of {list(START_MODES)}, got {self.start!r}")
         for t, o in self.by_edit_type.items():
             if t not in EDIT_TYPES:
                 raise ValueError(f"candidates.by_edit_type: unknown edit type {t!r}; expected one of {list(EDIT_TYPES)}")
@@ -67,13 +79,18 @@ class CandidateConfig:
                 if k == "local_blend" and not (isinstance(v, bool) or v == "mask"):
                     raise ValueError(f"candidates.by_edit_type[{t!r}].local_blend must be true, false or \"mask\", "
                                      f"got {v!r}")
-                if k != "local_blend" and (not isinstance(v, (list, tuple)) or not v):
+                if k == "start" and v not in START_MODES:
+                    raise ValueError(f"candidates.by_edit_type[{t!r}].start must be one of {list(START_MODES)}, got {v!r}")
+                if k not in ("local_blend", "start") and (not isinstance(v, (list, tuple)) or not v):
                     raise ValueError(f"candidates.by_edit_type[{t!r}].{k} must be a non-empty list, got {v!r}")
 
     def for_edit_type(self, edit_type: str) -> "CandidateConfig":
-        """The config an edit of ``edit_type`` draws its candidates from (its own grids where ``by_edit_type`` has
-        them)."""
-        o = {k: tuple(float(x) for x in v) for k, v in self.by_edit_type.get(edit_type, {}).items() if k != "local_blend"}
+        """The config an edit of ``edit_type`` draws its candidates from (its own grids and start where
+        ``by_edit_type`` has them)."""
+        own = self.by_edit_type.get(edit_type, {})
+        o: dict[str, Any] = {k: tuple(float(x) for x in v) for k, v in own.items() if k not in ("local_blend", "start")}
+        if "start" in own:
+            o["start"] = own["start"]
         return dataclasses.replace(self, **o, by_edit_type={}) if o else self
 
     def local_blend(self, edit_type: str, default: bool) -> bool | str:
@@ -101,6 +118,12 @@ def candidate_noise_seed(seed: int, index: int) -> int:
     return int.from_bytes(hashlib.sha256(f"{int(seed)}:noise:{int(index)}".encode()).digest()[:4], "little") & 0x7FFFFFFF
 
 
+def candidate_start_seed(seed: int, key: str, index: int) -> int:
+    """The fresh-noise seed of candidate ``index`` of the edit named ``key`` in a run with seed ``seed`` (31 bits)."""
+    digest = hashlib.sha256(f"{int(seed)}:start:{key}:{int(index)}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
 def draw_settings(cfg: CandidateConfig, key: str, seed: int, noise_seeds: bool = False) -> list[CandidateSetting]:
     """``cfg.n`` distinct settings for the edit named ``key`` (drawn without replacement from the grid product; all of
     it when the grid is smaller). The draw depends only on ``key`` and ``seed``, not on batch order.
@@ -108,7 +131,8 @@ def draw_settings(cfg: CandidateConfig, key: str, seed: int, noise_seeds: bool =
     With ``noise_seeds`` (ddpm inversion) every one of the ``cfg.n`` candidates also gets its own inversion noise seed,
     ``candidate_noise_seed(seed, j)`` for the indices j = 0..n-1 in an order drawn per edit, so candidates are distinct
     even beyond the grid's size (the grid settings then repeat, in the same drawn order). The prompt-to-prompt
-    settings are the ones drawn without ``noise_seeds``."""
+    settings are the ones drawn without ``noise_seeds``. With ``cfg.start == "noise"`` candidate k also gets the
+    fresh-start seed ``candidate_start_seed(seed, key, k)``."""
     grid = [CandidateSetting(float(c), float(s), float(r)) for c, s, r in
             itertools.product(cfg.cross_replace_choices, cfg.self_replace_choices, cfg.reweight_choices)]
     if not grid:
@@ -120,10 +144,14 @@ def draw_settings(cfg: CandidateConfig, key: str, seed: int, noise_seeds: bool =
     rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
     pick = rng.permutation(len(grid))
     if not noise_seeds:
-        return [grid[i] for i in pick[: min(cfg.n, len(grid))]]
-    order = rng.permutation(cfg.n)  # after the grid draw, so the settings stay those drawn without noise seeds
-    return [dataclasses.replace(grid[pick[k % len(grid)]], noise_seed=candidate_noise_seed(seed, int(order[k])))
-            for k in range(cfg.n)]
+        drawn = [grid[i] for i in pick[: min(cfg.n, len(grid))]]
+    else:
+        order = rng.permutation(cfg.n)  # after the grid draw, so the settings stay those drawn without noise seeds
+        drawn = [dataclasses.replace(grid[pick[k % len(grid)]], noise_seed=candidate_noise_seed(seed, int(order[k])))
+                 for k in range(cfg.n)]
+    if cfg.start == "noise":
+        drawn = [dataclasses.replace(s, start_seed=candidate_start_seed(seed, key, k)) for k, s in enumerate(drawn)]
+    return drawn
 
 
 @dataclass
@@ -193,6 +221,7 @@ def edit_candidates(
             cross_replace_steps=cross, self_replace_steps=self_frac,
             blend_words=[blend_words[p] for p, _ in members], reweight=reweights, return_details=True,
             blend_pin=None if blend_pin is None else [blend_pin[p] for p, _ in members],
+            start_noise=[settings[p][k].start_seed for p, k in members],
         )
         for (p, k), res in zip(members, results):
             out[p][k] = Candidate(res.images[0], res.masks[0], settings[p][k])

@@ -105,23 +105,15 @@ def calibrate(cfg: Any, method: str, target_precision: float = 0.8, min_accepted
     Returns:
         ``(the chosen FilterConfig, report)``; the report's figures are on the tuning edits (not held out).
     """
-    from cirsynth.editing import CounterfactualEditor, EditorConfig
-    from cirsynth.world.classifier import AttributeClassifier
-    from cirsynth.world.evaluate import candidate_table, evaluation_edits, method_report
-    from cirsynth.world.render import render
+    from cirsynth.world.evaluate import candidate_rows, candidate_table, method_report, world_setup
 
-    edits = evaluation_edits(cfg)
-    editor = CounterfactualEditor.from_pretrained(cfg.editor, config=EditorConfig(paste=cfg.paste))
-    clf = AttributeClassifier.from_pretrained(cfg.classifier)
-    refs = editor.prepare([render(e.reference) for e in edits])
+    edits, editor, clf, refs = world_setup(cfg)
     table = candidate_table(cfg, editor, clf, edits, refs, method)
     th, rank, fit = search_filter(table["candidates"], target_precision, min_accepted=min_accepted)
     chosen = dataclasses.replace(cfg.filter, rank_by=rank, **{a: th.get(n) for n, a in RULES})
     log(f"chosen on {len(edits)} tuning edits (seed {cfg.seed}): rank by {rank}, thresholds "
         f"{ {n: v for n, v in th.items() if v is not None} }; precision {fit['precision']}%, "
         f"accepted and right {fit['accepted_success']}%")
-    from cirsynth.world.evaluate import candidate_rows
-
     report = method_report(table, edits, dataclasses.replace(cfg, filter=chosen))
     report.pop("_kept")
     return chosen, {"search": fit, "report": report, "candidate_table": candidate_rows(table, edits)}

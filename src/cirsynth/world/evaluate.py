@@ -118,20 +118,31 @@ def _pct(flags: list[bool]) -> float | None:
     return round(100.0 * float(np.mean(flags)), 1) if flags else None
 
 
+def world_setup(cfg: WorldEvalConfig, edit_types: Any = None) -> tuple[list, Any, Any, list]:
+    """What every world measurement starts from: ``cfg``'s ground-truth edits (only those of ``edit_types`` when
+    given), the editor (with ``cfg.paste``), the attribute classifier, and the reference scenes prepared for the editor.
+
+    Returns:
+        ``(edits, editor, classifier, prepared references)``.
+    """
+    from cirsynth.editing import CounterfactualEditor, EditorConfig
+    from cirsynth.world.classifier import AttributeClassifier
+
+    edits = [e for e in evaluation_edits(cfg) if edit_types is None or e.edit_type in edit_types]
+    editor = CounterfactualEditor.from_pretrained(cfg.editor, config=EditorConfig(paste=cfg.paste))
+    clf = AttributeClassifier.from_pretrained(cfg.classifier)
+    return edits, editor, clf, editor.prepare([render(e.reference) for e in edits])
+
+
 def evaluate_world(cfg: WorldEvalConfig, log=print, keep_images: dict | None = None) -> dict[str, Any]:
     """Run every inversion method on the same ground-truth edits (see the module docstring).
 
     Args:
         keep_images: if given, filled with method -> the generated image of each edit (the filter's pick).
     """
-    from cirsynth.editing import CounterfactualEditor, EditorConfig
-    from cirsynth.world.classifier import AttributeClassifier
     from cirsynth.world.diffusion import object_word_attention_share
 
-    edits = evaluation_edits(cfg)
-    editor = CounterfactualEditor.from_pretrained(cfg.editor, config=EditorConfig(paste=cfg.paste))
-    clf = AttributeClassifier.from_pretrained(cfg.classifier)
-    refs = editor.prepare([render(e.reference) for e in edits])
+    edits, editor, clf, refs = world_setup(cfg)
     out: dict[str, Any] = {"edits": len(edits), "editor": cfg.editor, "methods": {},
                            "candidates": cfg.candidates.n or len(cfg.self_replace_steps),
                            "filter_config": None if cfg.clip is None else dataclasses.asdict(cfg.filter)}

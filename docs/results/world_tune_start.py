@@ -1,0 +1,62 @@
+"""Seed-0 only (tuning data): start the target branch from the inversion or from fresh noise, for global edits.
+
+Usage (from the repo root):
+  PYTHONPATH=src .venv/bin/python docs/results/world_tune_start.py TYPES N OUT.json
+TYPES: comma-separated edit types; N: evaluation edits of seed 0 to draw them from (edit types in turn).
+Every edit is made by the recipe's editor (paste "reference") with its 8 drawn candidates under each variant:
+start inversion / noise, LocalBlend pinning / mask-only, and for fresh starts also a self-replace grid of
+{0, 0.2}. Prints right / target / preserved counts per (type, variant) and writes every candidate's verdicts to OUT.json."""
+import dataclasses
+import json
+import sys
+from collections import defaultdict
+
+import torch
+
+from cirsynth.commands.world import _world_eval_config
+from cirsynth.synth.candidates import candidate_noise_seed, draw_settings, edit_candidates
+from cirsynth.world.evaluate import broken_labels, judge_edit, world_setup
+
+types, n, out = sys.argv[1].split(","), int(sys.argv[2]), sys.argv[3]
+torch.set_num_threads(2)
+cfg = _world_eval_config(None, None, None, None, n, None, None, None, None, None, True, None, 0, "tune", paste="reference")
+edits, editor, clf, refs = world_setup(cfg, types)
+print(len(edits), "edits", flush=True)
+ces = [e.caption_edit for e in edits]
+inv = editor.invert(refs, [c.source_caption for c in ces], method=cfg.methods[0], num_steps=cfg.num_steps,
+                    guidance_scale=cfg.guidance_scale, seed=candidate_noise_seed(0, 0))
+VARIANTS = {  # name -> (start, local_blend, self_replace_choices or None for the recipe's)
+    "inversion-mask": ("inversion", "mask", None),
+    "noise-pin": ("noise", True, None),
+    "noise-mask": ("noise", "mask", None),
+    "noise-pin-self0": ("noise", True, (0.0, 0.2)),
+}
+rows = []
+for name, (start, blend, self_choices) in VARIANTS.items():
+    base = dataclasses.replace(cfg.candidates, start=start, by_edit_type={t: {"local_blend": blend} for t in types})
+    if self_choices is not None:
+        base = dataclasses.replace(base, self_replace_choices=self_choices)
+    settings = [draw_settings(base.for_edit_type(e.edit_type), f"world-edit-{i}", 0) for i, e in enumerate(edits)]
+    words, pins = base.blends(ces, True)
+    cands = edit_candidates(editor, inv, [c.target_caption for c in ces], words, [c.target_words for c in ces],
+                            settings, images=refs, blend_pin=pins)
+    flat = [(i, k, c) for i, cs in enumerate(cands) for k, c in enumerate(cs)]
+    preds = clf.predict([c.image for _, _, c in flat])
+    for (i, k, c), p in zip(flat, preds):
+        t, pr = judge_edit(p, edits[i].reference, edits[i].target)
+        rows.append({"edit": i, "type": edits[i].edit_type, "variant": name, **settings[i][k].as_dict(),
+                     "mask_share": None if c.mask is None else float(c.mask.mean()),
+                     "target": t, "preserved": pr, "right": t and pr,
+                     "broken": broken_labels(p, edits[i].reference, edits[i].target)})
+    print(name, "done", flush=True)
+with open(out, "w") as f:
+    json.dump(rows, f)
+agg = defaultdict(lambda: [0, 0, 0, 0, set()])
+for r in rows:
+    a = agg[(r["type"], r["variant"])]
+    a[0] += r["right"]; a[1] += r["target"]; a[2] += r["preserved"]; a[3] += 1
+    if r["right"]:
+        a[4].add(r["edit"])
+for k in sorted(agg):
+    a = agg[k]
+    print(k, "right %d target %d preserved %d of %d; edits with a right candidate %d" % (*a[:4], len(a[4])))
