@@ -128,9 +128,9 @@ def test_bf16_unet_with_fp32_null_embeddings(editor, null_inversions):
     pipe.unet.to(torch.bfloat16)
     pipe.text_encoder.to(torch.bfloat16)
     low = CounterfactualEditor(pipe, EditorConfig(null_text=TINY_NULL_TEXT))
-    imgs = photos()[:2]
-    inv = low.invert(imgs, PROMPTS[:2], method="null-text", num_steps=STEPS)
+    imgs = photos()[:1]  # one photo: bf16 matmuls are slow on a CPU, and the property is per image
+    inv = low.invert(imgs, PROMPTS[:1], method="null-text", num_steps=STEPS)
     assert inv[0].null_embeddings.dtype == torch.float32 and inv[0].settings["dtype"] == "bfloat16"
     best = vae_roundtrip(editor, imgs)
-    for lo, hi, b in zip(low.reconstruct(inv), editor.reconstruct(null_inversions), best):
-        assert psnr(lo, b) > psnr(hi, b) - 4.0  # measured: -1.8 / -2.3 dB on this tiny model
+    for lo, hi, b in zip(low.reconstruct(inv), editor.reconstruct(null_inversions[:1]), best, strict=True):
+        assert psnr(lo, b) > psnr(hi, b) - 4.0  # measured: -1.8 dB on this tiny model (-2.3 on the second photo)

@@ -132,11 +132,13 @@ def test_start_noise_regenerates_the_target_from_fresh_noise(editor, null_invers
     tgt = "a photo of a dog"
     run = lambda invs, seeds: [np.asarray(im) for im in editor.edit(  # noqa: E731
         invs, [tgt] * len(invs), cross_replace_steps=0.0, self_replace_steps=0.0, start_noise=seeds)]
+    diff = lambda x, y: np.abs(x.astype(int) - y.astype(int))  # noqa: E731
     a, b, other = run([*null_inversions, null_inversions[0]], [7, 7, 8])
-    assert np.array_equal(a, b)  # two different photos, no attention control: the seed alone decides the image
-    assert not np.array_equal(other, a)
+    # two different photos, no attention control: the seed alone decides the image (up to batch-position round-off)
+    assert diff(a, b).max() <= 2, diff(a, b).max()
+    assert diff(other, a).mean() > 10 * max(diff(a, b).mean(), 0.1)  # another seed, another image
     c, d = run(null_inversions, None)  # from the inversions: they differ
-    assert not np.array_equal(c, d) and not np.array_equal(c, a)
+    assert diff(c, d).mean() > 10 * max(diff(a, b).mean(), 0.1) and diff(c, a).mean() > 10 * max(diff(a, b).mean(), 0.1)
 
     inv = null_inversions[0]
     _, ed, edit, x_src, x_tgt, mask = cat_dog
