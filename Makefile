@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo >/dev/null && [ "$$(id -u)" != 0 ] && echo sudo)
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= --durations=25  # the slowest tests, so CI time can be watched
 
 .PHONY: setup test demo debian bench clean
 

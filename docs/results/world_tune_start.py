@@ -3,7 +3,8 @@
 Usage (from the repo root):
   PYTHONPATH=src .venv/bin/python docs/results/world_tune_start.py TYPES N OUT.json
 TYPES: comma-separated edit types; N: evaluation edits of seed 0 to draw them from (edit types in turn).
-Every edit is made by the recipe's editor (paste "reference") with its 8 drawn candidates under each variant:
+Every edit is made by the recipe's editor (paste "reference") with 8 candidates drawn as the recipe draws them
+(keyed by the edit's place among the chosen types, so not the very draws of `world evaluate`), under each variant:
 start inversion / noise, LocalBlend pinning / mask-only, and for fresh starts also a self-replace grid of
 {0, 0.2}. Prints right / target / preserved counts per (type, variant) and writes every candidate's verdicts to OUT.json."""
 import dataclasses

@@ -139,6 +139,8 @@ def test_start_noise_regenerates_the_target_from_fresh_noise(editor, null_invers
     assert diff(other, a).mean() > 10 * max(diff(a, b).mean(), 0.1)  # another seed, another image
     c, d = run(null_inversions, None)  # from the inversions: they differ
     assert diff(c, d).mean() > 10 * max(diff(a, b).mean(), 0.1) and diff(c, a).mean() > 10 * max(diff(a, b).mean(), 0.1)
+    fresh_a, plain_d = run(null_inversions, [7, None])  # one batch, one row of each kind
+    assert diff(fresh_a, a).max() <= 2 and diff(plain_d, d).max() <= 2
 
     inv = null_inversions[0]
     _, ed, edit, x_src, x_tgt, mask = cat_dog
@@ -148,6 +150,8 @@ def test_start_noise_regenerates_the_target_from_fresh_noise(editor, null_invers
     assert torch.equal(fresh[outside], x_src[outside])  # the pinned region is still the source's
     inside = (fresh_mask & mask).expand_as(fresh)
     assert not torch.allclose(fresh[inside], x_tgt[inside])  # inside, another start gives another image
+    with pytest.raises(ValueError, match="integer seeds or None, got 1.5"):
+        editor.edit(null_inversions[:1], [tgt], start_noise=[1.5])
     with pytest.raises(ValueError, match="start_noise must have one entry per pair"):
         editor.edit(null_inversions, [tgt, tgt], start_noise=[1])
 

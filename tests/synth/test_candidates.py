@@ -346,11 +346,11 @@ def test_fresh_start_candidates_get_their_own_seeds_and_reach_the_editor():
         calls = []
 
         def edit(self, invs, targets, **kw):
-            self.calls.append(kw["start_noise"])
-            return [type("R", (), {"images": [None], "masks": [None]}) for _ in invs]
+            self.calls += list(zip(targets, kw["start_noise"]))
+            return [type("R", (), {"images": [(t, s)], "masks": [None]}) for t, s in zip(targets, kw["start_noise"])]
 
     settings = [a[:2], plain[:1]]
     invs = [type("Inv", (), {"method": "null-text"})() for _ in range(2)]
-    edit_candidates(Recorder(), invs, ["t0", "t1"], [None, None], [["w"], ["w"]], settings)
-    asked = sorted((x for call in Recorder.calls for x in call), key=str)
-    assert asked == sorted([seeds[0], seeds[1], None], key=str)
+    got = edit_candidates(Recorder(), invs, ["t0", "t1"], [None, None], [["w"], ["w"]], settings)
+    assert sorted(Recorder.calls, key=str) == sorted([("t0", seeds[0]), ("t0", seeds[1]), ("t1", None)], key=str)
+    assert [[c.image for c in cs] for cs in got] == [[("t0", seeds[0]), ("t0", seeds[1])], [("t1", None)]]

@@ -496,6 +496,10 @@ class CounterfactualEditor:
             sources: S inversions with one ``group_key``.
             targets: J target prompts; ``edits[j]`` says which source target j edits against and how.
 
+        A target whose edit has a ``start_seed`` starts from that seed's fresh noise and takes the plain empty
+        unconditional (and, under ddpm, DDIM steps without the source's noise maps or, under direct, no add-target
+        offset); the others start from their source's inverted noise.
+
         Returns:
             ``(x_src, x_tgt, mask)``: (S, C, h, w) and (J, C, h, w) clean latents, (J, 1, h, w) LocalBlend mask
             (``None`` when nothing was blended).
@@ -717,6 +721,8 @@ class CounterfactualEditor:
                 )
             rw = AttentionReweight.from_words(self.tokenizer, target, weights, source=inv.prompt) if weights else None
             for frac in fractions:
+                if start is not None and (isinstance(start, bool) or not isinstance(start, (int, np.integer))):
+                    raise ValueError(f"start_noise entries are integer seeds or None, got {start!r}")
                 seed = None if start is None else int(start)
                 edits.append(PairEdit(slot[id(inv)], cross, rw, local, int(cross_frac * T), int(frac * T), seed))
                 prompts.append(target)

@@ -128,7 +128,10 @@ def world_setup(cfg: WorldEvalConfig, edit_types: Any = None) -> tuple[list, Any
     from cirsynth.editing import CounterfactualEditor, EditorConfig
     from cirsynth.world.classifier import AttributeClassifier
 
-    edits = [e for e in evaluation_edits(cfg) if edit_types is None or e.edit_type in edit_types]
+    if isinstance(edit_types, str):
+        raise TypeError(f"edit_types is a collection of edit types, not the string {edit_types!r}")
+    keep = None if edit_types is None else set(edit_types)
+    edits = [e for e in evaluation_edits(cfg) if keep is None or e.edit_type in keep]
     editor = CounterfactualEditor.from_pretrained(cfg.editor, config=EditorConfig(paste=cfg.paste))
     clf = AttributeClassifier.from_pretrained(cfg.classifier)
     return edits, editor, clf, editor.prepare([render(e.reference) for e in edits])
