@@ -12,20 +12,13 @@ import json
 import sys
 from collections import defaultdict
 
-import torch
 
-from cirsynth.commands.world import _world_eval_config
-from cirsynth.synth.candidates import candidate_noise_seed, draw_settings, edit_candidates
-from cirsynth.world.evaluate import broken_labels, judge_edit, world_setup
+from cirsynth.synth.candidates import draw_settings, edit_candidates
+from cirsynth.world.evaluate import broken_labels, judge_edit
+from tune_setup import tuning_inputs
 
 types, n, out = sys.argv[1].split(","), int(sys.argv[2]), sys.argv[3]
-torch.set_num_threads(2)
-cfg = _world_eval_config(None, None, None, None, n, None, None, None, None, None, True, None, 0, "tune", paste="reference")
-edits, editor, clf, refs = world_setup(cfg, types)
-print(len(edits), "edits", flush=True)
-ces = [e.caption_edit for e in edits]
-inv = editor.invert(refs, [c.source_caption for c in ces], method=cfg.methods[0], num_steps=cfg.num_steps,
-                    guidance_scale=cfg.guidance_scale, seed=candidate_noise_seed(0, 0))
+cfg, edits, editor, clf, refs, ces, inv = tuning_inputs(types, n, "tune", paste="reference")
 VARIANTS = {  # name -> (start, local_blend, self_replace_choices or None for the recipe's)
     "inversion-mask": ("inversion", "mask", None),
     "noise-pin": ("noise", True, None),

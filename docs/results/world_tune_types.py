@@ -3,20 +3,13 @@
 Usage (from the repo root): PYTHONPATH=src .venv/bin/python docs/results/world_tune_types.py TYPES N OUT.json CROSS SELF REWEIGHT
 with the grids as JSON lists; prints right/target/preserved counts per (type, blend, cross, self, reweight)."""
 import json, sys, itertools
-import torch
 from collections import defaultdict
-from cirsynth.commands.world import _world_eval_config
-from cirsynth.world.evaluate import judge_edit, broken_labels, world_setup
-from cirsynth.synth.candidates import CandidateSetting, blend_words_of, edit_candidates, candidate_noise_seed
+from cirsynth.world.evaluate import judge_edit, broken_labels
+from cirsynth.synth.candidates import CandidateSetting, blend_words_of, edit_candidates
+from tune_setup import tuning_inputs
 types = sys.argv[1].split(",")
 n = int(sys.argv[2]); out = sys.argv[3]
-torch.set_num_threads(2)
-cfg = _world_eval_config(None, None, None, None, n, None, None, None, None, None, True, None, 0, "diag", paste="none")
-edits, editor, clf, refs = world_setup(cfg, types)
-print(len(edits), "edits", flush=True)
-ces = [e.caption_edit for e in edits]
-inv = editor.invert(refs, [c.source_caption for c in ces], method="null-text", num_steps=cfg.num_steps,
-                    guidance_scale=cfg.guidance_scale, seed=candidate_noise_seed(0, 0))
+cfg, edits, editor, clf, refs, ces, inv = tuning_inputs(types, n, "diag", paste="none")
 print("inverted", flush=True)
 grid = [CandidateSetting(c, s, r) for c, s, r in itertools.product(json.loads(sys.argv[4]), json.loads(sys.argv[5]), json.loads(sys.argv[6]))]
 rows = []

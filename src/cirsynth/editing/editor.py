@@ -577,8 +577,11 @@ class CounterfactualEditor:
                 if J:
                     e_tgt = eps_u_tgt + w * (eps_c_tgt - eps_u_tgt)
                     if method == "ddpm":  # the target branch reuses its source's noise maps (fresh starts: DDIM)
-                        x_tgt = torch.where(fresh[:, None, None, None], self.scheduler.step(e_tgt, t, x_tgt).prev_sample,
-                                            self._ddpm_mean(e_tgt, t, x_tgt) + noise[src_idx, i])
+                        stepped = self._ddpm_mean(e_tgt, t, x_tgt) + noise[src_idx, i]
+                        if fresh.any():
+                            ddim = self.scheduler.step(e_tgt, t, x_tgt).prev_sample
+                            stepped = torch.where(fresh[:, None, None, None], ddim, stepped)
+                        x_tgt = stepped
                     else:
                         x_tgt = self.scheduler.step(e_tgt, t, x_tgt).prev_sample
                     if add_target:  # the source trajectory's offset; a fresh start does not follow that trajectory
@@ -668,6 +671,9 @@ class CounterfactualEditor:
                                ("start_noise", start_noise)):
             if per_pair is not None and len(per_pair) != P:
                 raise ValueError(f"{name} must have one entry per pair ({P}), got {len(per_pair)}")
+        for start in start_noise or ():
+            if start is not None and (isinstance(start, bool) or not isinstance(start, (int, np.integer))):
+                raise ValueError(f"start_noise entries are integer seeds or None, got {start!r}")
         sweep = not isinstance(self_replace_steps, (int, float))
         fractions = [float(f) for f in (self_replace_steps if sweep else [self_replace_steps])]
         for f in [*fractions, cross_replace_steps]:
@@ -683,7 +689,7 @@ class CounterfactualEditor:
                     [blend_words[i] if blend_words else None for i in chunk],
                     [reweight[i] if reweight else None for i in chunk],
                     [bool(blend_pin[i]) if blend_pin is not None else True for i in chunk],
-                    [start_noise[i] if start_noise is not None else None for i in chunk],
+                    [None if start_noise is None or start_noise[i] is None else int(start_noise[i]) for i in chunk],
                     cross_replace_steps, fractions, mode,
                 )):  # fmt: skip
                     results[i] = res
@@ -721,10 +727,7 @@ class CounterfactualEditor:
                 )
             rw = AttentionReweight.from_words(self.tokenizer, target, weights, source=inv.prompt) if weights else None
             for frac in fractions:
-                if start is not None and (isinstance(start, bool) or not isinstance(start, (int, np.integer))):
-                    raise ValueError(f"start_noise entries are integer seeds or None, got {start!r}")
-                seed = None if start is None else int(start)
-                edits.append(PairEdit(slot[id(inv)], cross, rw, local, int(cross_frac * T), int(frac * T), seed))
+                edits.append(PairEdit(slot[id(inv)], cross, rw, local, int(cross_frac * T), int(frac * T), start))
                 prompts.append(target)
         x_src, x_tgt, mask = self._sample(sources, prompts, edits)
         pixels = self.decode_latents(torch.cat([x_src, x_tgt]))  # (S + J, 3, H, W)
