@@ -64,7 +64,7 @@ def partial_blend(pipe, inv, tgt: str, pin: bool = True):
         editor = CounterfactualEditor(pipe, EditorConfig(blend_threshold=threshold, blend_grid_divisor=1))
         blend = LocalBlend.from_words(editor.tokenizer, inv.prompt, tgt, ["cat"], ["dog"], threshold=threshold, pin=pin)
         edit = PairEdit(0, cross_attention_edit(editor.tokenizer, inv.prompt, tgt), None, blend, 8, 6)
-        x_src, x_tgt, mask = editor._sample([inv], [tgt], [edit])
+        x_src, x_tgt, mask, _ = editor._sample([inv], [tgt], [edit])
         if 0 < mask.float().mean() < 1:
             return threshold, editor, edit, x_src, x_tgt, mask
     raise AssertionError("no threshold gave a partial mask")
@@ -144,7 +144,7 @@ def test_start_noise_regenerates_the_target_from_fresh_noise(editor, null_invers
 
     inv = null_inversions[0]
     _, ed, edit, x_src, x_tgt, mask = cat_dog
-    _, fresh, fresh_mask = ed._sample([inv], [tgt], [dataclasses.replace(edit, start_seed=7)])
+    _, fresh, fresh_mask, _ = ed._sample([inv], [tgt], [dataclasses.replace(edit, start_seed=7)])
     assert 0 < fresh_mask.float().mean() < 1
     outside = ~fresh_mask.expand_as(fresh)  # its own mask: the target branch's maps feed it too
     assert torch.equal(fresh[outside], x_src[outside])  # the pinned region is still the source's
@@ -278,7 +278,7 @@ def test_blend_mask_leaves_out_the_kept_words_regions():
     ctl.maps_src[:, 0] = changed
     ctl.maps_keep[:, 0] = kept
     x_src, x_tgt = torch.zeros(1, 2, 4, 4), torch.ones(4, 2, 4, 4)
-    out, mask = ctl.blend(x_src, x_tgt)
+    out, mask, _ = ctl.blend(x_src, x_tgt)
     m = mask[:, 0]
     # pooling (3x3 max) widens each region by one cell; the kept region wins over the changed one
     changed_px = torch.nn.functional.max_pool2d(changed[None, None], 3, 1, 1)[0, 0] > 0.3
@@ -288,3 +288,42 @@ def test_blend_mask_leaves_out_the_kept_words_regions():
     assert torch.equal(m[2], changed_px)  # no keep words: as before
     assert m[3].all()  # no blend at all
     assert torch.equal(out[:, 0] == 1, m)  # the target inside the mask, the source outside
+
+
+def test_kept_regions_pool_wider_and_threshold_lower_than_the_changed_words():
+    from cirsynth.editing.attention import LocalBlend
+
+    L, G = 8, 9
+    s, k = torch.zeros(L), torch.zeros(L)  # no changed words (a background edit), token 2 kept
+    k[2] = 1.0
+    cross = AttentionReplace(mapper=torch.arange(L), alpha=torch.ones(L))
+    kept_map = torch.zeros(G, G)
+    kept_map[4, 4], kept_map[4, 5] = 1.0, 0.25  # an object's map: a peak and a weak shoulder
+    out = {}
+    for name, (thr, pool) in {"as-changed": (None, 3), "wide": (0.2, 5)}.items():
+        edit = PairEdit(0, cross, None, LocalBlend(s, torch.zeros(L), threshold=0.3, keep_tokens=k, keep_threshold=thr))
+        ctl = P2PController([edit], 1, (G, G), 16, (G, G), torch.device("cpu"), keep_pool=pool)
+        ctl.maps_keep[0, 0] = kept_map
+        _, mask, kept = ctl.blend(torch.zeros(1, 1, G, G), torch.ones(1, 1, G, G))
+        assert torch.equal(mask[0, 0], ~kept[0, 0])  # no changed-word map: everything but the kept region
+        out[name] = kept[0, 0]
+    peak = torch.nn.functional.max_pool2d(kept_map[None, None], 3, 1, 1)[0, 0] > 0.3
+    assert torch.equal(out["as-changed"], peak)  # the shoulder (0.25) falls under 0.3
+    wide = torch.nn.functional.max_pool2d(kept_map[None, None], 5, 1, 2)[0, 0] > 0.2
+    assert torch.equal(out["wide"], wide) and (wide & ~peak).any() and not (peak & ~wide).any()
+    with pytest.raises(ValueError, match="keep_pool"):
+        P2PController([edit], 1, (G, G), 16, (G, G), torch.device("cpu"), keep_pool=4)
+
+
+def test_paste_margin_never_grows_into_kept_regions():
+    from cirsynth.editing.editor import paste_outside
+
+    mask = torch.zeros(1, 1, 4, 4, dtype=torch.bool)
+    mask[..., :, :2] = True  # the edit acts on the left half
+    kept = torch.zeros_like(mask)
+    kept[..., :, 2] = True  # an object right beside it
+    edited, outside = torch.ones(1, 3, 4, 4), torch.zeros(1, 3, 4, 4)
+    grown = paste_outside(edited, outside, mask, 1)
+    assert (grown[..., :, 2] > 0).all()  # the margin reaches the object's column ...
+    guarded = paste_outside(edited, outside, mask, 1, kept)
+    assert (guarded[..., :, 2] == 0).all() and (guarded[..., :, :2] == 1).all()  # ... unless it is kept

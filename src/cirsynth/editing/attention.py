@@ -201,14 +201,16 @@ class LocalBlend:
     The mask is the union of the source branch's map for ``source_words`` and the target branch's map for
     ``target_words``, accumulated over layers and steps, max-pooled (3x3), normalised by its maximum and thresholded.
     ``keep_words`` (source-prompt words whose regions must stay as they are, e.g. the objects of a background edit)
-    take their own thresholded source map out of the mask; with keep words and no changed words the mask is
-    everything but the kept regions.
+    take their own source map out of the mask, pooled wider and thresholded lower (``keep_threshold``; the
+    controller's ``keep_pool``) since a kept object cut short is a broken edit; with keep words and no changed words
+    the mask is everything but the kept regions.
 
     Attributes:
         source_tokens: (L,) 0/1 weights selecting the source words' tokens in the source prompt.
         target_tokens: (L,) 0/1 weights selecting the target words' tokens in the target prompt.
         threshold: mask threshold on the normalised map (P2P uses 0.3).
         keep_tokens: (L,) 0/1 weights selecting the kept words' tokens in the source prompt (zeros: nothing kept).
+        keep_threshold: threshold of the kept words' normalised map (``None``: ``threshold``).
         pin: pin the target latents to the source outside the mask while sampling (LocalBlend proper); False only
             measures the mask (for ``EditorConfig.paste`` and the result's masks), so an edit that must grow past
             its source words' region (a larger object, another shape) can, and pasting restores the rest.
@@ -219,6 +221,7 @@ class LocalBlend:
     threshold: float = 0.3
     keep_tokens: torch.Tensor | None = None
     pin: bool = True
+    keep_threshold: float | None = None
 
     @classmethod
     def from_words(
@@ -231,6 +234,7 @@ class LocalBlend:
         threshold: float = 0.3,
         keep_words: Sequence[str] = (),
         pin: bool = True,
+        keep_threshold: float | None = None,
     ) -> "LocalBlend":
         if not source_words and not target_words and not keep_words:
             raise ValueError("LocalBlend needs at least one source, target or keep word")
@@ -246,7 +250,8 @@ class LocalBlend:
             tgt[edited_word_indices(tokenizer, target_prompt, word, changed_tgt)] = 1.0
         for word in keep_words:
             keep[word_token_indices(tokenizer, source_prompt, word)] = 1.0
-        return cls(source_tokens=src, target_tokens=tgt, threshold=threshold, keep_tokens=keep, pin=pin)
+        return cls(source_tokens=src, target_tokens=tgt, threshold=threshold, keep_tokens=keep, pin=pin,
+                   keep_threshold=keep_threshold)
 
 
 @dataclass
@@ -286,6 +291,7 @@ class P2PController:
             high-resolution layers; their maps are large and carry little layout).
         blend_grid: (gh, gw) grid the cross-attention maps are pooled onto for LocalBlend.
         device: where the per-target tensors live.
+        keep_pool: max-pool kernel (odd, in grid cells) of the kept words' maps; the changed words' take 3 (P2P).
     """
 
     def __init__(
@@ -296,7 +302,11 @@ class P2PController:
         self_max_tokens: int,
         blend_grid: tuple[int, int],
         device: torch.device,
+        keep_pool: int = 3,
     ) -> None:
+        if keep_pool < 1 or keep_pool % 2 == 0:
+            raise ValueError(f"keep_pool is an odd kernel size >= 1, got {keep_pool}")
+        self.keep_pool = keep_pool
         self.num_sources = num_sources
         self.num_targets = len(edits)
         self.latent_hw = latent_hw
@@ -320,6 +330,9 @@ class P2PController:
         self.has_keep = self.blend_keep.sum(-1) > 0  # (J,)
         self.has_change = (self.blend_src.sum(-1) + self.blend_tgt.sum(-1)) > 0  # (J,)
         self.threshold = torch.tensor([e.blend.threshold if e.blend else 0.0 for e in edits], device=device)  # (J,)
+        self.keep_threshold = torch.tensor(
+            [(e.blend.threshold if e.blend.keep_threshold is None else e.blend.keep_threshold) if e.blend else 0.0
+             for e in edits], device=device)  # (J,)
         self.maps_src = torch.zeros(self.num_targets, 1, *blend_grid, device=device)  # (J, 1, gh, gw) accumulated
         self.maps_tgt = torch.zeros_like(self.maps_src)
         self.maps_keep = torch.zeros_like(self.maps_src)
@@ -388,7 +401,7 @@ class P2PController:
             m = F.interpolate(m.reshape(J, 1, *res), size=self.blend_grid, mode="area")  # (J, 1, gh, gw)
             acc += m
 
-    def blend(self, x_src: torch.Tensor, x_tgt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def blend(self, x_src: torch.Tensor, x_tgt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """LocalBlend: keep the source latents outside the mask (for targets whose blend pins).
 
         Args:
@@ -396,20 +409,21 @@ class P2PController:
             x_tgt: (J, C, h, w) target latents after this step.
 
         Returns:
-            ``(x_tgt, mask)``: blended (J, C, h, w) latents and the (J, 1, h, w) bool mask (all True for targets
-            without LocalBlend; the measured mask for blends that do not pin, whose latents are left as they are).
+            ``(x_tgt, mask, kept)``: blended (J, C, h, w) latents; the (J, 1, h, w) bool mask (all True for targets
+            without LocalBlend; the measured mask for blends that do not pin, whose latents are left as they are);
+            the (J, 1, h, w) bool regions of the kept words (all False where nothing is kept), which the mask excludes.
         """
         J = self.num_targets
-        maps = torch.cat([self.maps_src, self.maps_tgt, self.maps_keep])  # (3J, 1, gh, gw)
-        maps = F.max_pool2d(maps, kernel_size=3, stride=1, padding=1)
-        maps = F.interpolate(maps, size=x_tgt.shape[-2:], mode="nearest")  # (3J, 1, h, w)
+        words = F.max_pool2d(torch.cat([self.maps_src, self.maps_tgt]), kernel_size=3, stride=1, padding=1)
+        keep = F.max_pool2d(self.maps_keep, kernel_size=self.keep_pool, stride=1, padding=self.keep_pool // 2)
+        maps = F.interpolate(torch.cat([words, keep]), size=x_tgt.shape[-2:], mode="nearest")  # (3J, 1, h, w)
         maps = maps / maps.amax(dim=(2, 3), keepdim=True).clamp_min(1e-12)
-        above = maps > self.threshold.repeat(3)[:, None, None, None]
+        above = maps > torch.cat([self.threshold, self.threshold, self.keep_threshold])[:, None, None, None]
         changed = above[:J] | above[J : 2 * J] | ~self.has_change[:, None, None, None]  # no changed words: all
-        mask = changed & ~(above[2 * J :] & self.has_keep[:, None, None, None])  # (J, 1, h, w)
-        mask = mask | ~self.has_blend[:, None, None, None]
+        kept = above[2 * J :] & self.has_keep[:, None, None, None] & self.has_blend[:, None, None, None]
+        mask = (changed & ~kept) | ~self.has_blend[:, None, None, None]  # (J, 1, h, w)
         free = mask | ~self.pin[:, None, None, None]
-        return torch.where(free, x_tgt, x_src[self.source_index]), mask
+        return torch.where(free, x_tgt, x_src[self.source_index]), mask, kept
 
 
 # ----------------------------------------------------------------------------------------------- processor

@@ -53,6 +53,9 @@ class EditorConfig:
     batch_size: int = 8  # images per UNet call when inverting; (image, edit) pairs per call when editing
     self_replace_max_tokens: int = 32 * 32  # self-attention is swapped only in layers with <= this many queries (P2P)
     blend_threshold: float = 0.3  # LocalBlend threshold on the max-normalised word map (P2P)
+    keep_threshold: float = 0.2  # ... and on the kept words' map, pooled over keep_pool x keep_pool grid cells: on
+    keep_pool: int = 5  # seed-0 background edits the 0.3 / 3x3 of changed words covered 64% of the kept objects,
+    # 0.2 / 5x5 covers 98% and takes 15% of the rest (docs/results/world_keep_mask_seed0.log)
     blend_start: float = 0.2  # fraction of steps before LocalBlend starts pinning latents
     blend_grid_divisor: int = 4  # word maps are pooled onto a (h / 4, w / 4) latent grid (SD-1.5: 16 x 16, as P2P) ...
     blend_grid_min: int = 16  # ... but never coarser than this many cells a side (or the latent's own side)
@@ -68,6 +71,8 @@ class EditorConfig:
     def __post_init__(self) -> None:
         if self.paste not in PASTE_MODES:
             raise ValueError(f"EditorConfig.paste must be one of {PASTE_MODES}, got {self.paste!r}")
+        if self.keep_pool < 1 or self.keep_pool % 2 == 0:
+            raise ValueError(f"EditorConfig.keep_pool must be an odd kernel size >= 1, got {self.keep_pool}")
         if self.paste_dilate < 0:
             raise ValueError(f"EditorConfig.paste_dilate must be >= 0, got {self.paste_dilate}")
 
@@ -85,7 +90,9 @@ def ddpm_noise_seed(seed: int, image_hash: str) -> int:
     return int(hashlib.sha256(f"{int(seed)}:{image_hash}".encode()).hexdigest()[:15], 16)
 
 
-def paste_outside(edited: torch.Tensor, outside: torch.Tensor, mask: torch.Tensor, dilate: int) -> torch.Tensor:
+def paste_outside(
+    edited: torch.Tensor, outside: torch.Tensor, mask: torch.Tensor, dilate: int, kept: torch.Tensor | None = None
+) -> torch.Tensor:
     """Composite ``outside`` pixels where the latent ``mask`` is off.
 
     Args:
@@ -93,10 +100,14 @@ def paste_outside(edited: torch.Tensor, outside: torch.Tensor, mask: torch.Tenso
         mask: (J, 1, h, w) bool latent mask, True where the edit acts.
         dilate: latent cells the mask grows by (max-pool) before it is upsampled bilinearly into a soft alpha, so the
             edited region keeps a margin and its border blends instead of cutting along latent cells.
+        kept: optional (J, 1, h, w) bool regions that must stay as ``outside`` has them (LocalBlend's kept words):
+            the margin never grows into them.
     """
     alpha = mask.float()
     if dilate:
         alpha = F.max_pool2d(alpha, kernel_size=2 * dilate + 1, stride=1, padding=dilate)
+    if kept is not None:
+        alpha = alpha * (~kept).float()
     alpha = F.interpolate(alpha, size=edited.shape[-2:], mode="bilinear", align_corners=False).clamp(0, 1)
     return alpha * edited + (1 - alpha) * outside
 
@@ -489,7 +500,7 @@ class CounterfactualEditor:
     @torch.no_grad()
     def _sample(
         self, sources: Sequence[Inversion], targets: Sequence[str] = (), edits: Sequence[PairEdit] = ()
-    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
         """Run S source branches (reconstruction) and J edited target branches in shared UNet calls.
 
         Args:
@@ -501,8 +512,8 @@ class CounterfactualEditor:
         offset); the others start from their source's inverted noise.
 
         Returns:
-            ``(x_src, x_tgt, mask)``: (S, C, h, w) and (J, C, h, w) clean latents, (J, 1, h, w) LocalBlend mask
-            (``None`` when nothing was blended).
+            ``(x_src, x_tgt, mask, kept)``: (S, C, h, w) and (J, C, h, w) clean latents, the (J, 1, h, w) LocalBlend
+            mask and its kept-word regions (``P2PController.blend``; both ``None`` when nothing was blended).
         """
         first = sources[0]
         method, T, w = first.method, first.num_steps, first.guidance_scale
@@ -531,9 +542,10 @@ class CounterfactualEditor:
             cond_tgt = self.encode_text(targets)  # J rows
             h, w_lat = x_src.shape[-2:]
             grid = blend_grid(h, w_lat, self.config.blend_grid_divisor, self.config.blend_grid_min)
-            controller = P2PController(edits, S, (h, w_lat), self.config.self_replace_max_tokens, grid, dev)
+            controller = P2PController(edits, S, (h, w_lat), self.config.self_replace_max_tokens, grid, dev,
+                                       keep_pool=self.config.keep_pool)
         blend_from = int(self.config.blend_start * T)
-        mask = None
+        mask = kept = None
         ctx = p2p_attention(self.unet, controller) if controller else contextlib.nullcontext()
         with ctx:
             for i, t in enumerate(self.scheduler.timesteps):
@@ -587,10 +599,10 @@ class CounterfactualEditor:
                     if add_target:  # the source trajectory's offset; a fresh start does not follow that trajectory
                         x_tgt = x_tgt + torch.where(fresh[:, None, None, None], 0.0, offset[src_idx])
                     if controller.has_blend.any() and i >= blend_from:
-                        x_tgt, mask = controller.blend(x_src_next, x_tgt)
+                        x_tgt, mask, kept = controller.blend(x_src_next, x_tgt)
                 x_src = x_src_next
                 self._stepped()
-        return x_src, (x_tgt if J else None), mask
+        return x_src, (x_tgt if J else None), mask, kept
 
     def _reference_pixels(self, inversions: Sequence[Inversion]) -> torch.Tensor:
         """(S, 3, H, W) in [-1, 1]: the input images the inversions keep (``paste="reference"``)."""
@@ -616,7 +628,7 @@ class CounterfactualEditor:
         for members in self._groups(inversions).values():
             for start in range(0, len(members), self.config.batch_size):
                 chunk = members[start : start + self.config.batch_size]
-                x_src, _, _ = self._sample([inversions[i] for i in chunk])
+                x_src = self._sample([inversions[i] for i in chunk])[0]
                 for i, im in zip(chunk, tensor_to_images(self.decode_latents(x_src))):
                     out[i] = im
         return out  # type: ignore[return-value]
@@ -723,13 +735,13 @@ class CounterfactualEditor:
                 src_words, tgt_words, *keep = blend
                 local = LocalBlend.from_words(
                     self.tokenizer, inv.prompt, target, list(src_words), list(tgt_words), self.config.blend_threshold,
-                    keep_words=list(keep[0]) if keep else [], pin=pin,
+                    keep_words=list(keep[0]) if keep else [], pin=pin, keep_threshold=self.config.keep_threshold,
                 )
             rw = AttentionReweight.from_words(self.tokenizer, target, weights, source=inv.prompt) if weights else None
             for frac in fractions:
                 edits.append(PairEdit(slot[id(inv)], cross, rw, local, int(cross_frac * T), int(frac * T), start))
                 prompts.append(target)
-        x_src, x_tgt, mask = self._sample(sources, prompts, edits)
+        x_src, x_tgt, mask, kept = self._sample(sources, prompts, edits)
         pixels = self.decode_latents(torch.cat([x_src, x_tgt]))  # (S + J, 3, H, W)
         src_px, tgt_px = pixels[: len(sources)], pixels[len(sources) :]
         mask_px = None
@@ -738,7 +750,7 @@ class CounterfactualEditor:
             if self.config.paste != "none":
                 rows = torch.tensor([e.source_index for e in edits], device=src_px.device)
                 outside = src_px if self.config.paste == "source" else self._reference_pixels(sources)
-                tgt_px = paste_outside(tgt_px, outside.to(tgt_px)[rows], mask, self.config.paste_dilate)
+                tgt_px = paste_outside(tgt_px, outside.to(tgt_px)[rows], mask, self.config.paste_dilate, kept)
         src_images, tgt_images = tensor_to_images(src_px), tensor_to_images(tgt_px)
         results, j = [], 0
         for k, (inv, blend) in enumerate(zip(invs, blends)):
