@@ -1,7 +1,7 @@
 """Seed-0 only (tuning data): start the target branch from the inversion or from fresh noise, for global edits.
 
 Usage (from the repo root):
-  PYTHONPATH=src .venv/bin/python docs/results/world_tune_start.py TYPES N OUT.json
+  PYTHONPATH=src .venv/bin/python docs/results/world_tune_start.py TYPES N OUT.json [VARIANTS]
 TYPES: comma-separated edit types; N: evaluation edits of seed 0 to draw them from (edit types in turn).
 Every edit is made by the recipe's editor (paste "reference") with 8 candidates drawn as the recipe draws them
 (keyed by the edit's place among the chosen types, so not the very draws of `world evaluate`), under each variant:
@@ -25,6 +25,8 @@ VARIANTS = {  # name -> (start, local_blend, self_replace_choices or None for th
     "noise-mask": ("noise", "mask", None),
     "noise-pin-self0": ("noise", True, (0.0, 0.2)),
 }
+if len(sys.argv) > 4:  # a subset of the variants, comma-separated
+    VARIANTS = {k: VARIANTS[k] for k in sys.argv[4].split(",")}
 rows = []
 for name, (start, blend, self_choices) in VARIANTS.items():
     base = dataclasses.replace(cfg.candidates, start=start, by_edit_type={t: {"local_blend": blend} for t in types})

@@ -137,6 +137,19 @@ def world_setup(cfg: WorldEvalConfig, edit_types: Any = None) -> tuple[list, Any
     return edits, editor, clf, editor.prepare([render(e.reference) for e in edits])
 
 
+def model_label(path: str) -> str:
+    """How results name a model: a bundled world model as ``bundled:NAME`` (not this machine's absolute path), any
+    other id or path as given."""
+    from pathlib import Path
+
+    from cirsynth.world.assets import ASSETS_DIR
+
+    try:
+        return f"bundled:{Path(path).resolve().relative_to(ASSETS_DIR.resolve()).as_posix()}"
+    except (ValueError, OSError):
+        return str(path)
+
+
 def evaluate_world(cfg: WorldEvalConfig, log=print, keep_images: dict | None = None) -> dict[str, Any]:
     """Run every inversion method on the same ground-truth edits (see the module docstring).
 
@@ -146,7 +159,7 @@ def evaluate_world(cfg: WorldEvalConfig, log=print, keep_images: dict | None = N
     from cirsynth.world.diffusion import object_word_attention_share
 
     edits, editor, clf, refs = world_setup(cfg)
-    out: dict[str, Any] = {"edits": len(edits), "editor": cfg.editor, "methods": {},
+    out: dict[str, Any] = {"edits": len(edits), "editor": model_label(cfg.editor), "methods": {},
                            "candidates": cfg.candidates.n or len(cfg.self_replace_steps),
                            "filter_config": None if cfg.clip is None else dataclasses.asdict(cfg.filter)}
     # how well the UNet's object words attend to their objects: what LocalBlend's masks are made of
