@@ -153,8 +153,7 @@ def test_world_evaluate_rows_for_ddpm_and_both_direct_variants(tmp_path, capsys)
 
 
 def test_results_name_bundled_models_without_this_machines_path(tmp_path):
-    from cirsynth.world.assets import ASSETS_DIR
-    from cirsynth.world.evaluate import model_label
+    from cirsynth.world.assets import ASSETS_DIR, model_label
 
     assert model_label(str(ASSETS_DIR / "diffusion")) == "bundled:diffusion"
     assert model_label(str(tmp_path / "my-sd")) == str(tmp_path / "my-sd")

@@ -223,6 +223,10 @@ class LocalBlend:
     pin: bool = True
     keep_threshold: float | None = None
 
+    def __post_init__(self) -> None:
+        if self.keep_threshold is None:
+            self.keep_threshold = self.threshold
+
     @classmethod
     def from_words(
         cls,
@@ -330,9 +334,7 @@ class P2PController:
         self.has_keep = self.blend_keep.sum(-1) > 0  # (J,)
         self.has_change = (self.blend_src.sum(-1) + self.blend_tgt.sum(-1)) > 0  # (J,)
         self.threshold = torch.tensor([e.blend.threshold if e.blend else 0.0 for e in edits], device=device)  # (J,)
-        self.keep_threshold = torch.tensor(
-            [(e.blend.threshold if e.blend.keep_threshold is None else e.blend.keep_threshold) if e.blend else 0.0
-             for e in edits], device=device)  # (J,)
+        self.keep_threshold = torch.tensor([e.blend.keep_threshold if e.blend else 0.0 for e in edits], device=device)
         self.maps_src = torch.zeros(self.num_targets, 1, *blend_grid, device=device)  # (J, 1, gh, gw) accumulated
         self.maps_tgt = torch.zeros_like(self.maps_src)
         self.maps_keep = torch.zeros_like(self.maps_src)

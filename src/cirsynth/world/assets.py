@@ -27,6 +27,15 @@ def model_path(name: str, root: str | Path | None = None) -> Path:
     return models[name]
 
 
+def model_label(path: str | Path) -> str:
+    """How results name a model: a bundled world model as ``bundled:NAME`` (the inverse of :func:`model_path`, not
+    this machine's absolute path), any other id or path as given."""
+    try:
+        return f"bundled:{Path(path).resolve().relative_to(ASSETS_DIR.resolve()).as_posix()}"
+    except (ValueError, OSError):
+        return str(path)
+
+
 def command_line(command: str, params: dict[str, Any], positional: tuple[str, ...] = ("out",)) -> str:
     """The exact ``cirsynth`` command line that reproduces a run with ``params``."""
     parts = ["cirsynth", command, *(str(params[k]) for k in positional if k in params)]

@@ -137,25 +137,13 @@ def world_setup(cfg: WorldEvalConfig, edit_types: Any = None) -> tuple[list, Any
     return edits, editor, clf, editor.prepare([render(e.reference) for e in edits])
 
 
-def model_label(path: str) -> str:
-    """How results name a model: a bundled world model as ``bundled:NAME`` (not this machine's absolute path), any
-    other id or path as given."""
-    from pathlib import Path
-
-    from cirsynth.world.assets import ASSETS_DIR
-
-    try:
-        return f"bundled:{Path(path).resolve().relative_to(ASSETS_DIR.resolve()).as_posix()}"
-    except (ValueError, OSError):
-        return str(path)
-
-
 def evaluate_world(cfg: WorldEvalConfig, log=print, keep_images: dict | None = None) -> dict[str, Any]:
     """Run every inversion method on the same ground-truth edits (see the module docstring).
 
     Args:
         keep_images: if given, filled with method -> the generated image of each edit (the filter's pick).
     """
+    from cirsynth.world.assets import model_label
     from cirsynth.world.diffusion import object_word_attention_share
 
     edits, editor, clf, refs = world_setup(cfg)
