@@ -92,3 +92,37 @@ def test_score_auc_matches_the_pairwise_definition():
     neg = np.array([c["scores"]["a"] for c in cands if not c["right"]])
     want = (pos[:, None] > neg[None, :]).mean() + 0.5 * (pos[:, None] == neg[None, :]).mean()
     assert got["a"] == pytest.approx(want, abs=1e-3) and got["b"] == 0.5
+
+
+def test_calibrate_filter_command_keeps_its_candidates_in_the_cache(tmp_path, monkeypatch, capsys):
+    """A second calibration with the same generation settings loads the images instead of running the diffusion
+    model, and finds the same table; the recipe carries the calibration's figures, the candidate table lies beside it."""
+    import json
+
+    from cirsynth.cli import main
+    from cirsynth.testing.tiny_sd import save_tiny_sd
+    from cirsynth.world import evaluate
+
+    sd = save_tiny_sd(tmp_path / "sd", text_encoder="minilm", max_length=64)
+    start = WorldRecipe(num_steps=2)
+    save_recipe(start, tmp_path / "start.json")
+    args = ["world", "calibrate-filter", "--editor", str(sd), "--n", "3", "--candidates", "2", "--recipe",
+            str(tmp_path / "start.json"), "--cache", str(tmp_path / "cache")]
+    assert main([*args, "--out", str(tmp_path / "a.json")]) == 0
+    assert len(list((tmp_path / "cache").glob("candidates-*.npz"))) == 1
+
+    def no_diffusion(*a, **k):
+        raise AssertionError("the cached candidates should have been used")
+
+    monkeypatch.setattr(evaluate, "generate_candidates", no_diffusion)
+    assert main([*args, "--out", str(tmp_path / "b.json")]) == 0
+    table_a = json.loads((tmp_path / "a_candidates.json").read_text())
+    assert len(table_a) == 3 * 2 and table_a == json.loads((tmp_path / "b_candidates.json").read_text())
+    assert all("recaption_diff" in r["scores"] for r in table_a)
+    recipe = json.loads((tmp_path / "a.json").read_text())
+    assert "candidate_table" not in recipe["calibration"] and recipe["calibration"]["n"] == 3
+    assert "--cache" not in recipe["calibration"]["command"]
+    # other generation settings (here the seed) are another cache entry, never a stale hit
+    monkeypatch.undo()
+    assert main([*args[:-2], "--seed", "2", "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "c.json")]) == 0
+    assert len(list((tmp_path / "cache").glob("candidates-*.npz"))) == 2

@@ -37,3 +37,48 @@ def test_recaption_margin_tells_true_targets_from_unedited_references():
     assert np.mean([v.scores["recaption_margin"] > 0 for v in unedited]) <= 0.1
     assert sum(v.passed for v in right) > sum(v.passed for v in unedited)
     assert any("recaption_margin" in r for v in unedited for r in v.failed)
+
+
+def test_change_match_counts_asked_changes_seen_minus_unasked_ones():
+    from cirsynth.synth.filters import change_match
+
+    src, tgt = "a red cube on sand", "a blue cube on sand"
+    # the captioner's own phrasing differs from the captions'; only the change between its two captions counts
+    assert change_match("small red cube, sand", "small blue cube, sand", src, tgt) == 1.0
+    assert change_match("small red cube, sand", "small red cube, sand", src, tgt) == 0.0  # nothing changed
+    # the asked change and an unasked one (sand -> grass): 2 of 2 asked words seen, 2 unasked
+    assert change_match("small red cube, sand", "small blue cube, grass", src, tgt) == 0.0
+    assert change_match("small red cube, sand", "small red cube, grass", src, tgt) == -1.0  # only something else
+    # a captioner error on the reference that the edit repeats cancels out
+    assert change_match("small red ball, sand", "small blue ball, sand", src, tgt) == 1.0
+    assert change_match("a", "a", "a", "a") == 0.0  # no content words at all: no division by zero
+
+
+def test_recaption_diff_tells_right_edits_from_unedited_and_wrong_ones():
+    bundled = bundled_models()
+    if "captioner" not in bundled:
+        pytest.skip("no bundled world captioner")
+    from cirsynth.world.language import apply_edit
+
+    edits = evaluation_edits(WorldEvalConfig(editor="", classifier="", n=16, seed=5))
+    ces = [e.caption_edit for e in edits]
+    refs = [render(e.reference) for e in edits]
+    filt = EditFilter(FilterConfig(clip=None, recaptioner=str(bundled["captioner"])))
+    # a wrong edit: another attribute of the same reference changed instead (how our wrong candidates look)
+    wrong = []
+    for k, e in enumerate(edits):
+        other = next(t for t in ("background", "lighting", "color") if t != e.edit_type)
+        wrong.append(render(apply_edit(e.reference, other, k).target))
+
+    def diff(images):
+        v = filt.score(refs, images, [c.source_caption for c in ces], [c.target_caption for c in ces],
+                       [c.source_words for c in ces], [c.target_words for c in ces], [None] * len(ces))
+        return np.array([x.scores["recaption_diff"] for x in v])
+
+    right, unedited, other = diff([render(e.target) for e in edits]), diff(refs), diff(wrong)
+    assert np.all(unedited == 0.0)  # the same image captioned twice: no change seen
+    # the captioner misreads some shapes and patterns even on true renders (measured on these 16: 9 right edits read
+    # > 0.5, 13 >= 0; every wrong edit <= -1)
+    assert np.mean(right > 0.5) >= 0.5 and np.mean(right >= 0) >= 0.75
+    assert np.mean(other > 0.5) <= 0.1 and np.mean(other >= 0) <= 0.1
+    assert right.mean() > other.mean() + 1.0

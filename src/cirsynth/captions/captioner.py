@@ -103,6 +103,75 @@ class Captioner:
                 out.append(t)
         return (out, cut) if return_cut else out
 
+    def log_likelihood(self, images: "list[Image.Image]", captions: "list[list[str]]") -> "list[list[float]]":
+        """How likely the model finds each of an image's captions: the summed log-probability of every caption token
+        (its end token included) given the image, the way it was trained to caption.
+
+        Used as a reader rather than a writer: a captioner that cannot write a perfect caption can still tell which
+        of two captions that differ in one word fits the image better (the filter's ``likelihood_margin``).
+
+        Args:
+            images: N images.
+            captions: per image, the captions to score (any number, may differ per image).
+
+        Returns:
+            Per image, one log-likelihood (nats, <= 0) per caption, in order.
+        """
+        if len(images) != len(captions):
+            raise ValueError(f"log_likelihood: {len(images)} images but {len(captions)} caption lists")
+        if getattr(self.model.config, "model_type", None) == "blip":
+            return self._blip_log_likelihood(images, captions)
+        return [[self._generic_log_likelihood(im, c) for c in caps] for im, caps in zip(images, captions)]
+
+    def _blip_log_likelihood(self, images: "list[Image.Image]", captions: "list[list[str]]") -> "list[list[float]]":
+        """BLIP: the vision encoder runs once per image, the text decoder once per (image, caption) pair."""
+        import torch
+
+        device = next(self.model.parameters()).device
+        dtype = next(self.model.parameters()).dtype
+        tok = self.processor.tokenizer
+        bos = getattr(self.model.config.text_config, "bos_token_id", None)
+        out: list[list[float]] = []
+        for b in range(0, len(images), self.config.batch_size):
+            batch = [im.convert("RGB") for im in images[b:b + self.config.batch_size]]
+            caps = captions[b:b + self.config.batch_size]
+            pairs = [(i, c) for i, cs in enumerate(caps) for c in cs]
+            if not pairs:
+                out.extend([] for _ in caps)
+                continue
+            px = self.processor(images=batch, return_tensors="pt")["pixel_values"].to(device, dtype)
+            enc = tok([c for _, c in pairs], padding=True, return_tensors="pt").to(device)
+            ids = enc["input_ids"].clone()
+            if bos is not None:
+                ids[:, 0] = bos  # BLIP's decoder starts from its [DEC] token, as generate() and training do
+            with torch.inference_mode():
+                embeds = self.model.vision_model(pixel_values=px).last_hidden_state
+                owner = torch.tensor([i for i, _ in pairs], device=device)
+                logits = self.model.text_decoder(input_ids=ids, attention_mask=enc["attention_mask"],
+                                                 encoder_hidden_states=embeds[owner]).logits
+            logp = torch.log_softmax(logits[:, :-1].float(), dim=-1).gather(-1, ids[:, 1:, None])[..., 0]
+            total = (logp * enc["attention_mask"][:, 1:]).sum(1).tolist()
+            j = 0
+            for cs in caps:
+                out.append(total[j:j + len(cs)])
+                j += len(cs)
+        return out
+
+    def _generic_log_likelihood(self, image: "Image.Image", caption: str) -> float:
+        """Any model that takes ``labels``: minus its mean token loss times the number of scored tokens (one pair
+        per forward; slower than the BLIP path)."""
+        import torch
+
+        device = next(self.model.parameters()).device
+        dtype = next(self.model.parameters()).dtype
+        enc = self.processor(images=[image.convert("RGB")], text=[caption], return_tensors="pt").to(device)
+        if "pixel_values" in enc:
+            enc["pixel_values"] = enc["pixel_values"].to(dtype)
+        labels = enc["input_ids"].masked_fill(enc.get("attention_mask", torch.ones_like(enc["input_ids"])) == 0, -100)
+        with torch.inference_mode():
+            loss = self.model(**enc, labels=labels).loss
+        return -float(loss) * max(int((labels[:, 1:] != -100).sum()), 1)
+
     @staticmethod
     def _returns_prompt(gen: Any, enc: Any) -> bool:
         """Whether ``generate`` output starts with the prompt tokens (decoder-only models)."""

@@ -38,6 +38,7 @@ def synthesize(
     recaptioner: Optional[str] = None,
     min_recaption_target: Optional[float] = None,
     min_recaption_margin: Optional[float] = None,
+    min_recaption_diff: Optional[float] = None,
     min_clip_i2i: Optional[float] = None,
     min_clip_src_text: Optional[float] = None,
     min_clip_tgt_text: Optional[float] = None,
@@ -111,6 +112,8 @@ def synthesize(
             recaption rules (e.g. the --captioner itself); unset: no recaption scores.
         min_recaption_target: threshold: word overlap of the edit's caption with the target caption (0-1).
         min_recaption_margin: threshold: that overlap minus the overlap with the source caption.
+        min_recaption_diff: threshold: the captioner's captions of the reference and of the edit differ by the asked
+            change and no other (1: exactly; 0: no change; < 0: unasked changes).
         min_clip_i2i: threshold: CLIP image-image similarity.
         min_clip_src_text: threshold: reference image vs source caption.
         min_clip_tgt_text: threshold: edited image vs target caption.

@@ -632,6 +632,7 @@ def calibrate_filter(
     paste: Optional[Literal["none", "source", "reference"]] = None,
     recipe: Optional[Path] = None,
     out: Optional[Path] = None,
+    cache: Optional[Path] = None,
 ) -> int:
     """Calibrate the world recipe's filter thresholds and candidate ranking against ground truth.
 
@@ -654,6 +655,8 @@ def calibrate_filter(
             input scene); default: the recipe's. Written into the new recipe with the thresholds.
         recipe: recipe to start from (default: the bundled one).
         out: where to write the new recipe (default: the bundled recipe.json).
+        cache: folder that keeps the generated candidates: a rerun with the same generation settings (say, after a
+            change to the filter's scores) skips the diffusion model and only re-scores and searches.
     """
     params = dict(locals())
     import json as jsonlib
@@ -674,14 +677,15 @@ def calibrate_filter(
     r = load_recipe(recipe)
     method = method or r.inversion
     t0 = time.time()
-    chosen, report = calibrate(cfg, method, target_precision, min_accepted)
+    chosen, report = calibrate(cfg, method, target_precision, min_accepted, cache=cache)
     r.inversion, r.candidates, r.paste = method, cfg.candidates, cfg.paste
     r.filter = dataclasses.replace(chosen, clip=None, device=None, recaptioner=None)
-    r.calibration = {"command": command_line("world calibrate-filter", {k: v for k, v in params.items() if k != "out"},
+    r.calibration = {"command": command_line("world calibrate-filter", {k: v for k, v in params.items() if k not in ("out", "cache")},
                                              positional=()),
                      "seed": seed, "n": n, "method": method, "target_precision": target_precision,
                      "min_accepted": min_accepted,
-                     "seconds": round(time.time() - t0, 1), "machine": _machine(), **report}
+                     "seconds": round(time.time() - t0, 1), "machine": _machine(),
+                     **{k: v for k, v in report.items() if k != "candidate_table"}}  # the table goes beside it
     table = report.pop("candidate_table")
     path = save_recipe(r, out)
     atomic_write_json(path.with_name(path.stem + "_candidates.json"), table, indent=None)

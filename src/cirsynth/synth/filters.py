@@ -16,6 +16,12 @@ changed words s -> t):
                     the captioner reads the edited image as exactly the target caption's words)
 - ``recaption_margin`` overlap(C, T) - overlap(C, S): positive when the edited image reads more like the target
                     caption than like the source (the edit happened); only scored with a ``recaptioner``.
+- ``recaption_diff`` the change between the captioner's own captions of R and of E, word by word, against the change
+                    the edit asks for (the words of T not in S come in, those of S not in T go out):
+                    (expected changes seen - changes not asked for) / expected changes; 1 = exactly the asked change,
+                    0 = nothing changed, < 0 = something else changed too. Both captions are in the captioner's own
+                    words, so the captions' phrasing (which the captioner may never write) does not enter; and a
+                    captioner error on R that E repeats cancels out. Only scored with a ``recaptioner``.
 Each rule compares one score with a threshold; a candidate passes when every enabled rule does (a threshold of None
 disables its rule). Thresholds for the mini world are calibrated against ground truth (``cirsynth world
 calibrate-filter``), never on the evaluation seed.
@@ -51,6 +57,7 @@ class FilterConfig:
     recaptioner: str | None = None  # image-to-text id or folder that re-captions each edit (None: no recaption scores)
     min_recaption_target: float | None = None  # overlap of the edit's caption with the target caption (None: off)
     min_recaption_margin: float | None = None  # ... minus its overlap with the source caption (None: off)
+    min_recaption_diff: float | None = None  # the captioner sees the asked change between R and E, no other (None: off)
 
 
 RULES = (
@@ -63,6 +70,7 @@ RULES = (
     ("caption_margin", "min_caption_margin"),
     ("recaption_target", "min_recaption_target"),
     ("recaption_margin", "min_recaption_margin"),
+    ("recaption_diff", "min_recaption_diff"),
 )
 
 
@@ -77,6 +85,20 @@ def word_overlap(a: str, b: str) -> float:
     wa, wb = caption_words(a), caption_words(b)
     union = sum((wa | wb).values())
     return sum((wa & wb).values()) / union if union else 0.0
+
+
+def change_match(ref_caption: str, edit_caption: str, source_caption: str, target_caption: str) -> float:
+    """How exactly the change from ``ref_caption`` to ``edit_caption`` (two captions of the reference and of the edited
+    image, in one captioner's words) is the change from ``source_caption`` to ``target_caption``: content words that
+    came in and went out, as multisets. (asked changes seen - changes not asked for) / asked changes; 1 = the asked
+    change and nothing else, 0 = no change, negative = more unasked changes than asked ones seen."""
+    r, e = caption_words(ref_caption), caption_words(edit_caption)
+    s, t = caption_words(source_caption), caption_words(target_caption)
+    came, went = e - r, r - e
+    want_in, want_out = t - s, s - t
+    hit = sum((came & want_in).values()) + sum((went & want_out).values())
+    extra = sum((came - want_in).values()) + sum((went - want_out).values())
+    return (hit - extra) / max(sum(want_in.values()) + sum(want_out.values()), 1)
 
 
 @dataclass
@@ -187,9 +209,13 @@ class EditFilter:
                     scores[i][name] = float(x)
         if self.recaptioner is not None and n:
             captions = self.recaptioner.caption(list(edited))
+            unique = list({id(r): r for r in references}.values())  # candidates of one pair share its reference
+            ref_caption = dict(zip([id(r) for r in unique], self.recaptioner.caption(unique)))
             for i, c in enumerate(captions):
                 scores[i]["recaption_target"] = word_overlap(c, target_captions[i])
                 scores[i]["recaption_margin"] = scores[i]["recaption_target"] - word_overlap(c, source_captions[i])
+                scores[i]["recaption_diff"] = change_match(ref_caption[id(references[i])], c, source_captions[i],
+                                                           target_captions[i])
         return [self.judge(sc) for sc in scores]
 
     def judge(self, scores: dict[str, float]) -> FilterVerdict:

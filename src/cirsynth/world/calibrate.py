@@ -18,7 +18,7 @@ import numpy as np
 from cirsynth.synth.filters import RULES, FilterConfig
 
 RANK_OPTIONS = ("caption_margin", "clip_dir", "clip_tgt_text", "words_margin", "clip_i2i", "recaption_target",
-                "recaption_margin")
+                "recaption_margin", "recaption_diff")
 
 
 def filter_outcome(scores: dict[str, np.ndarray], valid: np.ndarray, right: np.ndarray,
@@ -96,11 +96,13 @@ def search_filter(candidates: Sequence[Sequence[dict[str, Any]]], target_precisi
 
 
 def calibrate(cfg: Any, method: str, target_precision: float = 0.8, min_accepted: float = 0.1,
-              log=print) -> tuple[FilterConfig, dict[str, Any]]:
+              log=print, cache: Any = None) -> tuple[FilterConfig, dict[str, Any]]:
     """Make and judge ``cfg``'s edits' candidates with ``method``, search the filter, report it on the same edits.
 
     Args:
         cfg: a ``WorldEvalConfig`` (its ``filter`` gives hard_negatives; its thresholds are replaced).
+        cache: folder keeping the generated candidates (``evaluate.cached_candidates``): a rerun with the same
+            generation settings only re-scores, re-judges and searches again.
 
     Returns:
         ``(the chosen FilterConfig, report)``; the report's figures are on the tuning edits (not held out).
@@ -108,7 +110,7 @@ def calibrate(cfg: Any, method: str, target_precision: float = 0.8, min_accepted
     from cirsynth.world.evaluate import candidate_rows, candidate_table, method_report, world_setup
 
     edits, editor, clf, refs = world_setup(cfg)
-    table = candidate_table(cfg, editor, clf, edits, refs, method)
+    table = candidate_table(cfg, editor, clf, edits, refs, method, cache=cache)
     th, rank, fit = search_filter(table["candidates"], target_precision, min_accepted=min_accepted)
     chosen = dataclasses.replace(cfg.filter, rank_by=rank, **{a: th.get(n) for n, a in RULES})
     log(f"chosen on {len(edits)} tuning edits (seed {cfg.seed}): rank by {rank}, thresholds "

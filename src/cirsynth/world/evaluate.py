@@ -20,7 +20,9 @@ For each inversion method, on rendered reference scenes and ground-truth one-att
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -183,33 +185,25 @@ def method_editor(editor: Any, row: str) -> Any:
     return type(editor)(editor.pipe, dataclasses.replace(editor.config, **METHOD_VARIANTS[row][1]), model_id=editor.model_id)
 
 
-def candidate_table(cfg: WorldEvalConfig, editor: Any, clf: Any, edits: list, refs: list, method: str) -> dict[str, Any]:
+def candidate_table(cfg: WorldEvalConfig, editor: Any, clf: Any, edits: list, refs: list, method: str,
+                    cache: str | os.PathLike | None = None) -> dict[str, Any]:
     """Invert, reconstruct and make every edit's candidates with ``method``; score each candidate with the filter's
     scores (no thresholds applied) and judge it against ground truth.
+
+    Args:
+        cache: a folder keeping the generated images (``generate_candidates``): a second call with the same
+            generation settings re-scores and re-judges them without running the diffusion model again.
 
     Returns:
         ``{"psnr": [...], "recon_preds": [...], "candidates": per edit, a list of dicts with image, setting, scores,
         target (attribute right), preserved, kept (as reconstructed), right (target and preserved)}``.
     """
-    from cirsynth.synth.candidates import (candidate_noise_seed, draw_settings, edit_candidates,
-                                           fixed_settings, hard_negative_captions)
+    from cirsynth.synth.candidates import hard_negative_captions
     from cirsynth.synth.filters import EditFilter
 
     ces = [e.caption_edit for e in edits]
-    inv = editor.invert(refs, [c.source_caption for c in ces], method=method, num_steps=cfg.num_steps,
-                        guidance_scale=cfg.guidance_scale, seed=candidate_noise_seed(cfg.seed, 0))  # as synthesize
-    recon = editor.reconstruct(inv)
-    rec_psnr = [min(psnr(np.asarray(r), np.asarray(x)), 99.0) for r, x in zip(refs, recon)]
-    rec_preds = clf.predict(recon)  # the preservation ceiling: what the judge still reads off the reconstruction
-    settings = [draw_settings(cfg.candidates.for_edit_type(e.edit_type), f"world-edit-{i}", cfg.seed,
-                              noise_seeds=method == "ddpm")
-                if cfg.candidates.n else fixed_settings(cfg.cross_replace_steps, cfg.self_replace_steps)
-                for i, e in enumerate(edits)]
-    blend_words, blend_pin = cfg.candidates.blends(ces, cfg.local_blend)
-    cands = edit_candidates(editor, inv, [c.target_caption for c in ces], blend_words, [c.target_words for c in ces],
-                            settings, images=refs, blend_pin=blend_pin)
-    owner = [i for i, cs in enumerate(cands) for _ in cs]  # candidate -> its edit, all scored in one batch
-    flat = [c for cs in cands for c in cs]
+    gen = cached_candidates(cache, cfg, editor, edits, refs, method)
+    owner, flat = gen["owner"], gen["candidates"]
     scores: list[dict[str, float]] = [{} for _ in flat]
     if cfg.clip is not None:
         unthresholded = dataclasses.replace(cfg.filter, clip=cfg.clip, **{a: None for _, a in RULES})
@@ -222,6 +216,7 @@ def candidate_table(cfg: WorldEvalConfig, editor: Any, clf: Any, edits: list, re
                               [ces[i].target_words for i in owner], [c.mask for c in flat],
                               negatives=[negs[i] for i in owner])
         scores = [v.scores for v in verdicts]
+    rec_preds = clf.predict(gen["recon"])  # the preservation ceiling: what the judge still reads off the reconstruction
     preds = clf.predict([c.image for c in flat])
     table: list[list[dict[str, Any]]] = [[] for _ in edits]
     for c, i, sc, pred in zip(flat, owner, scores, preds):
@@ -231,7 +226,105 @@ def candidate_table(cfg: WorldEvalConfig, editor: Any, clf: Any, edits: list, re
                          "target": target_ok, "preserved": preserved, "right": target_ok and preserved,
                          "broken": broken_labels(pred, e.reference, e.target),
                          "kept": kept_as_reconstructed(pred, rec_preds[i], e.reference, e.target)})
-    return {"psnr": rec_psnr, "recon_preds": rec_preds, "candidates": table}
+    return {"psnr": gen["psnr"], "recon_preds": rec_preds, "candidates": table}
+
+
+def generate_candidates(cfg: WorldEvalConfig, editor: Any, edits: list, refs: list, method: str) -> dict[str, Any]:
+    """The diffusion part of ``candidate_table``: invert and reconstruct the references, make every edit's candidates.
+
+    Returns:
+        ``{"psnr": reconstruction PSNR per edit, "recon": reconstructions, "candidates": every candidate, flat,
+        "owner": each candidate's edit index}``.
+    """
+    from cirsynth.synth.candidates import candidate_noise_seed, draw_settings, edit_candidates, fixed_settings
+
+    ces = [e.caption_edit for e in edits]
+    inv = editor.invert(refs, [c.source_caption for c in ces], method=method, num_steps=cfg.num_steps,
+                        guidance_scale=cfg.guidance_scale, seed=candidate_noise_seed(cfg.seed, 0))  # as synthesize
+    recon = editor.reconstruct(inv)
+    rec_psnr = [min(psnr(np.asarray(r), np.asarray(x)), 99.0) for r, x in zip(refs, recon)]
+    settings = [draw_settings(cfg.candidates.for_edit_type(e.edit_type), f"world-edit-{i}", cfg.seed,
+                              noise_seeds=method == "ddpm")
+                if cfg.candidates.n else fixed_settings(cfg.cross_replace_steps, cfg.self_replace_steps)
+                for i, e in enumerate(edits)]
+    blend_words, blend_pin = cfg.candidates.blends(ces, cfg.local_blend)
+    cands = edit_candidates(editor, inv, [c.target_caption for c in ces], blend_words, [c.target_words for c in ces],
+                            settings, images=refs, blend_pin=blend_pin)
+    return {"psnr": rec_psnr, "recon": recon, "owner": [i for i, cs in enumerate(cands) for _ in cs],
+            "candidates": [c for cs in cands for c in cs]}
+
+
+def generation_key(cfg: WorldEvalConfig, editor: Any, edits: list, method: str) -> dict[str, Any]:
+    """Everything ``generate_candidates``' images depend on: the editor and its settings, the method, the sampling and
+    candidate settings, and the edits themselves (not the filter, the judge or the CLIP)."""
+    from cirsynth.world.assets import model_label
+
+    return {"editor": model_label(editor.model_id or cfg.editor), "weights": weights_fingerprint(cfg.editor),
+            "editor_config": dataclasses.asdict(editor.config),
+            "method": method, "num_steps": cfg.num_steps, "guidance_scale": cfg.guidance_scale,
+            "cross_replace_steps": cfg.cross_replace_steps, "self_replace_steps": list(cfg.self_replace_steps),
+            "local_blend": cfg.local_blend, "seed": cfg.seed, "candidates": dataclasses.asdict(cfg.candidates),
+            "edits": [[e.edit_type, e.caption_edit.source_caption, e.caption_edit.target_caption] for e in edits]}
+
+
+def weights_fingerprint(folder: str | os.PathLike) -> str | None:
+    """sha256 over a local model folder's weight files (names and bytes), so a retrained model never reuses another's
+    cached images; None for a hub id."""
+    import hashlib
+
+    root = Path(folder)
+    if not root.is_dir():
+        return None
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*")):
+        if f.suffix in (".safetensors", ".bin", ".json") and f.is_file():
+            h.update(f.relative_to(root).as_posix().encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def cached_candidates(cache: str | os.PathLike | None, cfg: WorldEvalConfig, editor: Any, edits: list, refs: list,
+                      method: str) -> dict[str, Any]:
+    """``generate_candidates``, kept in ``cache`` (a folder; None: no cache) under a name derived from
+    ``generation_key``: found there, the images are loaded instead of made again. Written atomically."""
+    import hashlib
+    import io
+    import json
+
+    from PIL import Image
+
+    from cirsynth.config import atomic_write_bytes
+    from cirsynth.synth.candidates import Candidate, CandidateSetting
+
+    if cache is None:
+        return generate_candidates(cfg, editor, edits, refs, method)
+    key = generation_key(cfg, editor, edits, method)
+    text = json.dumps(key, sort_keys=True, default=str)
+    path = Path(cache) / f"candidates-{method}-{hashlib.sha256(text.encode()).hexdigest()[:16]}.npz"
+    if path.exists():
+        z = np.load(path, allow_pickle=False)
+        if str(z["key"]) != text:
+            raise ValueError(f"{path}: the cached generation settings differ from this run's (hash collision?)")
+        settings = json.loads(str(z["settings"]))
+        masks = [None if not h else m for h, m in zip(z["has_mask"], z["masks"])]
+        return {"psnr": z["psnr"].tolist(), "recon": [Image.fromarray(a) for a in z["recon"]],
+                "owner": z["owner"].tolist(),
+                "candidates": [Candidate(Image.fromarray(a), m, CandidateSetting(**s))
+                               for a, m, s in zip(z["images"], masks, settings)]}
+    gen = generate_candidates(cfg, editor, edits, refs, method)
+    flat = gen["candidates"]
+    shape = np.asarray(flat[0].image).shape[:2] if flat else (0, 0)
+    buf = io.BytesIO()
+    np.savez_compressed(
+        buf, key=np.array(text), psnr=np.array(gen["psnr"]), owner=np.array(gen["owner"], dtype=np.int64),
+        recon=np.stack([np.asarray(r.convert("RGB")) for r in gen["recon"]]),
+        images=np.stack([np.asarray(c.image.convert("RGB")) for c in flat]) if flat else np.zeros((0, 1, 1, 3), np.uint8),
+        has_mask=np.array([c.mask is not None for c in flat], dtype=bool),
+        masks=np.stack([np.zeros(shape, bool) if c.mask is None else np.asarray(c.mask, bool) for c in flat])
+        if flat else np.zeros((0, 1, 1), bool),
+        settings=np.array(json.dumps([dataclasses.asdict(c.setting) for c in flat])))
+    atomic_write_bytes(path, buf.getvalue())
+    return gen
 
 
 def _world_perturber():
