@@ -82,3 +82,65 @@ def test_recaption_diff_tells_right_edits_from_unedited_and_wrong_ones():
     assert np.mean(right > 0.5) >= 0.5 and np.mean(right >= 0) >= 0.75
     assert np.mean(other > 0.5) <= 0.1 and np.mean(other >= 0) <= 0.1
     assert right.mean() > other.mean() + 1.0
+
+
+def test_likelihood_scores_read_the_edit_and_what_else_changed():
+    bundled = bundled_models()
+    if "captioner" not in bundled:
+        pytest.skip("no bundled world captioner")
+    from cirsynth.synth.candidates import hard_negative_captions
+    from cirsynth.world.evaluate import _world_perturber
+    from cirsynth.world.language import apply_edit
+
+    edits = evaluation_edits(WorldEvalConfig(editor="", classifier="", n=16, seed=5))
+    ces = [e.caption_edit for e in edits]
+    refs = [render(e.reference) for e in edits]
+    negs = hard_negative_captions(_world_perturber(), [c.target_caption for c in ces], [c.source_caption for c in ces],
+                                  8, 0)
+    filt = EditFilter(FilterConfig(clip=None, recaptioner=str(bundled["captioner"])))
+    wrong = [render(apply_edit(e.reference, next(t for t in ("background", "lighting", "color") if t != e.edit_type),
+                               k).target) for k, e in enumerate(edits)]
+
+    def scores(images):
+        v = filt.score(refs, images, [c.source_caption for c in ces], [c.target_caption for c in ces],
+                       [c.source_words for c in ces], [c.target_words for c in ces], [None] * len(ces), negatives=negs)
+        return {k: np.array([x.scores[k] for x in v]) for k in ("likelihood_edit", "likelihood_kept")}
+
+    right, unedited, other = scores([render(e.target) for e in edits]), scores(refs), scores(wrong)
+    assert np.allclose(unedited["likelihood_edit"], 0, atol=1e-3) and np.allclose(unedited["likelihood_kept"], 0, atol=1e-3)
+    # measured on these 16: the edit read (> 0) on 11 right edits; the worst other variant gained > 4 nats on every
+    # wrong edit and on 2 right ones
+    assert np.mean(right["likelihood_edit"] > 0) >= 0.6
+    assert np.mean(right["likelihood_kept"] > -4) >= 0.75 and np.mean(other["likelihood_kept"] > -4) <= 0.2
+
+
+def test_log_likelihood_is_the_captioning_loss_summed(tmp_path):
+    """The BLIP path (one vision pass per image) gives what the model's own training loss gives per caption."""
+    import torch
+
+    from cirsynth.captions.captioner import Captioner
+    from cirsynth.testing.tiny_text import make_tiny_captioner
+    from PIL import Image
+
+    cap = Captioner.from_pretrained(make_tiny_captioner(tmp_path / "cap"))
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)) for _ in range(2)]
+    texts = [["a red cube", "a blue ball on the left", "x"], ["a cube"]]
+    got = cap.log_likelihood(images, texts)
+    assert [len(g) for g in got] == [3, 1] and all(v < 0 for g in got for v in g)
+    model, tok = cap.model, cap.processor.tokenizer
+    for im, caps, lls in zip(images, texts, got):
+        for c, ll in zip(caps, lls):
+            enc = tok([c], return_tensors="pt")
+            ids = enc["input_ids"].clone()
+            ids[:, 0] = model.config.text_config.bos_token_id
+            px = cap.processor(images=[im], return_tensors="pt")["pixel_values"]
+            with torch.no_grad():
+                loss = model(pixel_values=px, input_ids=ids, attention_mask=enc["attention_mask"], labels=ids).loss
+            assert ll == pytest.approx(-float(loss) * (ids.shape[1] - 1), rel=1e-4)
+    with pytest.raises(ValueError, match="2 images but 1 caption lists"):
+        cap.log_likelihood(images, [["a"]])
+    # models other than BLIP go through their own `labels` loss, one pair at a time
+    cap.model.config.model_type = "not-blip"
+    generic = cap.log_likelihood(images, texts)
+    assert [len(g) for g in generic] == [3, 1] and all(np.isfinite(v) and v < 0 for g in generic for v in g)

@@ -39,6 +39,8 @@ def synthesize(
     min_recaption_target: Optional[float] = None,
     min_recaption_margin: Optional[float] = None,
     min_recaption_diff: Optional[float] = None,
+    min_likelihood_edit: Optional[float] = None,
+    min_likelihood_kept: Optional[float] = None,
     min_clip_i2i: Optional[float] = None,
     min_clip_src_text: Optional[float] = None,
     min_clip_tgt_text: Optional[float] = None,
@@ -114,6 +116,10 @@ def synthesize(
         min_recaption_margin: threshold: that overlap minus the overlap with the source caption.
         min_recaption_diff: threshold: the captioner's captions of the reference and of the edit differ by the asked
             change and no other (1: exactly; 0: no change; < 0: unasked changes).
+        min_likelihood_edit: threshold (nats): the recaptioner finds the target caption likelier than the source on
+            the edit, by this much more than on the reference (needs hard negatives or the source).
+        min_likelihood_kept: threshold (nats): ... and no other one-attribute variant of the target likelier, relative
+            to the reference (0: as kept as the reference; < 0: drifted).
         min_clip_i2i: threshold: CLIP image-image similarity.
         min_clip_src_text: threshold: reference image vs source caption.
         min_clip_tgt_text: threshold: edited image vs target caption.

@@ -22,6 +22,12 @@ changed words s -> t):
                     0 = nothing changed, < 0 = something else changed too. Both captions are in the captioner's own
                     words, so the captions' phrasing (which the captioner may never write) does not enter; and a
                     captioner error on R that E repeats cancels out. Only scored with a ``recaptioner``.
+- ``likelihood_edit`` the captioner as a reader: how much more likely it finds T than S on E than on R,
+                    [log p(T|E) - log p(S|E)] - [log p(T|R) - log p(S|R)] (nats; > 0: the image moved towards T).
+                    Measured against R so that a phrasing the captioner would not write cancels out.
+- ``likelihood_kept`` the same against each hard negative n other than S (T with another attribute changed), the
+                    worst one: min_n [log p(T|E) - log p(n|E)] - [log p(T|R) - log p(n|R)] (about 0 when the rest
+                    of the scene is kept, < 0 when E drifted towards n). Both need a ``recaptioner`` and negatives.
 Each rule compares one score with a threshold; a candidate passes when every enabled rule does (a threshold of None
 disables its rule). Thresholds for the mini world are calibrated against ground truth (``cirsynth world
 calibrate-filter``), never on the evaluation seed.
@@ -58,6 +64,8 @@ class FilterConfig:
     min_recaption_target: float | None = None  # overlap of the edit's caption with the target caption (None: off)
     min_recaption_margin: float | None = None  # ... minus its overlap with the source caption (None: off)
     min_recaption_diff: float | None = None  # the captioner sees the asked change between R and E, no other (None: off)
+    min_likelihood_edit: float | None = None  # E reads as T rather than S, relative to R (nats; None: off)
+    min_likelihood_kept: float | None = None  # E reads no more as another variant of T than R does (nats; None: off)
 
 
 RULES = (
@@ -71,6 +79,8 @@ RULES = (
     ("recaption_target", "min_recaption_target"),
     ("recaption_margin", "min_recaption_margin"),
     ("recaption_diff", "min_recaption_diff"),
+    ("likelihood_edit", "min_likelihood_edit"),
+    ("likelihood_kept", "min_likelihood_kept"),
 )
 
 
@@ -216,7 +226,26 @@ class EditFilter:
                 scores[i]["recaption_margin"] = scores[i]["recaption_target"] - word_overlap(c, source_captions[i])
                 scores[i]["recaption_diff"] = change_match(ref_caption[id(references[i])], c, source_captions[i],
                                                            target_captions[i])
+            if negatives is not None:
+                self._likelihood_scores(scores, references, edited, source_captions, target_captions, negatives)
         return [self.judge(sc) for sc in scores]
+
+    def _likelihood_scores(self, scores: list[dict[str, float]], references: Sequence[Image.Image],
+                           edited: Sequence[Image.Image], source_captions: Sequence[str],
+                           target_captions: Sequence[str], negatives: Sequence[Sequence[str]]) -> None:
+        """``likelihood_edit`` and ``likelihood_kept`` into ``scores`` (see the module docstring)."""
+        lists = [[t, s, *[n for n in negs if n != s]] for t, s, negs in zip(target_captions, source_captions, negatives)]
+        on_edit = self.recaptioner.log_likelihood(list(edited), lists)
+        ref_key = [(id(r), tuple(c)) for r, c in zip(references, lists)]  # candidates of one pair share R and captions
+        unique = list(dict.fromkeys(ref_key))
+        first = {k: i for i, k in reversed(list(enumerate(ref_key)))}
+        on_ref = dict(zip(unique, self.recaptioner.log_likelihood([references[first[k]] for k in unique],
+                                                                  [lists[first[k]] for k in unique])))
+        for i, (le, key) in enumerate(zip(on_edit, ref_key)):
+            lr = on_ref[key]
+            rel = [(le[0] - le[j]) - (lr[0] - lr[j]) for j in range(1, len(le))]
+            scores[i]["likelihood_edit"] = float(rel[0])
+            scores[i]["likelihood_kept"] = float(min(rel[1:])) if len(rel) > 1 else 0.0
 
     def judge(self, scores: dict[str, float]) -> FilterVerdict:
         failed = []
