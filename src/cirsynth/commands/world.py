@@ -513,6 +513,7 @@ def evaluate(
     grid: Optional[Path] = None,
     update_card: bool = False,
     json: bool = False,
+    cache: Optional[Path] = None,
 ) -> int:
     """Measure editing against ground truth in the world (reconstruction, edit success, the filter).
 
@@ -544,6 +545,8 @@ def evaluate(
         grid: also write a picture grid (reference | edit | generated per method | text-to-image | ground truth).
         update_card: add the result (and this command) to the editor's model card (card.json / README.md).
         json: print only the JSON result.
+        cache: folder that keeps each method's generated candidates: a rerun with the same generation settings (a
+            new filter, say) skips the diffusion model for them.
     """
     params = dict(locals())  # first: the arguments only, before any import
     import json as jsonlib
@@ -555,7 +558,7 @@ def evaluate(
     cfg = _world_eval_config(editor, classifier, clip, methods, n, num_steps, guidance_scale, cross_replace_steps,
                              self_replace_steps, candidates, local_blend, recipe, seed, "world evaluate", paste=paste)
     images: dict = {}
-    result = evaluate_world(cfg, log=(lambda *_: None) if json else print, keep_images=images)
+    result = evaluate_world(cfg, log=(lambda *_: None) if json else print, keep_images=images, cache=cache)
     tables = {m: row.pop("candidate_table") for m, row in result["methods"].items()}  # to --json_out only
     result["settings"] = {"seed": seed, "num_steps": cfg.num_steps, "guidance_scale": cfg.guidance_scale,
                           "paste": cfg.paste,
@@ -572,7 +575,7 @@ def evaluate(
         params.update(methods=list(cfg.methods), num_steps=cfg.num_steps, guidance_scale=cfg.guidance_scale,
                       cross_replace_steps=cfg.cross_replace_steps, self_replace_steps=list(cfg.self_replace_steps),
                       candidates=cfg.candidates.n, paste=cfg.paste)
-        shown = {k: v for k, v in params.items() if k not in ("json", "json_out", "update_card", "grid")}
+        shown = {k: v for k, v in params.items() if k not in ("json", "json_out", "update_card", "grid", "cache")}
         add_to_card(cfg.editor, "world_evaluate", {"command": command_line("world evaluate", shown, positional=()), **result})
     print(jsonlib.dumps(result, indent=None if json else 2))
     if json_out is not None:  # with every candidate's scores and verdicts

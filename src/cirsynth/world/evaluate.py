@@ -20,6 +20,7 @@ For each inversion method, on rendered reference scenes and ground-truth one-att
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import os
 from collections import Counter
 from pathlib import Path
@@ -139,11 +140,13 @@ def world_setup(cfg: WorldEvalConfig, edit_types: Any = None) -> tuple[list, Any
     return edits, editor, clf, editor.prepare([render(e.reference) for e in edits])
 
 
-def evaluate_world(cfg: WorldEvalConfig, log=print, keep_images: dict | None = None) -> dict[str, Any]:
+def evaluate_world(cfg: WorldEvalConfig, log=print, keep_images: dict | None = None,
+                   cache: str | os.PathLike | None = None) -> dict[str, Any]:
     """Run every inversion method on the same ground-truth edits (see the module docstring).
 
     Args:
         keep_images: if given, filled with method -> the generated image of each edit (the filter's pick).
+        cache: folder keeping each method's generated candidates (``cached_candidates``).
     """
     from cirsynth.world.assets import model_label
     from cirsynth.world.diffusion import object_word_attention_share
@@ -160,7 +163,8 @@ def evaluate_world(cfg: WorldEvalConfig, log=print, keep_images: dict | None = N
     log(f"text-to-image from the target captions: the edited attribute right {out['text_to_image']['edit_attribute']['all']}%, "
         f"every label right {out['text_to_image']['label_accuracy']['all_labels']}%")
     for method in cfg.methods:
-        table = candidate_table(cfg, method_editor(editor, method), clf, edits, refs, METHOD_VARIANTS.get(method, (method,))[0])
+        table = candidate_table(cfg, method_editor(editor, method), clf, edits, refs,
+                                METHOD_VARIANTS.get(method, (method,))[0], cache=cache)
         row = method_report(table, edits, cfg)
         row["candidate_table"] = candidate_rows(table, edits)
         if keep_images is not None:
@@ -254,12 +258,22 @@ def generate_candidates(cfg: WorldEvalConfig, editor: Any, edits: list, refs: li
             "candidates": [c for cs in cands for c in cs]}
 
 
+_GENERATE_SOURCE = inspect.getsource(generate_candidates)  # part of the cache key (taken before any patching)
+
+
 def generation_key(cfg: WorldEvalConfig, editor: Any, edits: list, method: str) -> dict[str, Any]:
     """Everything ``generate_candidates``' images depend on: the editor and its settings, the method, the sampling and
     candidate settings, and the edits themselves (not the filter, the judge or the CLIP)."""
+    import hashlib
+
+    import cirsynth
     from cirsynth.world.assets import model_label
 
+    pkg = Path(cirsynth.__file__).parent
+    code = _files_digest(sorted([*(pkg / "editing").glob("*.py"), pkg / "synth" / "candidates.py"]), pkg)
+    code = hashlib.sha256((code + _GENERATE_SOURCE).encode()).hexdigest()
     return {"editor": model_label(editor.model_id or cfg.editor), "weights": weights_fingerprint(cfg.editor),
+            "code": code,  # a change to the editing code is a new cache entry too
             "editor_config": dataclasses.asdict(editor.config),
             "method": method, "num_steps": cfg.num_steps, "guidance_scale": cfg.guidance_scale,
             "cross_replace_steps": cfg.cross_replace_steps, "self_replace_steps": list(cfg.self_replace_steps),
@@ -270,16 +284,20 @@ def generation_key(cfg: WorldEvalConfig, editor: Any, edits: list, method: str) 
 def weights_fingerprint(folder: str | os.PathLike) -> str | None:
     """sha256 over a local model folder's weight files (names and bytes), so a retrained model never reuses another's
     cached images; None for a hub id."""
-    import hashlib
-
     root = Path(folder)
     if not root.is_dir():
         return None
+    return _files_digest([f for f in sorted(root.rglob("*")) if f.suffix in (".safetensors", ".bin", ".json")
+                          and f.is_file()], root)
+
+
+def _files_digest(files: list[Path], root: Path) -> str:
+    import hashlib
+
     h = hashlib.sha256()
-    for f in sorted(root.rglob("*")):
-        if f.suffix in (".safetensors", ".bin", ".json") and f.is_file():
-            h.update(f.relative_to(root).as_posix().encode())
-            h.update(f.read_bytes())
+    for f in files:
+        h.update(f.relative_to(root).as_posix().encode())
+        h.update(f.read_bytes())
     return h.hexdigest()
 
 
