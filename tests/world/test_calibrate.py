@@ -126,3 +126,22 @@ def test_calibrate_filter_command_keeps_its_candidates_in_the_cache(tmp_path, mo
     monkeypatch.undo()
     assert main([*args[:-2], "--seed", "2", "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "c.json")]) == 0
     assert len(list((tmp_path / "cache").glob("candidates-*.npz"))) == 2
+
+
+def test_max_rules_and_cross_validation():
+    from cirsynth.world.calibrate import choose_max_rules, cross_validate
+
+    cands = _candidates(seed=1, E=80)
+    th, _, _ = search_filter(cands, target_precision=0.9, max_rules=1)
+    assert sum(v is not None for v in th.values()) == 1 and th["caption_margin"] is not None
+    cv = cross_validate(cands, folds=4, target_precision=0.9)
+    assert cv["precision"] >= 85.0 and cv["accepted"] >= 20  # the separating rule holds on unseen edits
+    # noise only: what the search fits does not hold on the held-out folds
+    rng = np.random.default_rng(2)
+    noise = [[{"scores": {"clip_dir": float(rng.normal()), "clip_i2i": float(rng.normal()),
+                          "caption_margin": float(rng.normal())}, "right": bool(rng.uniform() < 0.3)} for _ in range(4)]
+             for _ in range(80)]
+    fit = search_filter(noise, target_precision=0.9)[2]
+    assert cross_validate(noise, folds=4, target_precision=0.9)["precision"] < fit["precision"] - 20
+    choice, figs = choose_max_rules(cands, target_precision=0.9)
+    assert set(figs) == {"1", "2", "3", "None"} and figs[str(choice)]["precision"] >= 85.0

@@ -42,7 +42,8 @@ def filter_outcome(scores: dict[str, np.ndarray], valid: np.ndarray, right: np.n
 
 def search_filter(candidates: Sequence[Sequence[dict[str, Any]]], target_precision: float = 0.8,
                   rank_options: Sequence[str] = RANK_OPTIONS, quantiles: int = 24, passes: int = 3,
-                  min_accepted: float = 0.1) -> tuple[dict[str, float | None], str, dict[str, float]]:
+                  min_accepted: float = 0.1,
+                  max_rules: int | None = None) -> tuple[dict[str, float | None], str, dict[str, float]]:
     """Thresholds and rank score maximising accepted-and-right edits subject to precision >= ``target_precision``
     (when no setting reaches it: the most precise one), among filters that accept at least ``min_accepted`` of the
     edits. Without that floor the search can pick a filter that accepts two or three edits, all right by chance on
@@ -50,6 +51,8 @@ def search_filter(candidates: Sequence[Sequence[dict[str, Any]]], target_precisi
 
     Args:
         candidates: per edit, its candidates as ``candidate_table`` gives them (``scores`` and ``right``).
+        max_rules: at most this many rules switched on (None: any number); fewer rules fit the tuning edits less
+            closely and may hold better on others (``choose_max_rules`` picks it by cross-validation).
 
     Returns:
         ``(thresholds by score name, rank_by, {"precision", "accepted_success", "accepted"})``.
@@ -81,7 +84,10 @@ def search_filter(candidates: Sequence[Sequence[dict[str, Any]]], target_precisi
         for _ in range(passes):
             changed = False
             for n in names:
+                on = sum(v is not None for k, v in th.items() if k != n)
                 for v in grid[n]:
+                    if v is not None and max_rules is not None and on >= max_rules:
+                        continue
                     trial = {**th, n: v}
                     o = objective(trial, rank)
                     if o > cur:
@@ -94,6 +100,59 @@ def search_filter(candidates: Sequence[Sequence[dict[str, Any]]], target_precisi
     _, th, rank = best
     prec, succ, n_acc = filter_outcome(scores, valid, right, th, rank)
     return th, rank, {"precision": round(100 * prec, 1), "accepted_success": round(100 * succ, 1), "accepted": n_acc}
+
+
+def outcome_on(candidates: Sequence[Sequence[dict[str, Any]]], th: dict[str, float | None],
+               rank: str) -> tuple[int, int]:
+    """(accepted, accepted and right) edits of the filter ``(th, rank)`` on other edits' candidates."""
+    E, K = len(candidates), max(len(c) for c in candidates)
+    valid, right = np.zeros((E, K), bool), np.zeros((E, K), bool)
+    names = [n for n in th if th[n] is not None] + [rank]
+    scores = {n: np.full((E, K), -np.inf) for n in names}
+    for i, cs in enumerate(candidates):
+        for k, c in enumerate(cs):
+            valid[i, k], right[i, k] = True, c["right"]
+            for n in names:
+                scores[n][i, k] = c["scores"].get(n, -np.inf)
+    prec, succ, n_acc = filter_outcome(scores, valid, right, {n: th[n] for n in names if n in th}, rank)
+    return n_acc, int(round(succ * E))
+
+
+def cross_validate(candidates: Sequence[Sequence[dict[str, Any]]], folds: int = 4, seed: int = 0,
+                   **search: Any) -> dict[str, float]:
+    """The filter search's figures on edits it did not see: the edits split into ``folds`` parts, each part judged
+    by the filter searched on the others; accepted and right edits summed over the parts.
+
+    Returns:
+        ``{"precision", "accepted_success", "accepted"}`` over all edits (held out from their own fold's search).
+    """
+    order = np.random.default_rng(seed).permutation(len(candidates))
+    acc = ok = 0
+    for f in range(folds):
+        test = set(order[f::folds].tolist())
+        train = [c for i, c in enumerate(candidates) if i not in test]
+        th, rank, _ = search_filter(train, **search)
+        a, o = outcome_on([candidates[i] for i in sorted(test)], th, rank)
+        acc, ok = acc + a, ok + o
+    return {"precision": round(100.0 * ok / acc, 1) if acc else 0.0,
+            "accepted_success": round(100.0 * ok / len(candidates), 1), "accepted": acc}
+
+
+def choose_max_rules(candidates: Sequence[Sequence[dict[str, Any]]], target_precision: float = 0.8,
+                     min_accepted: float = 0.1, options: Sequence[int | None] = (1, 2, 3, None),
+                     folds: int = 4) -> tuple[int | None, dict[str, dict[str, float]]]:
+    """How many rules the filter may use, chosen by ``cross_validate`` on the tuning edits: the option whose held-out
+    fold figures are best by the search's own objective (precision reaching ``target_precision``, then the most
+    accepted and right edits; else the most precise). Returns ``(choice, {option: its cross-validated figures})``."""
+    figs = {str(m): cross_validate(candidates, folds, target_precision=target_precision, min_accepted=min_accepted,
+                                   max_rules=m) for m in options}
+
+    def key(m):
+        f = figs[str(m)]
+        ok = f["precision"] >= 100 * target_precision
+        return (ok, f["accepted_success"] if ok else f["precision"], f["precision"])
+
+    return max(options, key=key), figs
 
 
 def calibrate(cfg: Any, method: str, target_precision: float = 0.8, min_accepted: float = 0.1,
@@ -112,7 +171,10 @@ def calibrate(cfg: Any, method: str, target_precision: float = 0.8, min_accepted
 
     edits, editor, clf, refs = world_setup(cfg)
     table = candidate_table(cfg, editor, clf, edits, refs, method, cache=cache)
-    th, rank, fit = search_filter(table["candidates"], target_precision, min_accepted=min_accepted)
+    max_rules, cv = choose_max_rules(table["candidates"], target_precision, min_accepted)
+    log(f"cross-validated on the tuning edits (4 folds), by the most rules allowed: {cv}; chosen: {max_rules}")
+    th, rank, fit = search_filter(table["candidates"], target_precision, min_accepted=min_accepted, max_rules=max_rules)
+    fit = {**fit, "max_rules": max_rules, "cross_validated": cv}
     chosen = dataclasses.replace(cfg.filter, rank_by=rank, **{a: th.get(n) for n, a in RULES})
     log(f"chosen on {len(edits)} tuning edits (seed {cfg.seed}): rank by {rank}, thresholds "
         f"{ {n: v for n, v in th.items() if v is not None} }; precision {fit['precision']}%, "
