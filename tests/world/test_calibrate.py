@@ -145,3 +145,48 @@ def test_max_rules_and_cross_validation():
     assert cross_validate(noise, folds=4, target_precision=0.9)["precision"] < fit["precision"] - 20
     choice, figs = choose_max_rules(cands, target_precision=0.9)
     assert set(figs) == {"1", "2", "3", "None"} and figs[str(choice)]["precision"] >= 85.0
+
+
+def test_learned_filter_combines_weak_scores_and_holds_on_unseen_edits():
+    """Two scores, each a noisy view of rightness: neither alone separates, their sum does; the learned model finds
+    that, the filter reads it back, and a threshold is chosen for the precision target."""
+    from cirsynth.synth.filters import learned_score
+    from cirsynth.world.calibrate import cross_validate_learned, fit_learned, learned_threshold
+
+    rng = np.random.default_rng(4)
+    cands = []
+    for _ in range(120):
+        cs = []
+        for _ in range(4):
+            right = bool(rng.uniform() < 0.3)
+            z = 1.5 * right
+            cs.append({"scores": {"clip_dir": float(z + rng.normal()), "caption_margin": float(z + rng.normal()),
+                                  "clip_i2i": float(rng.normal())}, "right": right})
+        cands.append(cs)
+    model = fit_learned(cands)
+    assert model["features"] == ["clip_i2i", "clip_dir", "caption_margin"]  # RULES order, scores present everywhere
+    coef = dict(zip(model["features"], model["coef"]))
+    assert coef["clip_dir"] > 0.5 and coef["caption_margin"] > 0.5 and abs(coef["clip_i2i"]) < 0.3
+    hi = learned_score(model, {"clip_dir": 3.0, "caption_margin": 3.0, "clip_i2i": 0.0})
+    lo = learned_score(model, {"clip_dir": -1.0, "caption_margin": -1.0, "clip_i2i": 0.0})
+    assert 0.0 < lo < 0.2 < 0.8 < hi < 1.0
+    assert learned_score(model, {"clip_dir": 3.0}) is None  # a missing feature: no score, never a guess
+    # clipped to the fitted range: an absurd value reads as the range's end
+    assert learned_score(model, {"clip_dir": 1e6, "caption_margin": 3.0, "clip_i2i": 0.0}) == pytest.approx(
+        learned_score(model, {"clip_dir": model["hi"][1], "caption_margin": 3.0, "clip_i2i": 0.0}))
+    thr, cv = cross_validate_learned(cands, target_precision=0.8, min_accepted=0.1)
+    assert cv["precision"] >= 80.0 and cv["accepted"] >= 12 and 0 < thr < 1
+    # the filter itself: the rule reads the model's probability, and rank_by "learned" orders by it
+    judge = EditFilter(FilterConfig(min_clip_i2i=None, min_clip_src_text=None, min_clip_tgt_text=None,
+                                    min_clip_dir=None, min_words_margin=None, min_psnr_outside=None,
+                                    learned=model, min_learned=thr))
+    verdicts = [judge.judge(c["scores"]) for c in cands[0]]
+    assert all(v.passed == (learned_score(model, v.scores) >= thr) for v in verdicts)
+    assert "learned" in verdicts[pick_best(verdicts, "learned")].scores
+    assert not judge.judge({"clip_dir": 1.0}).passed  # features missing: rejected with a reason
+    # threshold choice: the lowest that keeps the target precision above the acceptance floor
+    p = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4])
+    right = np.array([True, True, True, False, True, False])
+    assert learned_threshold(p, right, 0.75, 0.0) == (0.5, {"precision": 80.0, "accepted_success": 66.7, "accepted": 5})
+    assert learned_threshold(p, right, 1.0, 0.0)[0] == 0.7
+    assert learned_threshold(p, right, 1.0, 0.9)[1]["accepted"] == 6  # no threshold reaches it above the floor

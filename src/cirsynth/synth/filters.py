@@ -28,6 +28,9 @@ changed words s -> t):
 - ``likelihood_kept`` the same against each hard negative n other than S (T with another attribute changed), the
                     worst one: min_n [log p(T|E) - log p(n|E)] - [log p(T|R) - log p(n|R)] (about 0 when the rest
                     of the scene is kept, < 0 when E drifted towards n). Both need a ``recaptioner`` and negatives.
+- ``learned``        a logistic model over the scores above (``FilterConfig.learned``, fitted by ``cirsynth world
+                    calibrate-filter`` against ground truth): the probability that the candidate is right. Only
+                    computed when a model is configured.
 Each rule compares one score with a threshold; a candidate passes when every enabled rule does (a threshold of None
 disables its rule). Thresholds for the mini world are calibrated against ground truth (``cirsynth world
 calibrate-filter``), never on the evaluation seed.
@@ -66,6 +69,10 @@ class FilterConfig:
     min_recaption_diff: float | None = None  # the captioner sees the asked change between R and E, no other (None: off)
     min_likelihood_edit: float | None = None  # E reads as T rather than S, relative to R (nats; None: off)
     min_likelihood_kept: float | None = None  # E reads no more as another variant of T than R does (nats; None: off)
+    # a logistic model over the scores (see ``learned_score``): {"features", "lo", "hi", "mean", "scale", "coef",
+    # "intercept"}; None: no ``learned`` score
+    learned: dict[str, Any] | None = None
+    min_learned: float | None = None  # the model's probability that the candidate is right (None: off)
 
 
 RULES = (
@@ -81,7 +88,18 @@ RULES = (
     ("recaption_diff", "min_recaption_diff"),
     ("likelihood_edit", "min_likelihood_edit"),
     ("likelihood_kept", "min_likelihood_kept"),
+    ("learned", "min_learned"),
 )
+
+
+def learned_score(model: dict[str, Any], scores: dict[str, float]) -> float | None:
+    """A logistic model's probability over a candidate's scores: each feature clipped to ``[lo, hi]`` (its range on
+    the data the model was fitted on), standardised, weighted; None when a feature the model reads is missing."""
+    if any(f not in scores for f in model["features"]):
+        return None
+    x = np.clip([scores[f] for f in model["features"]], model["lo"], model["hi"])
+    z = float(np.dot((x - np.asarray(model["mean"])) / np.asarray(model["scale"]), model["coef"]) + model["intercept"])
+    return float(1.0 / (1.0 + np.exp(-z)))
 
 
 def caption_words(text: str) -> Counter:
@@ -248,6 +266,12 @@ class EditFilter:
             scores[i]["likelihood_kept"] = float(min(rel[1:])) if len(rel) > 1 else 0.0
 
     def judge(self, scores: dict[str, float]) -> FilterVerdict:
+        if self.config.learned is not None:
+            p = learned_score(self.config.learned, scores)
+            scores = {**scores, **({} if p is None else {"learned": p})}
+            if p is None and self.config.min_learned is not None:
+                missing = [f for f in self.config.learned["features"] if f not in scores]
+                return FilterVerdict(scores, [f"learned: scores {missing} missing (needs --recaptioner and negatives?)"])
         failed = []
         for name, attr in RULES:
             if name in scores and getattr(self.config, attr) is not None and scores[name] < getattr(self.config, attr):

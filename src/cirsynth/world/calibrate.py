@@ -127,6 +127,7 @@ def cross_validate(candidates: Sequence[Sequence[dict[str, Any]]], folds: int = 
         ``{"precision", "accepted_success", "accepted"}`` over all edits (held out from their own fold's search).
     """
     order = np.random.default_rng(seed).permutation(len(candidates))
+    folds = max(2, min(folds, len(candidates)))
     acc = ok = 0
     for f in range(folds):
         test = set(order[f::folds].tolist())
@@ -155,6 +156,90 @@ def choose_max_rules(candidates: Sequence[Sequence[dict[str, Any]]], target_prec
     return max(options, key=key), figs
 
 
+LEARNED_FEATURES_EXCLUDED = ("learned",)
+
+
+def _features(candidates: Sequence[Sequence[dict[str, Any]]]) -> list[str]:
+    names = [n for n, _ in RULES if n not in LEARNED_FEATURES_EXCLUDED]
+    return [n for n in names if all(n in c["scores"] for cs in candidates for c in cs)]
+
+
+def fit_learned(candidates: Sequence[Sequence[dict[str, Any]]], C: float = 0.3) -> dict[str, Any]:
+    """A logistic model of "this candidate is right" over every score the candidates have (L2, ``C`` as in
+    scikit-learn), in the form ``filters.learned_score`` reads: features clipped to their 1st-99th percentile range,
+    standardised."""
+    from sklearn.linear_model import LogisticRegression
+
+    feats = _features(candidates)
+    flat = [c for cs in candidates for c in cs]
+    X = np.array([[c["scores"][f] for f in feats] for c in flat], dtype=float)
+    y = np.array([bool(c["right"]) for c in flat])
+    if y.all() or not y.any():
+        raise ValueError("fit_learned: the candidates are all right or all wrong; nothing to learn")
+    lo, hi = np.percentile(X, 1, axis=0), np.percentile(X, 99, axis=0)
+    Xc = np.clip(X, lo, hi)
+    mean, scale = Xc.mean(0), Xc.std(0)
+    scale[scale == 0] = 1.0
+    m = LogisticRegression(C=C, max_iter=5000).fit((Xc - mean) / scale, y)
+    return {"features": feats, "lo": lo.round(6).tolist(), "hi": hi.round(6).tolist(), "mean": mean.round(6).tolist(),
+            "scale": scale.round(6).tolist(), "coef": m.coef_[0].round(6).tolist(),
+            "intercept": round(float(m.intercept_[0]), 6), "C": C, "fitted_on": len(flat)}
+
+
+def learned_threshold(best_p: np.ndarray, best_right: np.ndarray, target_precision: float,
+                      min_accepted: float) -> tuple[float, dict[str, float]]:
+    """The acceptance threshold on each edit's best ``learned`` probability: the lowest that keeps the accepted edits
+    right at least ``target_precision`` of the time while accepting at least ``min_accepted`` of them (the most
+    precise such threshold when none reaches the target). Returns ``(threshold, figures at it)``."""
+    order = np.argsort(-best_p, kind="stable")
+    hits = np.cumsum(best_right[order])
+    k_all = np.arange(1, len(order) + 1)
+    prec = hits / k_all
+    floor = max(1, int(np.ceil(min_accepted * len(order))))
+    ok = [k for k in range(floor, len(order) + 1) if prec[k - 1] >= target_precision]
+    k = max(ok) if ok else floor - 1 + int(np.argmax(prec[floor - 1:])) + 1
+    thr = float(best_p[order[k - 1]])
+    acc = best_p >= thr
+    n_ok = int((acc & best_right).sum())
+    return thr, {"precision": round(100.0 * n_ok / max(int(acc.sum()), 1), 1),
+                 "accepted_success": round(100.0 * n_ok / len(order), 1), "accepted": int(acc.sum())}
+
+
+def _best_per_edit(candidates, p_flat):
+    j, best_p, best_right = 0, [], []
+    for cs in candidates:
+        ps = p_flat[j:j + len(cs)]
+        b = int(np.argmax(ps))
+        best_p.append(ps[b])
+        best_right.append(bool(cs[b]["right"]))
+        j += len(cs)
+    return np.array(best_p), np.array(best_right)
+
+
+def cross_validate_learned(candidates: Sequence[Sequence[dict[str, Any]]], target_precision: float = 0.8,
+                           min_accepted: float = 0.1, folds: int = 4, seed: int = 0,
+                           C: float = 0.3) -> tuple[float, dict[str, float]]:
+    """The learned filter on edits it did not see: each fold's candidates scored by a model fitted on the other
+    folds; each edit keeps its most probable candidate; the threshold is then chosen on these held-out probabilities
+    (``learned_threshold``). Returns ``(threshold, figures at it)``."""
+    from cirsynth.synth.filters import learned_score
+
+    order = np.random.default_rng(seed).permutation(len(candidates))
+    folds = max(2, min(folds, len(candidates)))
+    p = [None] * len(candidates)
+    for f in range(folds):
+        test = set(order[f::folds].tolist())
+        try:
+            model = fit_learned([c for i, c in enumerate(candidates) if i not in test], C)
+        except ValueError:  # a fold with only right or only wrong candidates: no model to learn from
+            return 1.0, {"precision": 0.0, "accepted_success": 0.0, "accepted": 0}
+        for i in test:
+            p[i] = [learned_score(model, c["scores"]) for c in candidates[i]]
+    flat = np.array([v for ps in p for v in ps], dtype=float)
+    best_p, best_right = _best_per_edit(candidates, flat)
+    return learned_threshold(best_p, best_right, target_precision, min_accepted)
+
+
 def calibrate(cfg: Any, method: str, target_precision: float = 0.8, min_accepted: float = 0.1,
               log=print, cache: Any = None) -> tuple[FilterConfig, dict[str, Any]]:
     """Make and judge ``cfg``'s edits' candidates with ``method``, search the filter, report it on the same edits.
@@ -171,11 +256,35 @@ def calibrate(cfg: Any, method: str, target_precision: float = 0.8, min_accepted
 
     edits, editor, clf, refs = world_setup(cfg)
     table = candidate_table(cfg, editor, clf, edits, refs, method, cache=cache)
-    max_rules, cv = choose_max_rules(table["candidates"], target_precision, min_accepted)
-    log(f"cross-validated on the tuning edits (4 folds), by the most rules allowed: {cv}; chosen: {max_rules}")
-    th, rank, fit = search_filter(table["candidates"], target_precision, min_accepted=min_accepted, max_rules=max_rules)
-    fit = {**fit, "max_rules": max_rules, "cross_validated": cv}
-    chosen = dataclasses.replace(cfg.filter, rank_by=rank, **{a: th.get(n) for n, a in RULES})
+    cands = table["candidates"]
+    max_rules, cv = choose_max_rules(cands, target_precision, min_accepted)
+    log(f"threshold rules cross-validated on the tuning edits (4 folds), by the most rules allowed: {cv}")
+    cv_thr, cv_learned = cross_validate_learned(cands, target_precision, min_accepted)
+    log(f"learned filter cross-validated the same way: {cv_learned} at probability >= {cv_thr:.3f}")
+
+    def objective(f):
+        ok = f["precision"] >= 100 * target_precision
+        return (ok, f["accepted_success"] if ok else f["precision"], f["precision"])
+
+    if objective(cv_learned) > objective(cv[str(max_rules)]):  # the learned model holds better on unseen edits
+        from cirsynth.synth.filters import learned_score
+
+        model = fit_learned(cands)
+        p = np.array([learned_score(model, c["scores"]) for cs in cands for c in cs], dtype=float)
+        best_p, best_right = _best_per_edit(cands, p)
+        acc = best_p >= cv_thr  # the threshold chosen on held-out probabilities, applied to the model fitted on all
+        in_sample = {"precision": round(100.0 * (acc & best_right).sum() / max(int(acc.sum()), 1), 1),
+                     "accepted_success": round(100.0 * (acc & best_right).sum() / len(cands), 1),
+                     "accepted": int(acc.sum())}
+        th = {n: None for n, _ in RULES} | {"learned": round(cv_thr, 4)}
+        rank = "learned"
+        fit = {**in_sample, "kind": "learned", "cross_validated": cv_learned, "rules_cross_validated": cv}
+        chosen = dataclasses.replace(cfg.filter, rank_by=rank, learned=model, **{a: th.get(n) for n, a in RULES})
+    else:
+        th, rank, fit = search_filter(cands, target_precision, min_accepted=min_accepted, max_rules=max_rules)
+        fit = {**fit, "kind": "rules", "max_rules": max_rules, "cross_validated": cv[str(max_rules)],
+               "rules_cross_validated": cv, "learned_cross_validated": cv_learned}
+        chosen = dataclasses.replace(cfg.filter, rank_by=rank, learned=None, **{a: th.get(n) for n, a in RULES})
     log(f"chosen on {len(edits)} tuning edits (seed {cfg.seed}): rank by {rank}, thresholds "
         f"{ {n: v for n, v in th.items() if v is not None} }; precision {fit['precision']}%, "
         f"accepted and right {fit['accepted_success']}%")

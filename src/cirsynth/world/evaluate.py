@@ -210,7 +210,8 @@ def candidate_table(cfg: WorldEvalConfig, editor: Any, clf: Any, edits: list, re
     owner, flat = gen["owner"], gen["candidates"]
     scores: list[dict[str, float]] = [{} for _ in flat]
     if cfg.clip is not None:
-        unthresholded = dataclasses.replace(cfg.filter, clip=cfg.clip, **{a: None for _, a in RULES})
+        # every score, no threshold, and not the recipe's own learned model (calibration fits a new one on the scores)
+        unthresholded = dataclasses.replace(cfg.filter, clip=cfg.clip, learned=None, **{a: None for _, a in RULES})
         filt = EditFilter(unthresholded)
         negs = hard_negative_captions(_world_perturber() if cfg.filter.hard_negatives else None,
                                       [c.target_caption for c in ces], [c.source_caption for c in ces],
@@ -233,8 +234,10 @@ def candidate_table(cfg: WorldEvalConfig, editor: Any, clf: Any, edits: list, re
     return {"psnr": gen["psnr"], "recon_preds": rec_preds, "candidates": table}
 
 
-def generate_candidates(cfg: WorldEvalConfig, editor: Any, edits: list, refs: list, method: str) -> dict[str, Any]:
+def generate_candidates(cfg: WorldEvalConfig, editor: Any, edits: list, refs: list, method: str,
+                        first: int = 0) -> dict[str, Any]:
     """The diffusion part of ``candidate_table``: invert and reconstruct the references, make every edit's candidates.
+    ``edits`` are the evaluation's edits from index ``first`` on (each edit's settings are drawn from its index).
 
     Returns:
         ``{"psnr": reconstruction PSNR per edit, "recon": reconstructions, "candidates": every candidate, flat,
@@ -250,7 +253,7 @@ def generate_candidates(cfg: WorldEvalConfig, editor: Any, edits: list, refs: li
     settings = [draw_settings(cfg.candidates.for_edit_type(e.edit_type), f"world-edit-{i}", cfg.seed,
                               noise_seeds=method == "ddpm")
                 if cfg.candidates.n else fixed_settings(cfg.cross_replace_steps, cfg.self_replace_steps)
-                for i, e in enumerate(edits)]
+                for i, e in enumerate(edits, start=first)]
     blend_words, blend_pin = cfg.candidates.blends(ces, cfg.local_blend)
     cands = edit_candidates(editor, inv, [c.target_caption for c in ces], blend_words, [c.target_words for c in ces],
                             settings, images=refs, blend_pin=blend_pin)
@@ -261,7 +264,7 @@ def generate_candidates(cfg: WorldEvalConfig, editor: Any, edits: list, refs: li
 _GENERATE_SOURCE = inspect.getsource(generate_candidates)  # part of the cache key (taken before any patching)
 
 
-def generation_key(cfg: WorldEvalConfig, editor: Any, edits: list, method: str) -> dict[str, Any]:
+def generation_key(cfg: WorldEvalConfig, editor: Any, edits: list, method: str, first: int = 0) -> dict[str, Any]:
     """Everything ``generate_candidates``' images depend on: the editor and its settings, the method, the sampling and
     candidate settings, and the edits themselves (not the filter, the judge or the CLIP)."""
     import hashlib
@@ -278,6 +281,7 @@ def generation_key(cfg: WorldEvalConfig, editor: Any, edits: list, method: str) 
             "method": method, "num_steps": cfg.num_steps, "guidance_scale": cfg.guidance_scale,
             "cross_replace_steps": cfg.cross_replace_steps, "self_replace_steps": list(cfg.self_replace_steps),
             "local_blend": cfg.local_blend, "seed": cfg.seed, "candidates": dataclasses.asdict(cfg.candidates),
+            "first": first,
             "edits": [[e.edit_type, e.caption_edit.source_caption, e.caption_edit.target_caption] for e in edits]}
 
 
@@ -301,10 +305,27 @@ def _files_digest(files: list[Path], root: Path) -> str:
     return h.hexdigest()
 
 
+CACHE_BLOCK = 96  # edits generated and cached together: a longer run reuses a shorter one's blocks, resumes after one
+
+
 def cached_candidates(cache: str | os.PathLike | None, cfg: WorldEvalConfig, editor: Any, edits: list, refs: list,
                       method: str) -> dict[str, Any]:
-    """``generate_candidates``, kept in ``cache`` (a folder; None: no cache) under a name derived from
-    ``generation_key``: found there, the images are loaded instead of made again. Written atomically."""
+    """``generate_candidates``, kept in ``cache`` (a folder; None: no cache) in blocks of ``CACHE_BLOCK`` edits, each
+    under a name derived from its ``generation_key``: a block found there is loaded instead of made again. Written
+    atomically, block by block, so an interrupted run resumes after its last block. Without a cache the blocks are
+    made the same way (so a run's images never depend on whether it was cached)."""
+    out: dict[str, Any] = {"psnr": [], "recon": [], "owner": [], "candidates": []}
+    for first in range(0, len(edits), CACHE_BLOCK):
+        block = _cached_block(None if cache is None else Path(cache), cfg, editor, edits[first:first + CACHE_BLOCK],
+                              refs[first:first + CACHE_BLOCK], method, first)
+        for k in ("psnr", "recon", "candidates"):
+            out[k].extend(block[k])
+        out["owner"].extend(first + i for i in block["owner"])
+    return out
+
+
+def _cached_block(cache: Path | None, cfg: WorldEvalConfig, editor: Any, edits: list, refs: list, method: str,
+                  first: int) -> dict[str, Any]:
     import hashlib
     import io
     import json
@@ -315,10 +336,9 @@ def cached_candidates(cache: str | os.PathLike | None, cfg: WorldEvalConfig, edi
     from cirsynth.synth.candidates import Candidate, CandidateSetting
 
     if cache is None:
-        return generate_candidates(cfg, editor, edits, refs, method)
-    key = generation_key(cfg, editor, edits, method)
-    text = json.dumps(key, sort_keys=True, default=str)
-    path = Path(cache) / f"candidates-{method}-{hashlib.sha256(text.encode()).hexdigest()[:16]}.npz"
+        return generate_candidates(cfg, editor, edits, refs, method, first)
+    text = json.dumps(generation_key(cfg, editor, edits, method, first), sort_keys=True, default=str)
+    path = cache / f"candidates-{method}-{hashlib.sha256(text.encode()).hexdigest()[:16]}.npz"
     if path.exists():
         z = np.load(path, allow_pickle=False)
         if str(z["key"]) != text:
@@ -329,7 +349,7 @@ def cached_candidates(cache: str | os.PathLike | None, cfg: WorldEvalConfig, edi
                 "owner": z["owner"].tolist(),
                 "candidates": [Candidate(Image.fromarray(a), m, CandidateSetting(**s))
                                for a, m, s in zip(z["images"], masks, settings)]}
-    gen = generate_candidates(cfg, editor, edits, refs, method)
+    gen = generate_candidates(cfg, editor, edits, refs, method, first)
     flat = gen["candidates"]
     shape = np.asarray(flat[0].image).shape[:2] if flat else (0, 0)
     buf = io.BytesIO()
@@ -341,6 +361,7 @@ def cached_candidates(cache: str | os.PathLike | None, cfg: WorldEvalConfig, edi
         masks=np.stack([np.zeros(shape, bool) if c.mask is None else np.asarray(c.mask, bool) for c in flat])
         if flat else np.zeros((0, 1, 1), bool),
         settings=np.array(json.dumps([dataclasses.asdict(c.setting) for c in flat])))
+    cache.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, buf.getvalue())
     return gen
 
