@@ -15,6 +15,9 @@ def test_demo_runs_the_whole_flow_and_scores_against_ground_truth(tmp_path, caps
     assert {r.provenance["input"] for r in rows} == {f"references/scene{i:03d}.png" for i in range(3)}
     syn = result["synthesis"]
     assert syn["accepted"] + syn["rejected"] + syn["failed"] == len(rows)
+    if result["models"]["captioner"]:  # the recipe's filter reads the re-captions: every candidate has their scores
+        scored = [s for r in rows for s in r.provenance.get("candidate_scores", [])]
+        assert scored and all("recaption_diff" in s and "likelihood_kept" in s for s in scored)
     gt = result["ground_truth"]
     assert gt["edits"] == syn["accepted"] + syn["rejected"]
     assert 0 <= gt["with_ground_truth"] <= gt["edits"]

@@ -109,7 +109,8 @@ def run_demo(cfg: DemoConfig, log=print) -> dict[str, Any]:
         perturber=cfg.perturber, adapter=models["perturber"] if cfg.perturber == "llm" else None, vocabulary="world", edits_per_image=cfg.edits_per_image, inversion=cfg.inversion or recipe.inversion,
         num_steps=cfg.num_steps or recipe.num_steps, guidance_scale=recipe.guidance_scale,
         cross_replace_steps=recipe.cross_replace_steps, self_replace_steps=list(recipe.self_replace_steps),
-        candidates=cand, filters=recipe.filter, clip=models["clip"], no_filter=models["clip"] is None, split="train",
+        # the recipe's filter reads the bundled captioner's re-captions too (recipe.json leaves the model out)
+        candidates=cand, filters=dataclasses.replace(recipe.filter, recaptioner=models["captioner"]), clip=models["clip"], no_filter=models["clip"] is None, split="train",
         seed=cfg.seed, progress=cfg.progress, batch_size=4,
     )
     summary = Synthesizer(synth_cfg).run(force_new=True)

@@ -380,9 +380,11 @@ def method_report(table: dict[str, Any], edits: list, cfg: WorldEvalConfig) -> d
     from cirsynth.synth.filters import EditFilter, FilterVerdict, pick_best
 
     judge = EditFilter(dataclasses.replace(cfg.filter, clip=None)) if cfg.clip is not None else None
-    kept, kept_verdicts = [], []
+    kept, kept_verdicts, all_scored = [], [], []
     for cands in table["candidates"]:
         verdicts = [judge.judge(c["scores"]) if judge else FilterVerdict(c["scores"]) for c in cands]
+        # with the verdict's scores (the learned model's probability among them, when the filter has one)
+        all_scored.extend({**c, "scores": v.scores} for c, v in zip(cands, verdicts))
         b = pick_best(verdicts, cfg.filter.rank_by)
         kept.append(b)
         kept_verdicts.append(verdicts[b])
@@ -429,7 +431,7 @@ def method_report(table: dict[str, Any], edits: list, cfg: WorldEvalConfig) -> d
             "precision_by_edit_type": {k: _pct(v) for k, v in sorted(by_type.items())},
             "failed_rules": dict(Counter(r.split()[0] for v in kept_verdicts for r in v.failed)),
             "rules": rule_report([c for cands in table["candidates"] for c in cands], cfg.filter),
-            "score_auc": score_auc([c for cands in table["candidates"] for c in cands]),
+            "score_auc": score_auc(all_scored),
         }
     return row
 
