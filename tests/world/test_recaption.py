@@ -10,6 +10,34 @@ from cirsynth.world.evaluate import WorldEvalConfig, evaluation_edits
 from cirsynth.world.render import render
 
 
+def _recaption_setup(**thresholds):
+    """16 seed-5 ground-truth edits, their rendered references, and ``score(images, negatives=None)``: the world
+    captioner's filter scores of ``images`` as those edits' candidates (skips without a bundled captioner)."""
+    bundled = bundled_models()
+    if "captioner" not in bundled:
+        pytest.skip("no bundled world captioner")
+    edits = evaluation_edits(WorldEvalConfig(editor="", classifier="", n=16, seed=5))
+    ces = [e.caption_edit for e in edits]
+    refs = [render(e.reference) for e in edits]
+    filt = EditFilter(FilterConfig(clip=None, recaptioner=str(bundled["captioner"]), **thresholds))
+
+    def score(images, negatives=None):
+        return filt.score(refs, images, [c.source_caption for c in ces], [c.target_caption for c in ces],
+                          [c.source_words for c in ces], [c.target_words for c in ces], [None] * len(ces),
+                          negatives=negatives)
+
+    return edits, refs, score
+
+
+def _wrong_edit_renders(edits):
+    """Per edit, a wrong edit: another attribute of the same reference changed instead (how our wrong candidates
+    look)."""
+    from cirsynth.world.language import apply_edit
+
+    return [render(apply_edit(e.reference, next(t for t in ("background", "lighting", "color") if t != e.edit_type),
+                              k).target) for k, e in enumerate(edits)]
+
+
 def test_word_overlap_is_order_free_and_ignores_stop_words():
     assert caption_words("A red cube on the left, and a RED ball") == {"red": 2, "cube": 1, "ball": 1}
     assert word_overlap("a red cube and a blue ball", "a blue ball and a red cube") == 1.0
@@ -18,18 +46,7 @@ def test_word_overlap_is_order_free_and_ignores_stop_words():
 
 
 def test_recaption_margin_tells_true_targets_from_unedited_references():
-    bundled = bundled_models()
-    if "captioner" not in bundled:
-        pytest.skip("no bundled world captioner")
-    edits = evaluation_edits(WorldEvalConfig(editor="", classifier="", n=16, seed=5))
-    ces = [e.caption_edit for e in edits]
-    refs = [render(e.reference) for e in edits]
-    filt = EditFilter(FilterConfig(clip=None, recaptioner=str(bundled["captioner"]), min_recaption_margin=0.0))
-
-    def score(images):
-        return filt.score(refs, images, [c.source_caption for c in ces], [c.target_caption for c in ces],
-                          [c.source_words for c in ces], [c.target_words for c in ces], [None] * len(ces))
-
+    edits, refs, score = _recaption_setup(min_recaption_margin=0.0)
     right = score([render(e.target) for e in edits])  # the ground-truth target: the edit done right
     unedited = score(refs)  # the edit did not happen
     assert all(0.0 <= v.scores["recaption_target"] <= 1.0 for v in right + unedited)
@@ -55,27 +72,12 @@ def test_change_match_counts_asked_changes_seen_minus_unasked_ones():
 
 
 def test_recaption_diff_tells_right_edits_from_unedited_and_wrong_ones():
-    bundled = bundled_models()
-    if "captioner" not in bundled:
-        pytest.skip("no bundled world captioner")
-    from cirsynth.world.language import apply_edit
-
-    edits = evaluation_edits(WorldEvalConfig(editor="", classifier="", n=16, seed=5))
-    ces = [e.caption_edit for e in edits]
-    refs = [render(e.reference) for e in edits]
-    filt = EditFilter(FilterConfig(clip=None, recaptioner=str(bundled["captioner"])))
-    # a wrong edit: another attribute of the same reference changed instead (how our wrong candidates look)
-    wrong = []
-    for k, e in enumerate(edits):
-        other = next(t for t in ("background", "lighting", "color") if t != e.edit_type)
-        wrong.append(render(apply_edit(e.reference, other, k).target))
+    edits, refs, score = _recaption_setup()
 
     def diff(images):
-        v = filt.score(refs, images, [c.source_caption for c in ces], [c.target_caption for c in ces],
-                       [c.source_words for c in ces], [c.target_words for c in ces], [None] * len(ces))
-        return np.array([x.scores["recaption_diff"] for x in v])
+        return np.array([x.scores["recaption_diff"] for x in score(images)])
 
-    right, unedited, other = diff([render(e.target) for e in edits]), diff(refs), diff(wrong)
+    right, unedited, other = diff([render(e.target) for e in edits]), diff(refs), diff(_wrong_edit_renders(edits))
     assert np.all(unedited == 0.0)  # the same image captioned twice: no change seen
     # the captioner misreads some shapes and patterns even on true renders (measured on these 16: 9 right edits read
     # > 0.5, 13 >= 0; every wrong edit <= -1)
@@ -85,28 +87,19 @@ def test_recaption_diff_tells_right_edits_from_unedited_and_wrong_ones():
 
 
 def test_likelihood_scores_read_the_edit_and_what_else_changed():
-    bundled = bundled_models()
-    if "captioner" not in bundled:
-        pytest.skip("no bundled world captioner")
     from cirsynth.synth.candidates import hard_negative_captions
     from cirsynth.world.evaluate import _world_perturber
-    from cirsynth.world.language import apply_edit
 
-    edits = evaluation_edits(WorldEvalConfig(editor="", classifier="", n=16, seed=5))
+    edits, refs, score = _recaption_setup()
     ces = [e.caption_edit for e in edits]
-    refs = [render(e.reference) for e in edits]
     negs = hard_negative_captions(_world_perturber(), [c.target_caption for c in ces], [c.source_caption for c in ces],
                                   8, 0)
-    filt = EditFilter(FilterConfig(clip=None, recaptioner=str(bundled["captioner"])))
-    wrong = [render(apply_edit(e.reference, next(t for t in ("background", "lighting", "color") if t != e.edit_type),
-                               k).target) for k, e in enumerate(edits)]
 
     def scores(images):
-        v = filt.score(refs, images, [c.source_caption for c in ces], [c.target_caption for c in ces],
-                       [c.source_words for c in ces], [c.target_words for c in ces], [None] * len(ces), negatives=negs)
+        v = score(images, negatives=negs)
         return {k: np.array([x.scores[k] for x in v]) for k in ("likelihood_edit", "likelihood_kept")}
 
-    right, unedited, other = scores([render(e.target) for e in edits]), scores(refs), scores(wrong)
+    right, unedited, other = scores([render(e.target) for e in edits]), scores(refs), scores(_wrong_edit_renders(edits))
     assert np.allclose(unedited["likelihood_edit"], 0, atol=1e-3) and np.allclose(unedited["likelihood_kept"], 0, atol=1e-3)
     # measured on these 16: the edit read (> 0) on 11 right edits; the worst other variant gained > 4 nats on every
     # wrong edit and on 2 right ones

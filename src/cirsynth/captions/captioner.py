@@ -108,7 +108,8 @@ class Captioner:
         (its end token included) given the image, the way it was trained to caption.
 
         Used as a reader rather than a writer: a captioner that cannot write a perfect caption can still tell which
-        of two captions that differ in one word fits the image better (the filter's ``likelihood_margin``).
+        of two captions that differ in one word fits the image better (the filter's ``likelihood_edit`` and
+        ``likelihood_kept``).
 
         Args:
             images: N images.

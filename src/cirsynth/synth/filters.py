@@ -255,10 +255,11 @@ class EditFilter:
         lists = [[t, s, *[n for n in negs if n != s]] for t, s, negs in zip(target_captions, source_captions, negatives)]
         on_edit = self.recaptioner.log_likelihood(list(edited), lists)
         ref_key = [(id(r), tuple(c)) for r, c in zip(references, lists)]  # candidates of one pair share R and captions
-        unique = list(dict.fromkeys(ref_key))
-        first = {k: i for i, k in reversed(list(enumerate(ref_key)))}
-        on_ref = dict(zip(unique, self.recaptioner.log_likelihood([references[first[k]] for k in unique],
-                                                                  [lists[first[k]] for k in unique])))
+        first: dict[tuple, int] = {}  # each (reference, captions) pair once, at its first candidate
+        for i, k in enumerate(ref_key):
+            first.setdefault(k, i)
+        on_ref = dict(zip(first, self.recaptioner.log_likelihood([references[i] for i in first.values()],
+                                                                 [lists[i] for i in first.values()])))
         for i, (le, key) in enumerate(zip(on_edit, ref_key)):
             lr = on_ref[key]
             rel = [(le[0] - le[j]) - (lr[0] - lr[j]) for j in range(1, len(le))]

@@ -40,6 +40,35 @@ def filter_outcome(scores: dict[str, np.ndarray], valid: np.ndarray, right: np.n
     return (float(ok.sum()) / n_acc if n_acc else 0.0), float(ok.mean()), n_acc
 
 
+def _score_arrays(candidates: Sequence[Sequence[dict[str, Any]]],
+                  names: Sequence[str]) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """``(scores by name, valid, right)`` as (E, K) arrays over edits and their candidates (padding: not valid; a
+    missing score: -inf, so no threshold passes it)."""
+    E, K = len(candidates), max(len(c) for c in candidates)
+    valid, right = np.zeros((E, K), bool), np.zeros((E, K), bool)
+    scores = {n: np.full((E, K), -np.inf) for n in names}
+    for i, cs in enumerate(candidates):
+        for k, c in enumerate(cs):
+            valid[i, k], right[i, k] = True, c["right"]
+            for n in names:
+                scores[n][i, k] = c["scores"].get(n, -np.inf)
+    return scores, valid, right
+
+
+def _figures(accepted: np.ndarray, right: np.ndarray) -> dict[str, float]:
+    """``{"precision", "accepted_success", "accepted"}`` of per-edit accepted flags and kept-candidate rightness."""
+    ok = int((accepted & right).sum())
+    return {"precision": round(100.0 * ok / max(int(accepted.sum()), 1), 1),
+            "accepted_success": round(100.0 * ok / len(accepted), 1), "accepted": int(accepted.sum())}
+
+
+def _figures_key(figs: dict[str, float], target_precision: float) -> tuple:
+    """How cross-validated figures rank, by the search's own objective: reaching ``target_precision`` first, then the
+    most accepted and right edits (else the most precise)."""
+    ok = figs["precision"] >= 100 * target_precision
+    return (ok, figs["accepted_success"] if ok else figs["precision"], figs["precision"])
+
+
 def search_filter(candidates: Sequence[Sequence[dict[str, Any]]], target_precision: float = 0.8,
                   rank_options: Sequence[str] = RANK_OPTIONS, quantiles: int = 24, passes: int = 3,
                   min_accepted: float = 0.1,
@@ -57,16 +86,9 @@ def search_filter(candidates: Sequence[Sequence[dict[str, Any]]], target_precisi
     Returns:
         ``(thresholds by score name, rank_by, {"precision", "accepted_success", "accepted"})``.
     """
-    E, K = len(candidates), max(len(c) for c in candidates)
+    E = len(candidates)
     names = [n for n, _ in RULES if all(n in c["scores"] for cs in candidates for c in cs)]
-    valid = np.zeros((E, K), bool)
-    right = np.zeros((E, K), bool)
-    scores = {n: np.full((E, K), -np.inf) for n in names}
-    for i, cs in enumerate(candidates):
-        for k, c in enumerate(cs):
-            valid[i, k], right[i, k] = True, c["right"]
-            for n in names:
-                scores[n][i, k] = c["scores"][n]
+    scores, valid, right = _score_arrays(candidates, names)
     grid = {n: [None] + sorted({round(float(q), 4) for q in np.quantile(scores[n][valid], np.linspace(0.02, 0.9, quantiles))})
             for n in names}
 
@@ -105,17 +127,10 @@ def search_filter(candidates: Sequence[Sequence[dict[str, Any]]], target_precisi
 def outcome_on(candidates: Sequence[Sequence[dict[str, Any]]], th: dict[str, float | None],
                rank: str) -> tuple[int, int]:
     """(accepted, accepted and right) edits of the filter ``(th, rank)`` on other edits' candidates."""
-    E, K = len(candidates), max(len(c) for c in candidates)
-    valid, right = np.zeros((E, K), bool), np.zeros((E, K), bool)
     names = [n for n in th if th[n] is not None] + [rank]
-    scores = {n: np.full((E, K), -np.inf) for n in names}
-    for i, cs in enumerate(candidates):
-        for k, c in enumerate(cs):
-            valid[i, k], right[i, k] = True, c["right"]
-            for n in names:
-                scores[n][i, k] = c["scores"].get(n, -np.inf)
+    scores, valid, right = _score_arrays(candidates, names)
     prec, succ, n_acc = filter_outcome(scores, valid, right, {n: th[n] for n in names if n in th}, rank)
-    return n_acc, int(round(succ * E))
+    return n_acc, int(round(succ * len(candidates)))
 
 
 def cross_validate(candidates: Sequence[Sequence[dict[str, Any]]], folds: int = 4, seed: int = 0,
@@ -147,13 +162,7 @@ def choose_max_rules(candidates: Sequence[Sequence[dict[str, Any]]], target_prec
     accepted and right edits; else the most precise). Returns ``(choice, {option: its cross-validated figures})``."""
     figs = {str(m): cross_validate(candidates, folds, target_precision=target_precision, min_accepted=min_accepted,
                                    max_rules=m) for m in options}
-
-    def key(m):
-        f = figs[str(m)]
-        ok = f["precision"] >= 100 * target_precision
-        return (ok, f["accepted_success"] if ok else f["precision"], f["precision"])
-
-    return max(options, key=key), figs
+    return max(options, key=lambda m: _figures_key(figs[str(m)], target_precision)), figs
 
 
 LEARNED_FEATURES_EXCLUDED = ("learned",)
@@ -199,10 +208,7 @@ def learned_threshold(best_p: np.ndarray, best_right: np.ndarray, target_precisi
     ok = [k for k in range(floor, len(order) + 1) if prec[k - 1] >= target_precision]
     k = max(ok) if ok else floor - 1 + int(np.argmax(prec[floor - 1:])) + 1
     thr = float(best_p[order[k - 1]])
-    acc = best_p >= thr
-    n_ok = int((acc & best_right).sum())
-    return thr, {"precision": round(100.0 * n_ok / max(int(acc.sum()), 1), 1),
-                 "accepted_success": round(100.0 * n_ok / len(order), 1), "accepted": int(acc.sum())}
+    return thr, _figures(best_p >= thr, best_right)
 
 
 def _best_per_edit(candidates, p_flat):
@@ -262,20 +268,15 @@ def calibrate(cfg: Any, method: str, target_precision: float = 0.8, min_accepted
     cv_thr, cv_learned = cross_validate_learned(cands, target_precision, min_accepted)
     log(f"learned filter cross-validated the same way: {cv_learned} at probability >= {cv_thr:.3f}")
 
-    def objective(f):
-        ok = f["precision"] >= 100 * target_precision
-        return (ok, f["accepted_success"] if ok else f["precision"], f["precision"])
-
-    if objective(cv_learned) > objective(cv[str(max_rules)]):  # the learned model holds better on unseen edits
+    # the learned model holds better on unseen edits than the rules
+    if _figures_key(cv_learned, target_precision) > _figures_key(cv[str(max_rules)], target_precision):
         from cirsynth.synth.filters import learned_score
 
         model = fit_learned(cands)
         p = np.array([learned_score(model, c["scores"]) for cs in cands for c in cs], dtype=float)
         best_p, best_right = _best_per_edit(cands, p)
-        acc = best_p >= cv_thr  # the threshold chosen on held-out probabilities, applied to the model fitted on all
-        in_sample = {"precision": round(100.0 * (acc & best_right).sum() / max(int(acc.sum()), 1), 1),
-                     "accepted_success": round(100.0 * (acc & best_right).sum() / len(cands), 1),
-                     "accepted": int(acc.sum())}
+        # the threshold chosen on held-out probabilities, applied to the model fitted on all
+        in_sample = _figures(best_p >= cv_thr, best_right)
         th = {n: None for n, _ in RULES} | {"learned": round(cv_thr, 4)}
         rank = "learned"
         fit = {**in_sample, "kind": "learned", "cross_validated": cv_learned, "rules_cross_validated": cv}

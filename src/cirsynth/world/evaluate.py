@@ -379,7 +379,8 @@ def method_report(table: dict[str, Any], edits: list, cfg: WorldEvalConfig) -> d
     (over all candidates) and as a whole (over edits)."""
     from cirsynth.synth.filters import EditFilter, FilterVerdict, pick_best
 
-    judge = EditFilter(dataclasses.replace(cfg.filter, clip=None)) if cfg.clip is not None else None
+    # judges stored scores only: no CLIP, no recaptioner to load
+    judge = EditFilter(dataclasses.replace(cfg.filter, clip=None, recaptioner=None)) if cfg.clip is not None else None
     kept, kept_verdicts, all_scored = [], [], []
     for cands in table["candidates"]:
         verdicts = [judge.judge(c["scores"]) if judge else FilterVerdict(c["scores"]) for c in cands]
