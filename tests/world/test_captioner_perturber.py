@@ -74,3 +74,42 @@ def test_evaluate_perturber_counts_valid_and_grounded_edits():
     # a caption of a different scene cannot be grounded in this one
     wrong = evaluate_perturber(lexical, scenes[1:] + scenes[:1], captions, ["color"], seed=0)
     assert wrong["valid"] == 30 and wrong["grounded"] < 5
+
+
+def test_a_trained_captioner_trains_further_from_init_and_refuses_another_architecture(tmp_path):
+    from cirsynth.cli import main
+    from cirsynth.world.captioner import load_for_training
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    small = ["--hidden_size", "32", "--vision_layers", "1", "--text_layers", "1", "--batch_size", "16",
+             "--num_scenes", "48", "--num_eval", "4", "--log_every", "10"]
+    assert main(["world", "train", "captioner", str(first), "--steps", "60", *small]) == 0
+    assert main(["world", "train", "captioner", str(second), "--steps", "10", "--lr", "0.0003", "--init", str(first),
+                 *small]) == 0
+    report = json.loads((second / "training_report.json").read_text())
+    before = json.loads((first / "training_report.json").read_text())
+    assert report["init"]["command"].startswith(f"cirsynth world train captioner {first} --steps 60")
+    assert report["init"]["held_out"] == before["eval"]
+    assert json.loads((second / "card.json").read_text())["init"] == report["init"]
+    # it went on from the trained weights: its first loss is near the first run's end (~2.9), not a fresh start (~3.9)
+    assert report["loss_first"] < before["loss_first"] - 0.5
+    with pytest.raises(ValueError, match="hidden_size: 32 in .*, 64 asked"):
+        load_for_training(WorldCaptionerConfig(hidden_size=64, vision_layers=1, text_layers=1, init=str(first)))
+    with pytest.raises(FileNotFoundError, match="not a trained captioner folder"):
+        load_for_training(WorldCaptionerConfig(init=str(tmp_path / "nothing")))
+
+
+def test_render_batch_is_the_same_for_any_number_of_workers():
+    from cirsynth.world.render import render_array, render_batch
+
+    rng = np.random.default_rng(4)
+    scenes = [random_scene(rng) for _ in range(5)]
+    one, masks = render_batch(scenes, 32, workers=1, masks=True)
+    two, masks2 = render_batch(scenes, 32, workers=2, masks=True)
+    assert one.shape == (5, 32, 32, 3) and masks.shape == (5, 1, 32, 32)
+    np.testing.assert_array_equal(one, two)
+    np.testing.assert_array_equal(masks, masks2)
+    np.testing.assert_allclose(one[3], render_array(scenes[3], 32), atol=1e-6)
+    assert render_batch(scenes, 32)[1] is None and render_batch([], 32)[0].shape == (0, 32, 32, 3)
+    with pytest.raises(ValueError, match="workers must be >= 1"):
+        render_batch(scenes, 32, workers=0)

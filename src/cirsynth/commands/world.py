@@ -345,6 +345,8 @@ def train_captioner(
     seed: int = 0,
     log_every: int = 50,
     threads: int = 1,
+    init: str = "",
+    render_workers: int = 1,
     card: bool = True,
 ) -> int:
     """Train the world's image captioner, saved as a transformers BlipForConditionalGeneration + BlipProcessor.
@@ -362,6 +364,9 @@ def train_captioner(
         seed: seed of scenes, init and order.
         log_every: steps between log lines.
         threads: torch CPU threads.
+        init: a trained world captioner's folder ("bundled" for the one cirsynth ships) to train further; the
+            architecture options must match it, its vocabulary is kept.
+        render_workers: processes that render the scenes (the data is the same for any number).
         card: write card.json / README.md beside the weights.
     """
     params = dict(locals())  # first: the arguments only, before any import
@@ -372,7 +377,7 @@ def train_captioner(
     torch.set_num_threads(threads)
     cfg = WorldCaptionerConfig(steps=steps, num_scenes=num_scenes, batch_size=batch_size, lr=lr, hidden_size=hidden_size,
                                vision_layers=vision_layers, text_layers=text_layers, num_eval=num_eval, seed=seed,
-                               log_every=log_every)
+                               log_every=log_every, init=_bundled_captioner(init), render_workers=render_workers)
     report = train_world_captioner(cfg, out, log=lambda s: print(s, flush=True))
     _save_trained(
         out, "world train captioner", params, report, card, "captioner",
@@ -380,6 +385,7 @@ def train_captioner(
         "(WordPiece vocabulary of the world's words); it writes the canonical caption of a render.",
         data=f"{num_scenes} random renders (seed {seed * 2 + 1}); evaluated on {num_eval} other renders (seed {seed * 2 + 2})",
         quality={"held_out": report["eval"], "examples": report["examples"]},
+        extra={"init": report["init"]} if report["init"] else None,
     )
     print(json.dumps({"out": str(out), **report["eval"], "seconds": round(report["seconds_total"], 1)}))
     return 0
@@ -615,6 +621,13 @@ def _world_eval_config(editor, classifier, clip, methods, n, num_steps, guidance
         self_replace_steps=tuple(self_replace_steps or r.self_replace_steps), local_blend=local_blend, seed=seed,
         paste=paste or r.paste,
         candidates=cand, filter=dataclasses.replace(r.filter, recaptioner=_bundled_or_none(bundled, "captioner")))
+
+
+def _bundled_captioner(init: str) -> str:
+    """``init`` as a folder: "bundled" names the captioner cirsynth ships."""
+    from cirsynth.world.assets import model_path
+
+    return str(model_path("captioner")) if init == "bundled" else init
 
 
 def _bundled_or_none(bundled: dict, name: str) -> str | None:

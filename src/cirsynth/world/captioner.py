@@ -10,6 +10,7 @@ share of caption words right.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -21,7 +22,7 @@ import torch
 
 from cirsynth.world.diffusion import _cosine_lr, optimizer_step
 from cirsynth.world.language import VOCABULARY, caption, caption_variants, tokenize
-from cirsynth.world.render import render_array
+from cirsynth.world.render import render_batch
 from cirsynth.world.scene import random_scene
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]")
@@ -45,6 +46,13 @@ class WorldCaptionerConfig:
     lr: float = 1e-3  # AdamW peak lr (warm-up then cosine)
     seed: int = 0  # scenes, init, batches
     log_every: int = 50  # steps between loss lines
+    init: str = ""  # folder of a trained world captioner to go on training (same architecture; its processor kept)
+    render_workers: int = 1  # processes that render the scenes (the data is the same for any number)
+
+    def architecture(self) -> dict[str, int]:
+        """The fields a model built from this config has, which a captioner trained further (``init``) must share."""
+        return {k: getattr(self, k) for k in ("image_size", "patch_size", "hidden_size", "vision_layers", "text_layers",
+                                               "num_heads")}
 
 
 def world_words(num_scenes: int = 2000, seed: int = 12345) -> list[str]:
@@ -100,10 +108,35 @@ def build_model(config: WorldCaptionerConfig, tokenizer: Any) -> Any:
     return BlipForConditionalGeneration(blip_config)
 
 
-def _renders(n: int, seed: int, size: int) -> tuple[list[np.ndarray], list[str]]:
+def _renders(n: int, seed: int, size: int, workers: int = 1) -> tuple[np.ndarray, list[str]]:
     rng = np.random.default_rng(seed)
     scenes = [random_scene(rng) for _ in range(n)]
-    return [render_array(s, size=size) for s in scenes], [caption(s, 0) for s in scenes]
+    return render_batch(scenes, size, workers)[0], [caption(s, 0) for s in scenes]
+
+
+def model_architecture(model: Any) -> dict[str, int]:
+    """A loaded world captioner's :meth:`WorldCaptionerConfig.architecture` fields, read off its config."""
+    v, t = model.config.vision_config, model.config.text_config
+    return {"image_size": v.image_size, "patch_size": v.patch_size, "hidden_size": v.hidden_size,
+            "vision_layers": v.num_hidden_layers, "text_layers": t.num_hidden_layers, "num_heads": v.num_attention_heads}
+
+
+def load_for_training(config: WorldCaptionerConfig) -> tuple[Any, Any]:
+    """(processor, float32 model in train mode): built fresh, or loaded from ``config.init`` to train further."""
+    if not config.init:
+        processor = build_processor(config)
+        return processor, build_model(config, processor.tokenizer).train()
+    from transformers import BlipForConditionalGeneration, BlipProcessor
+
+    folder = Path(config.init)
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"init={config.init!r} is not a trained captioner folder (no config.json)")
+    model = BlipForConditionalGeneration.from_pretrained(folder, dtype=torch.float32)
+    have, want = model_architecture(model), config.architecture()
+    changed = [f"{k}: {have[k]} in {folder}, {want[k]} asked" for k in want if have[k] != want[k]]
+    if changed:
+        raise ValueError(f"cannot train {folder} further under another architecture ({'; '.join(changed)})")
+    return BlipProcessor.from_pretrained(folder), model.train()
 
 
 def _pixels(processor: Any, images: list[np.ndarray]) -> torch.Tensor:
@@ -131,10 +164,10 @@ def train_world_captioner(config: WorldCaptionerConfig, out: str | os.PathLike,
 
     t0 = time.time()
     out = Path(out)
-    processor = build_processor(config)
+    processor, model = load_for_training(config)
     tok = processor.tokenizer
-    images, texts = _renders(config.num_scenes, config.seed * 2 + 1, config.image_size)
-    eval_images, eval_texts = _renders(config.num_eval, config.seed * 2 + 2, config.image_size)
+    images, texts = _renders(config.num_scenes, config.seed * 2 + 1, config.image_size, config.render_workers)
+    eval_images, eval_texts = _renders(config.num_eval, config.seed * 2 + 2, config.image_size, config.render_workers)
     pixels = _pixels(processor, images)  # (N, 3, H, W)
     enc = tok(texts, padding="max_length", truncation=True, max_length=config.max_length, return_tensors="pt")
     longest = int(enc["attention_mask"].sum(1).max())
@@ -146,7 +179,6 @@ def train_world_captioner(config: WorldCaptionerConfig, out: str | os.PathLike,
     log(f"rendered {len(images)}+{len(eval_images)} scenes, vocabulary {len(tok)}, {longest} tokens max "
         f"({time.time() - t0:.0f}s)")
 
-    model = build_model(config, tok).train()
     gen = torch.Generator().manual_seed(config.seed + 1)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _cosine_lr(s, config.steps, min(200, config.steps // 10 + 1)))
@@ -179,4 +211,18 @@ def train_world_captioner(config: WorldCaptionerConfig, out: str | os.PathLike,
         "seconds_total": time.time() - t0,
         "threads": torch.get_num_threads(),
         "config": asdict(config),
+        "init": _init_record(config.init),
     }
+
+
+def _init_record(init: str) -> dict[str, Any] | None:
+    """What a captioner trained further started from: its label and, when it has a card, the command that made it
+    (the bundled folder is overwritten when the result is installed, so its history must travel in the report)."""
+    if not init:
+        return None
+    from cirsynth.world.assets import CARD_JSON, model_label
+
+    card = Path(init) / CARD_JSON
+    previous = json.loads(card.read_text()) if card.is_file() else {}
+    return {"from": model_label(init), "command": previous.get("command"), "init": previous.get("init"),
+            "held_out": previous.get("quality", {}).get("held_out")}

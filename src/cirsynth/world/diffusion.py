@@ -36,7 +36,7 @@ import torch
 
 from cirsynth.models.text import minilm_dir
 from cirsynth.world.language import NUM_CAPTION_VARIANTS, POSITION_PHRASE, caption
-from cirsynth.world.render import object_mask, object_masks, render_array
+from cirsynth.world.render import object_masks, render_batch
 from cirsynth.world.scene import MAX_OBJECTS, Scene, random_scene
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -178,12 +178,6 @@ def build_pipeline(config: WorldDiffusionConfig) -> "StableDiffusionPipeline":
     return pipe
 
 
-def _render_scenes(scenes: list[Scene], size: int) -> tuple[np.ndarray, np.ndarray]:
-    pixels = np.stack([render_array(scene, size=size) for scene in scenes]).astype(np.float32)
-    masks = np.stack([object_mask(scene, size=size) for scene in scenes]).astype(np.float32)[:, None]
-    return pixels, masks
-
-
 def world_images_and_captions(
     n: int, seed: int, size: int = 64, workers: int = 1
 ) -> tuple[torch.Tensor, list[str], torch.Tensor, list[Scene]]:
@@ -201,19 +195,7 @@ def world_images_and_captions(
         scene = random_scene(rng)
         captions.append(caption(scene, int(rng.integers(NUM_CAPTION_VARIANTS))))
         scenes.append(scene)
-    if workers > 1 and n > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        chunk = -(-n // (workers * 4))
-        parts = [scenes[i : i + chunk] for i in range(0, n, chunk)]
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            done = list(pool.map(_render_scenes, parts, [size] * len(parts)))
-        pixels, masks = np.concatenate([d[0] for d in done]), np.concatenate([d[1] for d in done])
-    elif n:
-        pixels, masks = _render_scenes(scenes, size)
-    else:
-        pixels, masks = np.empty((0, size, size, 3), np.float32), np.empty((0, 1, size, size), np.float32)
+    pixels, masks = render_batch(scenes, size, workers, masks=True)
     return torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous() * 2 - 1, captions, torch.from_numpy(masks), scenes
 
 

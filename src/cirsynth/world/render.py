@@ -212,3 +212,36 @@ def render(scene: Scene, size: int = 64, supersample: int | None = None) -> Imag
     """Render a scene as an RGB PIL image of ``size`` x ``size`` pixels (see :func:`render_array`)."""
     arr = render_array(scene, size=size, supersample=supersample)
     return Image.fromarray(np.round(arr * 255).astype(np.uint8), mode="RGB")
+
+
+def _render_chunk(scenes: list[Scene], size: int, masks: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    pixels = np.stack([render_array(scene, size=size) for scene in scenes]).astype(np.float32)
+    if not masks:
+        return pixels, None
+    return pixels, np.stack([object_mask(scene, size=size) for scene in scenes]).astype(np.float32)[:, None]
+
+
+def render_batch(
+    scenes: list[Scene], size: int = 64, workers: int = 1, masks: bool = False
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Render many scenes, spread over ``workers`` processes (the result is the same for any number of workers).
+
+    Returns:
+        (pixels (n, size, size, 3) float32 in [0, 1], and when ``masks`` the objects' joint coverage
+        (n, 1, size, size) float32, else None).
+    """
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if not scenes:
+        return np.empty((0, size, size, 3), np.float32), np.empty((0, 1, size, size), np.float32) if masks else None
+    if workers == 1 or len(scenes) == 1:
+        return _render_chunk(scenes, size, masks)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    chunk = -(-len(scenes) // (workers * 4))
+    parts = [scenes[i : i + chunk] for i in range(0, len(scenes), chunk)]
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        done = list(pool.map(_render_chunk, parts, [size] * len(parts), [masks] * len(parts)))
+    pixels = np.concatenate([d[0] for d in done])
+    return pixels, np.concatenate([d[1] for d in done]) if masks else None
