@@ -79,6 +79,26 @@ def test_caption_margin_rule_against_hand_computed_cosines(tiny_models):
     assert torch.isfinite(torch.tensor(v.scores["caption_margin"]))
 
 
+def test_a_configured_rule_without_its_score_rejects_with_what_the_score_needs(tiny_models):
+    from cirsynth.synth import EditFilter, FilterConfig
+
+    ref, edi = _photo(3, (32, 32)), _photo(4, (32, 32))
+    filt = EditFilter(FilterConfig(clip=tiny_models["clip"], min_clip_i2i=None, min_clip_src_text=None,
+                                   min_clip_tgt_text=None, min_clip_dir=None, min_words_margin=None,
+                                   min_psnr_outside=None, min_caption_margin=-2.0, min_recaption_diff=0.0))
+    v = filt.score([ref], [edi], ["a red car"], ["a green car"], [["red"]], [["green"]], [None])[0]
+    assert "caption_margin" not in v.scores and not v.passed  # no negatives: not scored, so not passed
+    assert any(r.startswith("caption_margin: not scored") and "hard-negative captions" in r for r in v.failed)
+    assert any(r.startswith("recaption_diff: not scored") and "FilterConfig.recaptioner" in r for r in v.failed)
+    assert filt.judge({**v.scores, "caption_margin": 0.1, "recaption_diff": 0.5}).passed  # with the scores it passes
+    learned_only = EditFilter(FilterConfig(clip=None, min_psnr_outside=None, min_learned=0.5))
+    assert learned_only.judge({}).failed == ["learned: not scored, so its rule (>= 0.5) cannot pass (needs "
+                                             "FilterConfig.learned)"]
+    # a filter without CLIP has no CLIP rules (the defaults' CLIP thresholds stay off) and still judges PSNR
+    no_clip = EditFilter(FilterConfig(clip=None, min_psnr_outside=18.0))
+    assert no_clip.judge({"psnr_outside": 30.0}).passed and not no_clip.judge({"psnr_outside": 10.0}).passed
+
+
 def test_hard_negatives_are_source_and_variants_of_the_target():
     from cirsynth.captions import LexicalConfig, LexicalPerturber
     from cirsynth.world.language import lexical_vocabulary

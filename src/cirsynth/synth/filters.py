@@ -32,8 +32,9 @@ changed words s -> t):
                     calibrate-filter`` against ground truth): the probability that the candidate is right. Only
                     computed when a model is configured.
 Each rule compares one score with a threshold; a candidate passes when every enabled rule does (a threshold of None
-disables its rule). Thresholds for the mini world are calibrated against ground truth (``cirsynth world
-calibrate-filter``), never on the evaluation seed.
+disables its rule); a rule whose score was not computed rejects the candidate with a reason that says what the
+score needs, except that a filter without ``clip`` has no CLIP rules at all. Thresholds for the mini world are
+calibrated against ground truth (``cirsynth world calibrate-filter``), never on the evaluation seed.
 """
 
 from __future__ import annotations
@@ -137,6 +138,19 @@ class FilterVerdict:
     @property
     def passed(self) -> bool:
         return not self.failed
+
+CLIP_SCORES = frozenset({"clip_i2i", "clip_src_text", "clip_tgt_text", "clip_dir", "words_margin", "caption_margin"})
+MISSING_WHY = {  # what a configured rule's score needs, for the rejection reason when it is missing
+    **{name: "needs FilterConfig.clip" for name in CLIP_SCORES},
+    "caption_margin": "needs FilterConfig.clip and hard-negative captions",
+    "psnr_outside": "needs the reference and edited images",
+    "recaption_target": "needs FilterConfig.recaptioner",
+    "recaption_margin": "needs FilterConfig.recaptioner",
+    "recaption_diff": "needs FilterConfig.recaptioner",
+    "likelihood_edit": "needs FilterConfig.recaptioner and hard-negative captions",
+    "likelihood_kept": "needs FilterConfig.recaptioner and hard-negative captions",
+    "learned": "needs FilterConfig.learned",
+}
 
 
 class EditFilter:
@@ -275,8 +289,14 @@ class EditFilter:
                 return FilterVerdict(scores, [f"learned: scores {missing} missing (needs --recaptioner and negatives?)"])
         failed = []
         for name, attr in RULES:
-            if name in scores and getattr(self.config, attr) is not None and scores[name] < getattr(self.config, attr):
-                failed.append(f"{name} {scores[name]:.3f} < {getattr(self.config, attr)}")
+            threshold = getattr(self.config, attr)
+            if threshold is None:
+                continue
+            if name in scores:
+                if scores[name] < threshold:
+                    failed.append(f"{name} {scores[name]:.3f} < {threshold}")
+            elif not (name in CLIP_SCORES and self.config.clip is None):  # no CLIP configured: no CLIP rules
+                failed.append(f"{name}: not scored, so its rule (>= {threshold}) cannot pass ({MISSING_WHY[name]})")
         return FilterVerdict(scores, failed)
 
 

@@ -430,8 +430,8 @@ def method_report(table: dict[str, Any], edits: list, cfg: WorldEvalConfig) -> d
             "accepted_success": _pct([a and s for a, s in zip(accepted, success)]),
             "preserved_after_filter": _pct([c["preserved"] for a, c in zip(accepted, chosen) if a]),
             "precision_by_edit_type": {k: _pct(v) for k, v in sorted(by_type.items())},
-            "failed_rules": dict(Counter(r.split()[0] for v in kept_verdicts for r in v.failed)),
-            "rules": rule_report([c for cands in table["candidates"] for c in cands], cfg.filter),
+            "failed_rules": dict(Counter(r.split()[0].rstrip(":") for v in kept_verdicts for r in v.failed)),
+            "rules": rule_report(all_scored, cfg.filter),
             "score_auc": score_auc(all_scored),
         }
     return row
