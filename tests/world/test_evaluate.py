@@ -158,3 +158,22 @@ def test_results_name_bundled_models_without_this_machines_path(tmp_path):
     assert model_label(str(ASSETS_DIR / "diffusion")) == "bundled:diffusion"
     assert model_label(str(tmp_path / "my-sd")) == str(tmp_path / "my-sd")
     assert model_label("runwayml/stable-diffusion-v1-5") == "runwayml/stable-diffusion-v1-5"
+
+
+def test_weights_fingerprint_follows_weights_and_config_but_not_the_model_card(tmp_path):
+    from cirsynth.world.evaluate import weights_fingerprint
+
+    (tmp_path / "unet").mkdir()
+    (tmp_path / "unet" / "model.safetensors").write_bytes(b"weights")
+    (tmp_path / "unet" / "config.json").write_text("{}")
+    (tmp_path / "card.json").write_text('{"quality": {}}')
+    first = weights_fingerprint(tmp_path)
+    (tmp_path / "card.json").write_text('{"quality": {"world_evaluate": 1}}')  # what evaluate --update_card does
+    (tmp_path / "README.md").write_text("card")
+    assert weights_fingerprint(tmp_path) == first
+    (tmp_path / "unet" / "config.json").write_text('{"a": 1}')
+    assert weights_fingerprint(tmp_path) != first
+    (tmp_path / "unet" / "config.json").write_text("{}")
+    (tmp_path / "unet" / "model.safetensors").write_bytes(b"other")
+    assert weights_fingerprint(tmp_path) != first
+    assert weights_fingerprint(tmp_path / "missing") is None

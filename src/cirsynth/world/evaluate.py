@@ -291,8 +291,11 @@ def weights_fingerprint(folder: str | os.PathLike) -> str | None:
     root = Path(folder)
     if not root.is_dir():
         return None
+    from cirsynth.world.assets import CARD_JSON
+
+    # the model card is left out: ``world evaluate --update_card`` rewrites it, and the images do not depend on it
     return _files_digest([f for f in sorted(root.rglob("*")) if f.suffix in (".safetensors", ".bin", ".json")
-                          and f.is_file()], root)
+                          and f.name != CARD_JSON and f.is_file()], root)
 
 
 def _files_digest(files: list[Path], root: Path) -> str:
