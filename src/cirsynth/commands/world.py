@@ -328,8 +328,9 @@ def _recipe(card: dict, quality_prefix: str) -> dict:
 
 def _card_of(part_folder: str | None) -> dict | None:
     """The model card of the pipeline a part folder (PIPELINE/vae, PIPELINE/unet) belongs to, if it has one."""
-    card = Path(part_folder).parent / "card.json" if part_folder else None
-    return json.loads(card.read_text()) if card is not None and card.is_file() else None
+    from cirsynth.world.assets import read_card
+
+    return read_card(Path(part_folder).parent) if part_folder else None
 
 
 def train_captioner(
@@ -373,11 +374,13 @@ def train_captioner(
     import torch
 
     from cirsynth.world.captioner import WorldCaptionerConfig, train_world_captioner
+    from cirsynth.world.recipe import bundled_model
 
     torch.set_num_threads(threads)
     cfg = WorldCaptionerConfig(steps=steps, num_scenes=num_scenes, batch_size=batch_size, lr=lr, hidden_size=hidden_size,
                                vision_layers=vision_layers, text_layers=text_layers, num_eval=num_eval, seed=seed,
-                               log_every=log_every, init=_bundled_captioner(init), render_workers=render_workers)
+                               log_every=log_every, init=bundled_model("captioner") if init == "bundled" else init,
+                               render_workers=render_workers)
     report = train_world_captioner(cfg, out, log=lambda s: print(s, flush=True))
     _save_trained(
         out, "world train captioner", params, report, card, "captioner",
@@ -621,13 +624,6 @@ def _world_eval_config(editor, classifier, clip, methods, n, num_steps, guidance
         self_replace_steps=tuple(self_replace_steps or r.self_replace_steps), local_blend=local_blend, seed=seed,
         paste=paste or r.paste,
         candidates=cand, filter=dataclasses.replace(r.filter, recaptioner=_bundled_or_none(bundled, "captioner")))
-
-
-def _bundled_captioner(init: str) -> str:
-    """``init`` as a folder: "bundled" names the captioner cirsynth ships."""
-    from cirsynth.world.assets import model_path
-
-    return str(model_path("captioner")) if init == "bundled" else init
 
 
 def _bundled_or_none(bundled: dict, name: str) -> str | None:

@@ -139,6 +139,7 @@ class FilterVerdict:
     def passed(self) -> bool:
         return not self.failed
 
+
 CLIP_SCORES = frozenset({"clip_i2i", "clip_src_text", "clip_tgt_text", "clip_dir", "words_margin", "caption_margin"})
 MISSING_WHY = {  # what a configured rule's score needs, for the rejection reason when it is missing
     **{name: "needs FilterConfig.clip" for name in CLIP_SCORES},

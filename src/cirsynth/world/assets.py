@@ -67,13 +67,18 @@ def write_card(folder: str | Path, name: str, summary: str, card: dict[str, Any]
     atomic_write_text(folder / CARD_MD, "\n".join(lines) + "\n")
 
 
+def read_card(folder: str | Path) -> dict[str, Any] | None:
+    """The ``card.json`` of a model folder, or None when it has none."""
+    path = Path(folder) / CARD_JSON
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def add_to_card(folder: str | Path, key: str, figures: dict[str, Any]) -> None:
     """Add measured figures (e.g. ``world evaluate``'s, with the command that measured them) to a model's card
     under ``quality[key]``, rewriting card.json and README.md."""
-    folder = Path(folder)
-    if not (folder / CARD_JSON).is_file():
+    card = read_card(folder)
+    if card is None:
         raise FileNotFoundError(f"{folder} has no {CARD_JSON}: only a model with a card (cirsynth world train ...) can be updated")
-    card = json.loads((folder / CARD_JSON).read_text())
     name, summary = card.pop("name"), card.pop("summary")
     card.setdefault("quality", {})[key] = figures
     write_card(folder, name, summary, card)

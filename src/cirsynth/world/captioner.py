@@ -10,7 +10,6 @@ share of caption words right.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -220,9 +219,8 @@ def _init_record(init: str) -> dict[str, Any] | None:
     (the bundled folder is overwritten when the result is installed, so its history must travel in the report)."""
     if not init:
         return None
-    from cirsynth.world.assets import CARD_JSON, model_label
+    from cirsynth.world.assets import model_label, read_card
 
-    card = Path(init) / CARD_JSON
-    previous = json.loads(card.read_text()) if card.is_file() else {}
+    previous = read_card(init) or {}
     return {"from": model_label(init), "command": previous.get("command"), "init": previous.get("init"),
             "held_out": previous.get("quality", {}).get("held_out")}
