@@ -177,3 +177,26 @@ def test_weights_fingerprint_follows_weights_and_config_but_not_the_model_card(t
     (tmp_path / "unet" / "model.safetensors").write_bytes(b"other")
     assert weights_fingerprint(tmp_path) != first
     assert weights_fingerprint(tmp_path / "missing") is None
+
+
+def test_measured_scenes_are_not_drawn_from_any_trainers_stream():
+    """A seed-S model trains on ``default_rng(2S + 1)`` renders (held out: ``2S + 2``). Evaluation edits and the demo's
+    scenes at any seed must come from other streams: evaluate --seed 1 once began with seed-0 models' training scenes."""
+    from cirsynth.world.diffusion import world_images_and_captions
+    from cirsynth.world.evaluate import WorldEvalConfig, evaluation_edits
+    from cirsynth.world.perturber import scenes_and_captions
+    from cirsynth.world.scene import measurement_rng
+
+    seen = set()
+    for stream in range(1, 5):  # the train and held-out streams of seed-0 and seed-1 models
+        seen |= {repr(s) for s in scenes_and_captions(400, stream)[0]}  # captioner, CLIP, classifier, perturber draws
+        seen |= {repr(s) for s in world_images_and_captions(40, stream, size=16)[3]}  # diffusion draws
+    for seed in range(3):
+        edits = evaluation_edits(WorldEvalConfig(editor="-", classifier="-", n=40, seed=seed))
+        assert not {repr(e.reference) for e in edits} & seen, seed
+        demo_rng = measurement_rng(seed, "demo")
+        assert not {repr(random_scene(demo_rng)) for _ in range(40)} & seen, seed
+    import pytest
+
+    with pytest.raises(ValueError, match="unknown measurement stream 'train'"):
+        measurement_rng(0, "train")

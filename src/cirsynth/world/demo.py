@@ -26,7 +26,7 @@ from cirsynth.world.evaluate import judge_edit
 from cirsynth.world.ground_truth import ground_truth
 from cirsynth.world.language import NUM_CAPTION_VARIANTS, caption, caption_variants
 from cirsynth.world.render import render
-from cirsynth.world.scene import random_scene
+from cirsynth.world.scene import measurement_rng, random_scene
 
 
 GROUND_TRUTH_FILE = "ground_truth.jsonl"  # per-row verdicts in the dataset root (read by cirsynth.report.plots)
@@ -83,7 +83,7 @@ def run_demo(cfg: DemoConfig, log=print) -> dict[str, Any]:
         raise ValueError("demo --perturber llm needs the bundled world LoRA adapter (assets/world/perturber)")
 
     # 1. render reference scenes and captions
-    rng = np.random.default_rng(cfg.seed)
+    rng = measurement_rng(cfg.seed, "demo")
     ref_dir = out / "references"
     ref_dir.mkdir(exist_ok=True)
     scenes = {}

@@ -33,7 +33,7 @@ from cirsynth.synth.candidates import CandidateConfig
 from cirsynth.synth.filters import RULES, FilterConfig
 from cirsynth.world.language import WORLD_EDIT_TYPES, apply_edit
 from cirsynth.world.render import render
-from cirsynth.world.scene import random_scene, scene_diff, scene_labels
+from cirsynth.world.scene import measurement_rng, random_scene, scene_diff, scene_labels
 
 
 # rows beyond the editor's inversion methods: a method under another editor setting (row name -> method, settings)
@@ -511,7 +511,7 @@ def text_to_image_reading(preds: list[dict[str, str]], edits: list) -> dict[str,
 
 def evaluation_edits(cfg: WorldEvalConfig) -> list:
     """The ground-truth edits ``evaluate_world`` measures (same seed, same order)."""
-    rng = np.random.default_rng(cfg.seed)
+    rng = measurement_rng(cfg.seed, "evaluate")
     edits = []
     for i in range(cfg.n):
         scene = random_scene(rng)

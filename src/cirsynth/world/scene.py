@@ -190,6 +190,20 @@ def random_object(
     )
 
 
+# The world's trainers draw their renders from ``default_rng(2 * seed + 1)`` (held-out renders ``2 * seed + 2``); an
+# evaluation drawing from ``default_rng(seed)`` shared those streams (evaluate --seed 1 began with the same scenes as
+# every seed-0 model's training renders). Measurement streams are keyed by a purpose as well, which no trainer uses.
+MEASUREMENT_STREAMS = {"evaluate": 0x5EED_E7A1, "demo": 0x5EED_DE30}
+
+
+def measurement_rng(seed: int, purpose: str) -> np.random.Generator:
+    """The random stream of a measurement (``purpose``: a :data:`MEASUREMENT_STREAMS` key) at ``seed``: independent
+    of every trainer's ``default_rng(int)`` stream, so no measured scene is drawn from what a model was trained on."""
+    if purpose not in MEASUREMENT_STREAMS:
+        raise ValueError(f"unknown measurement stream {purpose!r}; expected one of {sorted(MEASUREMENT_STREAMS)}")
+    return np.random.default_rng([int(seed), MEASUREMENT_STREAMS[purpose]])
+
+
 def random_scene(
     rng: np.random.Generator | int,
     *,
