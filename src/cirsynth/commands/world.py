@@ -563,9 +563,12 @@ def evaluate(
     from cirsynth.config import atomic_write_json
     from cirsynth.world.assets import add_to_card, command_line
     from cirsynth.world.evaluate import evaluate_world
+    from cirsynth.world.recipe import world_eval_config
 
-    cfg = _world_eval_config(editor, classifier, clip, methods, n, num_steps, guidance_scale, cross_replace_steps,
-                             self_replace_steps, candidates, local_blend, recipe, seed, "world evaluate", paste=paste)
+    cfg = world_eval_config(recipe, editor=editor, classifier=classifier, clip=clip, methods=methods, n=n,
+                            num_steps=num_steps, guidance_scale=guidance_scale, cross_replace_steps=cross_replace_steps,
+                            self_replace_steps=self_replace_steps, candidates=candidates, local_blend=local_blend,
+                            seed=seed, paste=paste)
     images: dict = {}
     result = evaluate_world(cfg, log=(lambda *_: None) if json else print, keep_images=images, cache=cache)
     tables = {m: row.pop("candidate_table") for m, row in result["methods"].items()}  # to --json_out only
@@ -598,36 +601,6 @@ def cfg_calibration(recipe: Optional[Path]) -> Optional[dict]:
 
     cal = load_recipe(recipe).calibration
     return None if cal is None else {k: cal.get(k) for k in ("seed", "n", "method", "command")}
-
-
-def _world_eval_config(editor, classifier, clip, methods, n, num_steps, guidance_scale, cross_replace_steps,
-                       self_replace_steps, candidates, local_blend, recipe, seed, who: str, paste=None):
-    """A WorldEvalConfig: the bundled models and the world recipe, overridden by what was given."""
-    from cirsynth.world.assets import bundled_models
-    from cirsynth.world.evaluate import WorldEvalConfig
-    from cirsynth.world.recipe import load_recipe
-
-    r = load_recipe(recipe)
-    bundled = bundled_models()
-    editor = editor or _bundled_or_none(bundled, "diffusion")
-    classifier = classifier or _bundled_or_none(bundled, "classifier")
-    clip = clip or _bundled_or_none(bundled, "clip")
-    if editor is None:
-        raise SystemExit(f"{who}: no world diffusion model is bundled yet; pass --editor FOLDER")
-    if classifier is None:
-        raise SystemExit(f"{who}: no attribute classifier bundled; pass --classifier FOLDER")
-    cand = r.candidates if candidates is None else dataclasses.replace(r.candidates, n=candidates)
-    return WorldEvalConfig(
-        editor=editor, classifier=classifier, clip=clip, methods=tuple(methods or [r.inversion]), n=n,
-        num_steps=num_steps or r.num_steps, guidance_scale=r.guidance_scale if guidance_scale is None else guidance_scale,
-        cross_replace_steps=r.cross_replace_steps if cross_replace_steps is None else cross_replace_steps,
-        self_replace_steps=tuple(self_replace_steps or r.self_replace_steps), local_blend=local_blend, seed=seed,
-        paste=paste or r.paste,
-        candidates=cand, filter=dataclasses.replace(r.filter, recaptioner=_bundled_or_none(bundled, "captioner")))
-
-
-def _bundled_or_none(bundled: dict, name: str) -> str | None:
-    return str(bundled[name]) if name in bundled else None
 
 
 def calibrate_filter(
@@ -676,12 +649,12 @@ def calibrate_filter(
     from cirsynth.config import atomic_write_json
     from cirsynth.world.assets import command_line
     from cirsynth.world.calibrate import calibrate
-    from cirsynth.world.recipe import load_recipe, save_recipe
+    from cirsynth.world.recipe import load_recipe, save_recipe, world_eval_config
 
     if not 0 < target_precision <= 1:
         raise SystemExit("world calibrate-filter: --target_precision is a share in (0, 1]")
-    cfg = _world_eval_config(editor, classifier, clip, None, n, None, None, None, None, candidates, True, recipe, seed,
-                             "world calibrate-filter", paste=paste)
+    cfg = world_eval_config(recipe, editor=editor, classifier=classifier, clip=clip, n=n, candidates=candidates,
+                            seed=seed, paste=paste)
     if cfg.clip is None:
         raise SystemExit("world calibrate-filter: no world CLIP bundled; pass --clip FOLDER")
     if hard_negatives is not None:

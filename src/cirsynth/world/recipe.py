@@ -75,6 +75,36 @@ def bundled_model(kind: str) -> str:
         raise ValueError(str(e)) from e
 
 
+def world_eval_config(recipe: str | Path | None = None, *, editor: str | None = None, classifier: str | None = None,
+                      clip: str | None = None, methods: list[str] | None = None, n: int = 16,
+                      num_steps: int | None = None, guidance_scale: float | None = None,
+                      cross_replace_steps: float | None = None, self_replace_steps: list[float] | None = None,
+                      candidates: int | None = None, local_blend: bool = True, seed: int = 0,
+                      paste: str | None = None) -> Any:
+    """The ``WorldEvalConfig`` of ``world evaluate`` and ``calibrate-filter``: the bundled models and the recipe (at
+    ``recipe``, default the bundled one), each setting overridden where given (not None)."""
+    from cirsynth.world.assets import bundled_models
+    from cirsynth.world.evaluate import WorldEvalConfig
+
+    r = load_recipe(recipe)
+    bundled = {k: str(v) for k, v in bundled_models().items()}
+    editor = editor or bundled.get("diffusion")
+    classifier = classifier or bundled.get("classifier")
+    clip = clip or bundled.get("clip")
+    if editor is None:
+        raise ValueError("no world diffusion model is bundled; pass --editor FOLDER")
+    if classifier is None:
+        raise ValueError("no world attribute classifier is bundled; pass --classifier FOLDER")
+    cand = r.candidates if candidates is None else dataclasses.replace(r.candidates, n=candidates)
+    return WorldEvalConfig(
+        editor=editor, classifier=classifier, clip=clip, methods=tuple(methods or [r.inversion]), n=n,
+        num_steps=num_steps or r.num_steps, guidance_scale=r.guidance_scale if guidance_scale is None else guidance_scale,
+        cross_replace_steps=r.cross_replace_steps if cross_replace_steps is None else cross_replace_steps,
+        self_replace_steps=tuple(self_replace_steps or r.self_replace_steps), local_blend=local_blend, seed=seed,
+        paste=paste or r.paste, candidates=cand,
+        filter=dataclasses.replace(r.filter, recaptioner=bundled.get("captioner")))
+
+
 def synth_settings(recipe: WorldRecipe | None = None) -> dict[str, Any]:
     """The recipe as ``synthesize`` settings (flat option names): bundled models, world vocabulary, inversion, steps,
     guidance, prompt-to-prompt settings, candidates and the calibrated filter."""
