@@ -85,6 +85,7 @@ def test_world_evaluate_command_reports_every_method(tmp_path, capsys):
         "--local_blend true --paste reference --seed 0"
     assert "world_evaluate" in (sd / "README.md").read_text()
     assert result["edits"] == 3 and set(result["methods"]) == {"negative-prompt", "direct"}
+    assert result["filter_config"]["recaptioner"] in (None, "bundled:captioner")  # not this machine's path
     t2i = result["text_to_image"]  # the generator's ceiling, read against the target scenes
     assert set(t2i["label_accuracy"]) >= {"all_labels", "color", "light"} and t2i["edit_attribute"]["all"] is not None
     assert set(t2i["edit_attribute"]) - {"all"} <= set(WORLD_EDIT_TYPES)

@@ -154,7 +154,7 @@ def evaluate_world(cfg: WorldEvalConfig, log=print, keep_images: dict | None = N
     edits, editor, clf, refs = world_setup(cfg)
     out: dict[str, Any] = {"edits": len(edits), "editor": model_label(cfg.editor), "methods": {},
                            "candidates": cfg.candidates.n or len(cfg.self_replace_steps),
-                           "filter_config": None if cfg.clip is None else dataclasses.asdict(cfg.filter)}
+                           "filter_config": None if cfg.clip is None else _labelled_models(dataclasses.asdict(cfg.filter))}
     # how well the UNet's object words attend to their objects: what LocalBlend's masks are made of
     share = object_word_attention_share(editor.pipe)
     out["object_word_attention_inside"] = None if share is None else round(100.0 * share, 1)
@@ -179,6 +179,13 @@ def evaluate_world(cfg: WorldEvalConfig, log=print, keep_images: dict | None = N
     if keep_images is not None:
         keep_images["text-to-image"] = t2i_images
     return out
+
+
+def _labelled_models(filter_config: dict[str, Any]) -> dict[str, Any]:
+    """A filter config as results record it: its model folders (CLIP, recaptioner) named by ``model_label``."""
+    from cirsynth.world.assets import model_label
+
+    return {k: model_label(v) if k in ("clip", "recaptioner") and v else v for k, v in filter_config.items()}
 
 
 def method_editor(editor: Any, row: str) -> Any:
