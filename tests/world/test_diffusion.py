@@ -365,3 +365,31 @@ def test_a_spent_time_budget_checkpoints_and_stops_the_unet_stage():
                         lambda step, tensors, meta: saved.append((step, meta["step"], "generator" in tensors)))
     assert report["steps_done"] == 1 and report["complete"] is False
     assert saved == [(1, 1, True)] and "stopped at unet step 1/50 (time budget spent)" in logs
+
+
+def test_finish_early_saves_a_stopped_runs_checkpoint_as_a_carded_model(tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    from cirsynth.cli import main
+
+    recipe = SMALL + ["--vae_steps", "2", "--unet_steps", "4", "--ema_decay", "0.9", "--grounding_weight", "0.1"]
+    run = ["world", "train", "diffusion", str(tmp_path / "m"), *recipe]
+    assert main([*run, "--stop_at", "2"]) == 0 and not (tmp_path / "m").exists()  # the plain early stop: no model
+    capsys.readouterr()
+    assert main([*run, "--resume", "true", "--stop_at", "2"]) == 2  # nothing to train, and not asked to finish
+    assert "nothing to train (pass finish_early" in capsys.readouterr().err
+    assert main([*run, "--resume", "true", "--stop_at", "2", "--finish_early", "true"]) == 0
+    assert "saved " in capsys.readouterr().out
+    ckpt_unet = load_file(tmp_path / "m.ckpt" / "unet" / "diffusion_pytorch_model.safetensors")
+    model_unet = load_file(tmp_path / "m" / "unet" / "diffusion_pytorch_model.safetensors")
+    assert all(torch.equal(ckpt_unet[k], model_unet[k]) for k in ckpt_unet)  # the checkpoint's (EMA) weights
+    assert not (tmp_path / "m" / "train_state").exists()
+    load_sd_pipeline(tmp_path / "m")
+    card = json.loads((tmp_path / "m" / "card.json").read_text())
+    assert card["quality"]["unet_steps_done"] == 2 and np.isfinite(card["quality"]["unet_loss_last50"])
+    assert "--stop_at 2" in card["command"] and "--resume false" in card["command"]  # reproduces it in one run
+    # in one go: a run that stops early with finish_early saves the same model
+    assert main(["world", "train", "diffusion", str(tmp_path / "n"), *recipe, "--stop_at", "2", "--finish_early", "true"]) == 0
+    again = load_file(tmp_path / "n" / "unet" / "diffusion_pytorch_model.safetensors")
+    assert all(torch.equal(again[k], model_unet[k]) for k in again)
+    assert json.loads((tmp_path / "n" / "card.json").read_text())["quality"]["unet_steps_done"] == 2

