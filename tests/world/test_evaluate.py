@@ -171,7 +171,11 @@ def test_weights_fingerprint_follows_weights_and_config_but_not_the_model_card(t
     first = weights_fingerprint(tmp_path)
     (tmp_path / "card.json").write_text('{"quality": {"world_evaluate": 1}}')  # what evaluate --update_card does
     (tmp_path / "README.md").write_text("card")
+    (tmp_path / "training_report.json").write_text('{"unet": {}}')  # a report beside the weights
     assert weights_fingerprint(tmp_path) == first
+    (tmp_path / "model_index.json").write_text('{"_class_name": "StableDiffusionPipeline"}')  # what loads
+    assert weights_fingerprint(tmp_path) != first
+    (tmp_path / "model_index.json").unlink()
     (tmp_path / "unet" / "config.json").write_text('{"a": 1}')
     assert weights_fingerprint(tmp_path) != first
     (tmp_path / "unet" / "config.json").write_text("{}")

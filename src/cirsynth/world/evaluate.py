@@ -293,16 +293,17 @@ def generation_key(cfg: WorldEvalConfig, editor: Any, edits: list, method: str, 
 
 
 def weights_fingerprint(folder: str | os.PathLike) -> str | None:
-    """sha256 over a local model folder's weight files (names and bytes), so a retrained model never reuses another's
-    cached images; None for a hub id."""
+    """sha256 over a local model folder's weight and config files (names and bytes), so a retrained model never
+    reuses another's cached images; None for a hub id.
+
+    Only what the images depend on counts: the components' folders (unet/, vae/, ...) and ``model_index.json``. The
+    reports beside them (``card.json``, ``training_report.json``) are left out: ``world evaluate --update_card`` and a
+    model's installation rewrite them, and a changed report must not make every cached block miss."""
     root = Path(folder)
     if not root.is_dir():
         return None
-    from cirsynth.world.assets import CARD_JSON
-
-    # the model card is left out: ``world evaluate --update_card`` rewrites it, and the images do not depend on it
     return _files_digest([f for f in sorted(root.rglob("*")) if f.suffix in (".safetensors", ".bin", ".json")
-                          and f.name != CARD_JSON and f.is_file()], root)
+                          and (f.parent != root or f.name == "model_index.json") and f.is_file()], root)
 
 
 def _files_digest(files: list[Path], root: Path) -> str:
