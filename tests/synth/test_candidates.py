@@ -374,3 +374,20 @@ def test_fresh_start_candidates_get_their_own_seeds_and_reach_the_editor():
     got = edit_candidates(Recorder(), invs, ["t0", "t1"], [None, None], [["w"], ["w"]], settings)
     assert sorted(Recorder.calls, key=str) == sorted([("t0", seeds[0]), ("t0", seeds[1]), ("t1", None)], key=str)
     assert [[c.image for c in cs] for cs in got] == [[("t0", seeds[0]), ("t0", seeds[1])], [("t1", None)]]
+
+
+def test_score_hands_each_candidates_edit_type_to_a_learned_models_type_offset(tiny_models):
+    from cirsynth.synth import EditFilter, FilterConfig
+    from cirsynth.synth.filters import learned_score
+
+    ref, edi = _photo(3, (32, 32)), _photo(4, (32, 32))
+    model = {"features": ["psnr_outside"], "lo": [0.0], "hi": [99.0], "mean": [20.0], "scale": [10.0], "coef": [0.0],
+             "intercept": 0.0, "type_offset": {"color": 2.0, "lighting": -2.0}}
+    filt = EditFilter(FilterConfig(clip=None, min_psnr_outside=None, learned=model, min_learned=0.5))
+    args = ([ref] * 3, [edi] * 3, ["a red car"] * 3, ["a green car"] * 3, [["red"]] * 3, [["green"]] * 3, [None] * 3)
+    v = filt.score(*args, edit_types=["color", "lighting", None])
+    assert [x.passed for x in v] == [True, False, True]  # p = sigmoid(2), sigmoid(-2), sigmoid(0) = 0.5
+    assert v[0].scores["learned"] == pytest.approx(learned_score(model, v[0].scores, "color"))
+    assert [x.passed for x in filt.score(*args)] == [True] * 3  # no types: no offsets
+    with pytest.raises(ValueError, match="2 edit_types for 3 candidates"):
+        filt.score(*args, edit_types=["color", "color"])

@@ -71,7 +71,7 @@ class FilterConfig:
     min_likelihood_edit: float | None = None  # E reads as T rather than S, relative to R (nats; None: off)
     min_likelihood_kept: float | None = None  # E reads no more as another variant of T than R does (nats; None: off)
     # a logistic model over the scores (see ``learned_score``): {"features", "lo", "hi", "mean", "scale", "coef",
-    # "intercept"}; None: no ``learned`` score
+    # "intercept"} and optionally "type_offset" ({edit type: logit offset}); None: no ``learned`` score
     learned: dict[str, Any] | None = None
     min_learned: float | None = None  # the model's probability that the candidate is right (None: off)
 
@@ -93,13 +93,17 @@ RULES = (
 )
 
 
-def learned_score(model: dict[str, Any], scores: dict[str, float]) -> float | None:
+def learned_score(model: dict[str, Any], scores: dict[str, float], edit_type: str | None = None) -> float | None:
     """A logistic model's probability over a candidate's scores: each feature clipped to ``[lo, hi]`` (its range on
-    the data the model was fitted on), standardised, weighted; None when a feature the model reads is missing."""
+    the data the model was fitted on), standardised, weighted; None when a feature the model reads is missing.
+
+    A model with ``type_offset`` also adds its edit type's offset to the logit (a per-type prior: some edit types are
+    right far more often than others); an edit type the model has no offset for, or None, adds nothing."""
     if any(f not in scores for f in model["features"]):
         return None
     x = np.clip([scores[f] for f in model["features"]], model["lo"], model["hi"])
     z = float(np.dot((x - np.asarray(model["mean"])) / np.asarray(model["scale"]), model["coef"]) + model["intercept"])
+    z += float(model.get("type_offset", {}).get(edit_type, 0.0)) if edit_type is not None else 0.0
     return float(1.0 / (1.0 + np.exp(-z)))
 
 
@@ -206,11 +210,14 @@ class EditFilter:
         target_words: Sequence[Sequence[str]],
         masks: Sequence[np.ndarray | None],
         negatives: Sequence[Sequence[str]] | None = None,
+        edit_types: Sequence[str | None] | None = None,
     ) -> list[FilterVerdict]:
         """Score N candidates (all sequences aligned) and apply the rules.
 
         Args:
             negatives: per candidate, hard-negative captions for ``caption_margin`` (None: not scored).
+            edit_types: per candidate, its edit's type (``CaptionEdit.edit_type``), read by a learned model with
+                per-type offsets (None: no offsets).
         """
         n = len(edited)
         scores: list[dict[str, float]] = [{} for _ in range(n)]
@@ -261,7 +268,10 @@ class EditFilter:
                                                            target_captions[i])
             if negatives is not None:
                 self._likelihood_scores(scores, references, edited, source_captions, target_captions, negatives)
-        return [self.judge(sc) for sc in scores]
+        types = [None] * n if edit_types is None else list(edit_types)
+        if len(types) != n:
+            raise ValueError(f"EditFilter.score: {len(types)} edit_types for {n} candidates")
+        return [self.judge(sc, t) for sc, t in zip(scores, types)]
 
     def _likelihood_scores(self, scores: list[dict[str, float]], references: Sequence[Image.Image],
                            edited: Sequence[Image.Image], source_captions: Sequence[str],
@@ -281,9 +291,10 @@ class EditFilter:
             scores[i]["likelihood_edit"] = float(rel[0])
             scores[i]["likelihood_kept"] = float(min(rel[1:])) if len(rel) > 1 else 0.0
 
-    def judge(self, scores: dict[str, float]) -> FilterVerdict:
+    def judge(self, scores: dict[str, float], edit_type: str | None = None) -> FilterVerdict:
+        """Apply the rules to one candidate's scores (``edit_type``: its edit's, for a learned model's type offset)."""
         if self.config.learned is not None:
-            p = learned_score(self.config.learned, scores)
+            p = learned_score(self.config.learned, scores, edit_type)
             scores = {**scores, **({} if p is None else {"learned": p})}
             if p is None and self.config.min_learned is not None:
                 missing = [f for f in self.config.learned["features"] if f not in scores]

@@ -546,7 +546,7 @@ class Synthesizer:
             n = len(res)
             verdicts = filt.score([im] * n, [c.image for c in res], [ed.source_caption] * n, [ed.target_caption] * n,
                                   [ed.source_words] * n, [ed.target_words] * n, [c.mask for c in res],
-                                  negatives=None if negs is None else [negs] * n)
+                                  negatives=None if negs is None else [negs] * n, edit_types=[ed.edit_type] * n)
             best = pick_best(verdicts, cfg.filters.rank_by)
             v = verdicts[best]
             status = "accepted" if (v.passed or cfg.no_filter) else "rejected"

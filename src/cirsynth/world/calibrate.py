@@ -62,6 +62,11 @@ def _figures(accepted: np.ndarray, right: np.ndarray) -> dict[str, float]:
             "accepted_success": round(100.0 * ok / len(accepted), 1), "accepted": int(accepted.sum())}
 
 
+def _mean_figures(figs: Sequence[dict[str, float]]) -> dict[str, float]:
+    """The mean of several cross-validations' ``_figures`` (rounded as they are)."""
+    return {k: round(float(np.mean([f[k] for f in figs])), 1) for k in ("precision", "accepted_success", "accepted")}
+
+
 def _figures_key(figs: dict[str, float], target_precision: float) -> tuple:
     """How cross-validated figures rank, by the search's own objective: reaching ``target_precision`` first, then the
     most accepted and right edits (else the most precise)."""
@@ -173,10 +178,12 @@ def _features(candidates: Sequence[Sequence[dict[str, Any]]]) -> list[str]:
     return [n for n in names if all(n in c["scores"] for cs in candidates for c in cs)]
 
 
-def fit_learned(candidates: Sequence[Sequence[dict[str, Any]]], C: float = 0.3) -> dict[str, Any]:
+def fit_learned(candidates: Sequence[Sequence[dict[str, Any]]], C: float = 0.3, by_type: bool = False) -> dict[str, Any]:
     """A logistic model of "this candidate is right" over every score the candidates have (L2, ``C`` as in
     scikit-learn), in the form ``filters.learned_score`` reads: features clipped to their 1st-99th percentile range,
-    standardised."""
+    standardised. With ``by_type`` it also fits one logit offset per edit type (one-hot columns, penalised like the
+    rest), kept as ``type_offset``: a user's edits carry their type, and the types differ a lot in how often they
+    come out right."""
     from sklearn.linear_model import LogisticRegression
 
     feats = _features(candidates)
@@ -189,10 +196,21 @@ def fit_learned(candidates: Sequence[Sequence[dict[str, Any]]], C: float = 0.3) 
     Xc = np.clip(X, lo, hi)
     mean, scale = Xc.mean(0), Xc.std(0)
     scale[scale == 0] = 1.0
-    m = LogisticRegression(C=C, max_iter=5000).fit((Xc - mean) / scale, y)
-    return {"features": feats, "lo": lo.round(6).tolist(), "hi": hi.round(6).tolist(), "mean": mean.round(6).tolist(),
-            "scale": scale.round(6).tolist(), "coef": m.coef_[0].round(6).tolist(),
-            "intercept": round(float(m.intercept_[0]), 6), "C": C, "fitted_on": len(flat)}
+    Z = (Xc - mean) / scale
+    types: list[str] = []
+    if by_type:
+        if any("edit_type" not in c for c in flat):
+            raise ValueError("fit_learned(by_type=True): every candidate needs its edit_type")
+        types = sorted({c["edit_type"] for c in flat})
+        Z = np.hstack([Z, np.array([[float(c["edit_type"] == t) for t in types] for c in flat])])
+    m = LogisticRegression(C=C, max_iter=5000).fit(Z, y)
+    coef = m.coef_[0]
+    out = {"features": feats, "lo": lo.round(6).tolist(), "hi": hi.round(6).tolist(), "mean": mean.round(6).tolist(),
+           "scale": scale.round(6).tolist(), "coef": coef[:len(feats)].round(6).tolist(),
+           "intercept": round(float(m.intercept_[0]), 6), "C": C, "fitted_on": len(flat)}
+    if by_type:
+        out["type_offset"] = {t: round(float(v), 6) for t, v in zip(types, coef[len(feats):])}
+    return out
 
 
 def learned_threshold(best_p: np.ndarray, best_right: np.ndarray, target_precision: float,
@@ -222,25 +240,29 @@ def _best_per_edit(candidates, p_flat):
     return np.array(best_p), np.array(best_right)
 
 
+def _learned_p(model: dict[str, Any], cands: Sequence[dict[str, Any]]) -> list[float | None]:
+    from cirsynth.synth.filters import learned_score
+
+    return [learned_score(model, c["scores"], c.get("edit_type")) for c in cands]
+
+
 def cross_validate_learned(candidates: Sequence[Sequence[dict[str, Any]]], target_precision: float = 0.8,
                            min_accepted: float = 0.1, folds: int = 4, seed: int = 0,
-                           C: float = 0.3) -> tuple[float, dict[str, float]]:
+                           C: float = 0.3, by_type: bool = False) -> tuple[float, dict[str, float]]:
     """The learned filter on edits it did not see: each fold's candidates scored by a model fitted on the other
     folds; each edit keeps its most probable candidate; the threshold is then chosen on these held-out probabilities
     (``learned_threshold``). Returns ``(threshold, figures at it)``."""
-    from cirsynth.synth.filters import learned_score
-
     order = np.random.default_rng(seed).permutation(len(candidates))
     folds = max(2, min(folds, len(candidates)))
     p = [None] * len(candidates)
     for f in range(folds):
         test = set(order[f::folds].tolist())
         try:
-            model = fit_learned([c for i, c in enumerate(candidates) if i not in test], C)
+            model = fit_learned([c for i, c in enumerate(candidates) if i not in test], C, by_type)
         except ValueError:  # a fold with only right or only wrong candidates: no model to learn from
             return 1.0, {"precision": 0.0, "accepted_success": 0.0, "accepted": 0}
         for i in test:
-            p[i] = [learned_score(model, c["scores"]) for c in candidates[i]]
+            p[i] = _learned_p(model, candidates[i])
     flat = np.array([v for ps in p for v in ps], dtype=float)
     best_p, best_right = _best_per_edit(candidates, flat)
     return learned_threshold(best_p, best_right, target_precision, min_accepted)
@@ -265,26 +287,39 @@ def calibrate(cfg: Any, method: str, target_precision: float = 0.8, min_accepted
     cands = table["candidates"]
     max_rules, cv = choose_max_rules(cands, target_precision, min_accepted)
     log(f"threshold rules cross-validated on the tuning edits (4 folds), by the most rules allowed: {cv}")
-    cv_thr, cv_learned = cross_validate_learned(cands, target_precision, min_accepted)
-    log(f"learned filter cross-validated the same way: {cv_learned} at probability >= {cv_thr:.3f}")
+    learned_cv = {by_type: cross_validate_learned(cands, target_precision, min_accepted, by_type=by_type)
+                  for by_type in (False, True)}
+    # with or without per-type offsets: whichever holds better on unseen edits over three fold partitions (one
+    # partition's 4 folds alone decide on a handful of edits); ties: the simpler model
+    repeated = {by_type: _mean_figures([learned_cv[by_type][1]] + [
+        cross_validate_learned(cands, target_precision, min_accepted, seed=s, by_type=by_type)[1] for s in (1, 2)])
+        for by_type in (False, True)}
+    for by_type, (thr, figs) in learned_cv.items():
+        log(f"learned filter{' with per-type offsets' if by_type else ''} cross-validated the same way: {figs} at "
+            f"probability >= {thr:.3f}; mean over 3 fold partitions {repeated[by_type]}")
+    by_type = _figures_key(repeated[True], target_precision) > _figures_key(repeated[False], target_precision)
+    cv_thr, cv_learned = learned_cv[by_type]
 
     # the learned model holds better on unseen edits than the rules
     if _figures_key(cv_learned, target_precision) > _figures_key(cv[str(max_rules)], target_precision):
-        from cirsynth.synth.filters import learned_score
-
-        model = fit_learned(cands)
-        p = np.array([learned_score(model, c["scores"]) for cs in cands for c in cs], dtype=float)
+        model = fit_learned(cands, by_type=by_type)
+        p = np.array(_learned_p(model, [c for cs in cands for c in cs]), dtype=float)
         best_p, best_right = _best_per_edit(cands, p)
         # the threshold chosen on held-out probabilities, applied to the model fitted on all
         in_sample = _figures(best_p >= cv_thr, best_right)
         th = {n: None for n, _ in RULES} | {"learned": round(cv_thr, 4)}
         rank = "learned"
-        fit = {**in_sample, "kind": "learned", "cross_validated": cv_learned, "rules_cross_validated": cv}
+        fit = {**in_sample, "kind": "learned", "by_type": by_type, "cross_validated": cv_learned,
+               "learned_cross_validated": {"plain": learned_cv[False][1], "by_type": learned_cv[True][1],
+                                           "mean_of_3_partitions": {"plain": repeated[False], "by_type": repeated[True]}},
+               "rules_cross_validated": cv}
         chosen = dataclasses.replace(cfg.filter, rank_by=rank, learned=model, **{a: th.get(n) for n, a in RULES})
     else:
         th, rank, fit = search_filter(cands, target_precision, min_accepted=min_accepted, max_rules=max_rules)
         fit = {**fit, "kind": "rules", "max_rules": max_rules, "cross_validated": cv[str(max_rules)],
-               "rules_cross_validated": cv, "learned_cross_validated": cv_learned}
+               "rules_cross_validated": cv,
+               "learned_cross_validated": {"plain": learned_cv[False][1], "by_type": learned_cv[True][1],
+                                           "mean_of_3_partitions": {"plain": repeated[False], "by_type": repeated[True]}}}
         chosen = dataclasses.replace(cfg.filter, rank_by=rank, learned=None, **{a: th.get(n) for n, a in RULES})
     log(f"chosen on {len(edits)} tuning edits (seed {cfg.seed}): rank by {rank}, thresholds "
         f"{ {n: v for n, v in th.items() if v is not None} }; precision {fit['precision']}%, "

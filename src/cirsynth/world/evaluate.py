@@ -226,7 +226,7 @@ def candidate_table(cfg: WorldEvalConfig, editor: Any, clf: Any, edits: list, re
         verdicts = filt.score([refs[i] for i in owner], [c.image for c in flat], [ces[i].source_caption for i in owner],
                               [ces[i].target_caption for i in owner], [ces[i].source_words for i in owner],
                               [ces[i].target_words for i in owner], [c.mask for c in flat],
-                              negatives=[negs[i] for i in owner])
+                              negatives=[negs[i] for i in owner], edit_types=[ces[i].edit_type for i in owner])
         scores = [v.scores for v in verdicts]
     rec_preds = clf.predict(gen["recon"])  # the preservation ceiling: what the judge still reads off the reconstruction
     preds = clf.predict([c.image for c in flat])
@@ -234,7 +234,8 @@ def candidate_table(cfg: WorldEvalConfig, editor: Any, clf: Any, edits: list, re
     for c, i, sc, pred in zip(flat, owner, scores, preds):
         e = edits[i]
         target_ok, preserved = judge_edit(pred, e.reference, e.target)
-        table[i].append({"image": c.image, "setting": c.setting.as_dict(), "scores": sc, "pred": pred,
+        table[i].append({"image": c.image, "edit_type": e.edit_type, "setting": c.setting.as_dict(), "scores": sc,
+                         "pred": pred,
                          "target": target_ok, "preserved": preserved, "right": target_ok and preserved,
                          "broken": broken_labels(pred, e.reference, e.target),
                          "kept": kept_as_reconstructed(pred, rec_preds[i], e.reference, e.target)})
@@ -394,7 +395,7 @@ def method_report(table: dict[str, Any], edits: list, cfg: WorldEvalConfig) -> d
     judge = EditFilter(dataclasses.replace(cfg.filter, clip=None, recaptioner=None)) if cfg.clip is not None else None
     kept, kept_verdicts, all_scored = [], [], []
     for cands in table["candidates"]:
-        verdicts = [judge.judge(c["scores"]) if judge else FilterVerdict(c["scores"]) for c in cands]
+        verdicts = [judge.judge(c["scores"], c.get("edit_type")) if judge else FilterVerdict(c["scores"]) for c in cands]
         # with the verdict's scores (the learned model's probability among them, when the filter has one)
         all_scored.extend({**c, "scores": v.scores} for c, v in zip(cands, verdicts))
         b = pick_best(verdicts, cfg.filter.rank_by)
