@@ -103,7 +103,7 @@ def learned_score(model: dict[str, Any], scores: dict[str, float], edit_type: st
         return None
     x = np.clip([scores[f] for f in model["features"]], model["lo"], model["hi"])
     z = float(np.dot((x - np.asarray(model["mean"])) / np.asarray(model["scale"]), model["coef"]) + model["intercept"])
-    z += float(model.get("type_offset", {}).get(edit_type, 0.0)) if edit_type is not None else 0.0
+    z += float(model.get("type_offset", {}).get(edit_type, 0.0))
     return float(1.0 / (1.0 + np.exp(-z)))
 
 
@@ -220,6 +220,9 @@ class EditFilter:
                 per-type offsets (None: no offsets).
         """
         n = len(edited)
+        types = [None] * n if edit_types is None else list(edit_types)
+        if len(types) != n:  # before any model runs
+            raise ValueError(f"EditFilter.score: {len(types)} edit_types for {n} candidates")
         scores: list[dict[str, float]] = [{} for _ in range(n)]
         for i in range(n):
             ref = np.asarray(references[i].convert("RGB").resize(edited[i].size))
@@ -268,9 +271,6 @@ class EditFilter:
                                                            target_captions[i])
             if negatives is not None:
                 self._likelihood_scores(scores, references, edited, source_captions, target_captions, negatives)
-        types = [None] * n if edit_types is None else list(edit_types)
-        if len(types) != n:
-            raise ValueError(f"EditFilter.score: {len(types)} edit_types for {n} candidates")
         return [self.judge(sc, t) for sc, t in zip(scores, types)]
 
     def _likelihood_scores(self, scores: list[dict[str, float]], references: Sequence[Image.Image],

@@ -299,6 +299,8 @@ def calibrate(cfg: Any, method: str, target_precision: float = 0.8, min_accepted
             f"probability >= {thr:.3f}; mean over 3 fold partitions {repeated[by_type]}")
     by_type = _figures_key(repeated[True], target_precision) > _figures_key(repeated[False], target_precision)
     cv_thr, cv_learned = learned_cv[by_type]
+    learned_report = {"plain": learned_cv[False][1], "by_type": learned_cv[True][1],
+                      "mean_of_3_partitions": {"plain": repeated[False], "by_type": repeated[True]}}
 
     # the learned model holds better on unseen edits than the rules
     if _figures_key(cv_learned, target_precision) > _figures_key(cv[str(max_rules)], target_precision):
@@ -310,16 +312,12 @@ def calibrate(cfg: Any, method: str, target_precision: float = 0.8, min_accepted
         th = {n: None for n, _ in RULES} | {"learned": round(cv_thr, 4)}
         rank = "learned"
         fit = {**in_sample, "kind": "learned", "by_type": by_type, "cross_validated": cv_learned,
-               "learned_cross_validated": {"plain": learned_cv[False][1], "by_type": learned_cv[True][1],
-                                           "mean_of_3_partitions": {"plain": repeated[False], "by_type": repeated[True]}},
-               "rules_cross_validated": cv}
+               "learned_cross_validated": learned_report, "rules_cross_validated": cv}
         chosen = dataclasses.replace(cfg.filter, rank_by=rank, learned=model, **{a: th.get(n) for n, a in RULES})
     else:
         th, rank, fit = search_filter(cands, target_precision, min_accepted=min_accepted, max_rules=max_rules)
         fit = {**fit, "kind": "rules", "max_rules": max_rules, "cross_validated": cv[str(max_rules)],
-               "rules_cross_validated": cv,
-               "learned_cross_validated": {"plain": learned_cv[False][1], "by_type": learned_cv[True][1],
-                                           "mean_of_3_partitions": {"plain": repeated[False], "by_type": repeated[True]}}}
+               "rules_cross_validated": cv, "learned_cross_validated": learned_report}
         chosen = dataclasses.replace(cfg.filter, rank_by=rank, learned=None, **{a: th.get(n) for n, a in RULES})
     log(f"chosen on {len(edits)} tuning edits (seed {cfg.seed}): rank by {rank}, thresholds "
         f"{ {n: v for n, v in th.items() if v is not None} }; precision {fit['precision']}%, "

@@ -235,8 +235,7 @@ def candidate_table(cfg: WorldEvalConfig, editor: Any, clf: Any, edits: list, re
         e = edits[i]
         target_ok, preserved = judge_edit(pred, e.reference, e.target)
         table[i].append({"image": c.image, "edit_type": e.edit_type, "setting": c.setting.as_dict(), "scores": sc,
-                         "pred": pred,
-                         "target": target_ok, "preserved": preserved, "right": target_ok and preserved,
+                         "pred": pred, "target": target_ok, "preserved": preserved, "right": target_ok and preserved,
                          "broken": broken_labels(pred, e.reference, e.target),
                          "kept": kept_as_reconstructed(pred, rec_preds[i], e.reference, e.target)})
     return {"psnr": gen["psnr"], "recon_preds": rec_preds, "candidates": table}
