@@ -2,15 +2,18 @@
 # The data-scarcity experiment in the mini world (issue 13): do synthetic counterfactual triplets help a CIR model
 # when real triplets are scarce, measured fairly (every run the same optimisation budget) and read against an oracle
 # (the ground-truth targets of the same edits) and a wrong-edit control. Exactly the commands behind
-# docs/results/world_data_scarcity.*; run from the repository root after `make setup`, on a CPU:
+# docs/results/world_data_scarcity*/; run from the repository root after `make setup`, on a CPU:
 #   bash docs/results/world_data_scarcity.sh [WORK_DIR]
 # Every step resumes or is cheap to redo: synthesize resumes after its last complete batch (rerun the same line).
+# Synthesis runs as SHARDS parallel processes of one thread each (one per core); each shard is its own synthetic
+# TripletDataset, and every arm below takes the list of shards.
 set -euo pipefail
 W=${1:-world_experiment}
 A=src/cirsynth/assets/world
 CIRSYNTH=${CIRSYNTH:-.venv/bin/cirsynth}
-N_SYN=${N_SYN:-160}  # synthetic references (CPU: about 8 s each with 4 candidates on a quiet 2-core CPU, 20-60 s
-                     # shared); the committed results used 160 (stopped there for time; 300 was planned)
+SHARDS=${SHARDS:-2}       # parallel synthesize processes
+PER_SHARD=${PER_SHARD:-300}  # references per shard (2-core CPU: ~3 min per batch of 8 per shard with 8 candidates;
+                          # session 15 stopped the shards by time, see README for how many each completed)
 mkdir -p "$W"
 
 # 1. the "real" (ground-truth, human-annotated-like) world CIR benchmark, and its train references as inputs
@@ -18,28 +21,36 @@ mkdir -p "$W"
   --seed 0 --synth_inputs "$W/train_refs.jsonl"
 
 # 2. synthetic triplets from the same train references: the whole method with the world recipe (bundled models,
-#    null-text inversion, candidates per edit, the filter calibrated on seed-0 world edits by `world calibrate-filter`)
-head -n "$N_SYN" "$W/train_refs.jsonl" > "$W/train_refs_syn.jsonl"
-$CIRSYNTH synthesize --recipe world --images "$W/train_refs_syn.jsonl" --out "$W/synthetic" --candidates 4 \
-  --edit_types "[color, material, size, pattern, subject, object, background, lighting]" \
-  --batch_size 8 --seed 0 --progress false
+#    null-text inversion, 8 randomised candidates per edit, the filter calibrated on seed-0 world edits by
+#    `world calibrate-filter`); shard s takes references s*PER_SHARD+1 .. (s+1)*PER_SHARD
+for s in $(seq 0 $((SHARDS - 1))); do
+  sed -n "$((s * PER_SHARD + 1)),$(((s + 1) * PER_SHARD))p" "$W/train_refs.jsonl" > "$W/refs_$s.jsonl"
+  OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $CIRSYNTH synthesize --recipe world --images "$W/refs_$s.jsonl" \
+    --out "$W/syn_$s" --edit_types "[color, material, size, pattern, subject, object, background, lighting]" \
+    --batch_size 8 --seed 0 --progress false > "$W/syn_$s.log" 2>&1 &
+done
+wait
 
-# 3. the reference arms for exactly the accepted synthetic edits: ground-truth targets, and another edit's targets;
-#    and for every edit the run made (accepted or rejected): oracle, wrong-edit, and ours with the filter off
-rm -rf "$W/oracle" "$W/wrong_edit" "$W/oracle_all" "$W/wrong_edit_all" "$W/ours_all"
-$CIRSYNTH world controls "$W/synthetic" "$W/bench" "$W/oracle" "$W/wrong_edit"
-$CIRSYNTH world controls "$W/synthetic" "$W/bench" "$W/oracle_all" "$W/wrong_edit_all" --all_edits true \
-  --unfiltered_out "$W/ours_all"
+# 3. per shard, the reference arms for exactly the accepted synthetic edits (ground-truth targets, another edit's
+#    targets), and for every edit the shard made (accepted or rejected): oracle, wrong-edit, ours with the filter off
+SYN= ORA= WRO= ORA_ALL= WRO_ALL= OURS_ALL=
+for s in $(seq 0 $((SHARDS - 1))); do
+  rm -rf "$W/oracle_$s" "$W/wrong_edit_$s" "$W/oracle_all_$s" "$W/wrong_edit_all_$s" "$W/ours_all_$s"
+  $CIRSYNTH world controls "$W/syn_$s" "$W/bench" "$W/oracle_$s" "$W/wrong_edit_$s"
+  $CIRSYNTH world controls "$W/syn_$s" "$W/bench" "$W/oracle_all_$s" "$W/wrong_edit_all_$s" --all_edits true \
+    --unfiltered_out "$W/ours_all_$s"
+  SYN+="triplets:$W/syn_$s," ORA+="triplets:$W/oracle_$s," WRO+="triplets:$W/wrong_edit_$s,"
+  ORA_ALL+="triplets:$W/oracle_all_$s," WRO_ALL+="triplets:$W/wrong_edit_all_$s," OURS_ALL+="triplets:$W/ours_all_$s,"
+done
 
 # 4. real fraction x {real, real + ours, real + oracle, real + wrong-edit} x 5 seeds, Combiner on frozen world-CLIP
 #    features, 150 optimisation steps for every run
 $CIRSYNTH experiment data-scarcity "$A/clip" "triplets:$W/bench:train" "triplets:$W/bench:test" \
-  docs/results/world_data_scarcity --synthetic "[triplets:$W/synthetic]" --oracle "[triplets:$W/oracle]" \
-  --wrong_edit "[triplets:$W/wrong_edit]" --steps 150 \
-  --fractions "[0.05, 0.1, 0.3, 1.0]" --seeds "[0, 1, 2, 3, 4]" --batch_size 128 --lr 1e-4 --cpu
+  docs/results/world_data_scarcity --synthetic "[${SYN%,}]" --oracle "[${ORA%,}]" --wrong_edit "[${WRO%,}]" \
+  --steps 150 --fractions "[0.05, 0.1, 0.3, 1.0]" --seeds "[0, 1, 2, 3, 4]" --batch_size 128 --lr 1e-4 --cpu
 
 # 5. the same for every edit: our triplets with the filter off against the oracle of the same edits
 $CIRSYNTH experiment data-scarcity "$A/clip" "triplets:$W/bench:train" "triplets:$W/bench:test" \
-  docs/results/world_data_scarcity_all_edits --synthetic "[triplets:$W/ours_all]" --oracle "[triplets:$W/oracle_all]" \
-  --wrong_edit "[triplets:$W/wrong_edit_all]" --steps 150 \
-  --fractions "[0.05, 0.1, 0.3]" --seeds "[0, 1, 2, 3, 4]" --batch_size 128 --lr 1e-4 --cpu
+  docs/results/world_data_scarcity_all_edits --synthetic "[${OURS_ALL%,}]" --oracle "[${ORA_ALL%,}]" \
+  --wrong_edit "[${WRO_ALL%,}]" --steps 150 --fractions "[0.05, 0.1, 0.3]" --seeds "[0, 1, 2, 3, 4]" \
+  --batch_size 128 --lr 1e-4 --cpu

@@ -226,3 +226,45 @@ def test_learned_filter_with_per_type_offsets_learns_which_types_come_out_right(
     assert cv_typed["accepted_success"] > cv_plain["accepted_success"] and cv_typed["precision"] >= 80.0
     with pytest.raises(ValueError, match="edit_type"):
         fit_learned([[{k: v for k, v in c.items() if k != "edit_type"} for c in cs] for cs in cands], by_type=True)
+
+
+def test_cache_blocks_filled_one_process_each_are_what_the_full_run_reads(tmp_path, monkeypatch, capsys):
+    """`--block K` makes only block K of the cache (so blocks can be filled side by side); the command without
+    --block then runs no diffusion at all. A block past the last, or --block without --cache, is a clear error."""
+    import json
+
+    from cirsynth.cli import main
+    from cirsynth.testing.tiny_sd import save_tiny_sd
+    from cirsynth.world import evaluate
+
+    monkeypatch.setattr(evaluate, "CACHE_BLOCK", 2)  # 3 edits: blocks 0 (edits 0-1) and 1 (edit 2)
+    sd = save_tiny_sd(tmp_path / "sd", text_encoder="minilm", max_length=64)
+    save_recipe(WorldRecipe(num_steps=2), tmp_path / "start.json")
+    cache = tmp_path / "cache"
+    args = ["world", "calibrate-filter", "--editor", str(sd), "--n", "3", "--candidates", "2", "--recipe",
+            str(tmp_path / "start.json"), "--cache", str(cache)]
+    capsys.readouterr()
+    assert main([*args, "--block", "1"]) == 0
+    filled = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert filled["block"] == 1 and filled["edits"] == [2, 3] and len(filled["made"]) == 1
+    assert not (tmp_path / "start_candidates.json").exists()  # it calibrated nothing
+    assert main([*args, "--block", "0"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["edits"] == [0, 2]
+    assert len(list(cache.glob("candidates-*.npz"))) == 2
+    assert main([*args, "--block", "0"]) == 0  # already there: found, not made again
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["made"] == []
+
+    def no_diffusion(*a, **k):
+        raise AssertionError("every block was cached")
+
+    monkeypatch.setattr(evaluate, "generate_candidates", no_diffusion)
+    assert main([*args, "--out", str(tmp_path / "a.json")]) == 0
+    assert len(json.loads((tmp_path / "a_candidates.json").read_text())) == 3 * 2
+    # world evaluate with the same generation settings (seed 0) reads the same blocks
+    assert main(["world", "evaluate", "--editor", str(sd), "--n", "3", "--candidates", "2", "--recipe",
+                 str(tmp_path / "start.json"), "--seed", "0", "--cache", str(cache), "--json"]) == 0
+    capsys.readouterr()
+    assert main([*args, "--block", "2"]) != 0
+    assert "block 2 does not exist: 3 edits make blocks 0..1" in capsys.readouterr().err
+    assert main([*args[:-2], "--block", "0"]) != 0
+    assert "give --cache DIR" in capsys.readouterr().err

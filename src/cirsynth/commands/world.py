@@ -7,7 +7,7 @@ import json
 import platform
 import time
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
 
 def _machine() -> str:
@@ -532,6 +532,7 @@ def evaluate(
     update_card: bool = False,
     json: bool = False,
     cache: Optional[Path] = None,
+    block: Optional[int] = None,
 ) -> int:
     """Measure editing against ground truth in the world (reconstruction, edit success, the filter).
 
@@ -565,6 +566,8 @@ def evaluate(
         json: print only the JSON result.
         cache: folder that keeps each method's generated candidates: a rerun with the same generation settings (a
             new filter, say) skips the diffusion model for them.
+        block: only generate cache block BLOCK (edits 96*BLOCK onwards) into --cache and stop, measuring nothing:
+            run one process per core (--block 0, --block 1, ...), then the command without --block reads them all.
     """
     params = dict(locals())  # first: the arguments only, before any import
     import json as jsonlib
@@ -578,6 +581,8 @@ def evaluate(
                             num_steps=num_steps, guidance_scale=guidance_scale, cross_replace_steps=cross_replace_steps,
                             self_replace_steps=self_replace_steps, candidates=candidates, local_blend=local_blend,
                             seed=seed, paste=paste)
+    if block is not None:
+        return _fill_block("world evaluate", cfg, cache, block, list(cfg.methods))
     images: dict = {}
     result = evaluate_world(cfg, log=(lambda *_: None) if json else print, keep_images=images, cache=cache)
     tables = {m: row.pop("candidate_table") for m, row in result["methods"].items()}  # to --json_out only
@@ -596,12 +601,24 @@ def evaluate(
         params.update(methods=list(cfg.methods), num_steps=cfg.num_steps, guidance_scale=cfg.guidance_scale,
                       cross_replace_steps=cfg.cross_replace_steps, self_replace_steps=list(cfg.self_replace_steps),
                       candidates=cfg.candidates.n, paste=cfg.paste)
-        shown = {k: v for k, v in params.items() if k not in ("json", "json_out", "update_card", "grid", "cache")}
+        shown = {k: v for k, v in params.items() if k not in ("json", "json_out", "update_card", "grid", "cache", "block")}
         add_to_card(cfg.editor, "world_evaluate", {"command": command_line("world evaluate", shown, positional=()), **result})
     print(jsonlib.dumps(result, indent=None if json else 2))
     if json_out is not None:  # with every candidate's scores and verdicts
         atomic_write_json(json_out, {**result, "methods": {m: {**row, "candidate_table": tables[m]}
                                                            for m, row in result["methods"].items()}}, indent=1)
+    return 0
+
+
+def _fill_block(command: str, cfg: Any, cache: Optional[Path], block: int, methods: list[str]) -> int:
+    from cirsynth.world.evaluate import fill_cache_block
+
+    if cache is None:
+        raise SystemExit(f"{command}: --block fills one block of --cache; give --cache DIR")
+    try:
+        print(json.dumps(fill_cache_block(cfg, cache, block, methods)))
+    except ValueError as e:
+        raise SystemExit(f"{command}: {e}") from e
     return 0
 
 
@@ -627,6 +644,7 @@ def calibrate_filter(
     recipe: Optional[Path] = None,
     out: Optional[Path] = None,
     cache: Optional[Path] = None,
+    block: Optional[int] = None,
 ) -> int:
     """Calibrate the world recipe's filter thresholds and candidate ranking against ground truth.
 
@@ -651,6 +669,8 @@ def calibrate_filter(
         out: where to write the new recipe (default: the bundled recipe.json).
         cache: folder that keeps the generated candidates: a rerun with the same generation settings (say, after a
             change to the filter's scores) skips the diffusion model and only re-scores and searches.
+        block: only generate cache block BLOCK (edits 96*BLOCK onwards) into --cache and stop, calibrating nothing:
+            run one process per core, then the command without --block reads every block.
     """
     params = dict(locals())
     import json as jsonlib
@@ -670,11 +690,13 @@ def calibrate_filter(
         cfg.filter = dataclasses.replace(cfg.filter, hard_negatives=hard_negatives)
     r = load_recipe(recipe)
     method = method or r.inversion
+    if block is not None:
+        return _fill_block("world calibrate-filter", cfg, cache, block, [method])
     t0 = time.time()
     chosen, report = calibrate(cfg, method, target_precision, min_accepted, cache=cache)
     r.inversion, r.candidates, r.paste = method, cfg.candidates, cfg.paste
     r.filter = dataclasses.replace(chosen, clip=None, device=None, recaptioner=None)
-    r.calibration = {"command": command_line("world calibrate-filter", {k: v for k, v in params.items() if k not in ("out", "cache")},
+    r.calibration = {"command": command_line("world calibrate-filter", {k: v for k, v in params.items() if k not in ("out", "cache", "block")},
                                              positional=()),
                      "seed": seed, "n": n, "method": method, "target_precision": target_precision,
                      "min_accepted": min_accepted,

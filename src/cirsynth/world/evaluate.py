@@ -335,6 +335,36 @@ def cached_candidates(cache: str | os.PathLike | None, cfg: WorldEvalConfig, edi
     return out
 
 
+def fill_cache_block(cfg: WorldEvalConfig, cache: str | os.PathLike, block: int,
+                     methods: list[str] | None = None) -> dict[str, Any]:
+    """Make (or find) one ``CACHE_BLOCK`` of ``cfg``'s candidates in ``cache`` and stop: edits ``block * CACHE_BLOCK``
+    onwards, for each of ``methods`` (default ``cfg.methods``). Blocks are independent, so one process per core can
+    fill them side by side; ``evaluate_world`` or ``calibrate`` with the same settings then loads every block.
+
+    Returns:
+        What was filled: block, its edit range [first, end), methods, whether each block was already there.
+    """
+    import time
+
+    if cache is None:
+        raise ValueError("fill_cache_block: needs a cache folder to fill")
+    edits = evaluation_edits(cfg)
+    blocks = -(-len(edits) // CACHE_BLOCK)
+    if not 0 <= block < blocks:
+        raise ValueError(f"block {block} does not exist: {len(edits)} edits make blocks 0..{blocks - 1} "
+                         f"of {CACHE_BLOCK} edits")
+    t0 = time.time()
+    first, end = block * CACHE_BLOCK, min((block + 1) * CACHE_BLOCK, len(edits))
+    before = set(Path(cache).glob("candidates-*.npz"))
+    edits, editor, _, refs = world_setup(cfg)
+    for method in methods or cfg.methods:
+        _cached_block(Path(cache), cfg, method_editor(editor, method), edits[first:end], refs[first:end],
+                      METHOD_VARIANTS.get(method, (method,))[0], first)
+    made = sorted(str(p) for p in set(Path(cache).glob("candidates-*.npz")) - before)
+    return {"block": block, "edits": [first, end], "methods": list(methods or cfg.methods), "made": made,
+            "seconds": round(time.time() - t0, 1)}
+
+
 def _cached_block(cache: Path | None, cfg: WorldEvalConfig, editor: Any, edits: list, refs: list, method: str,
                   first: int) -> dict[str, Any]:
     import hashlib
