@@ -193,7 +193,7 @@ def test_measured_scenes_are_not_drawn_from_any_trainers_stream():
     from cirsynth.world.scene import measurement_rng
 
     seen = set()
-    for stream in range(1, 5):  # the train and held-out streams of seed-0 and seed-1 models
+    for stream in range(1, 9):  # the train and held-out streams of seed-0 to seed-3 models
         seen |= {repr(s) for s in scenes_and_captions(400, stream)[0]}  # captioner, CLIP, classifier, perturber draws
         seen |= {repr(s) for s in world_images_and_captions(40, stream, size=16)[3]}  # diffusion draws
     for seed in range(3):
@@ -201,6 +201,10 @@ def test_measured_scenes_are_not_drawn_from_any_trainers_stream():
         assert not {repr(e.reference) for e in edits} & seen, seed
         demo_rng = measurement_rng(seed, "demo")
         assert not {repr(random_scene(demo_rng)) for _ in range(40)} & seen, seed
+    # the UNet's held-out grounding figure (object_word_attention_share, seed 7 by default) too
+    for seed in (7, 0):
+        drawn = world_images_and_captions(40, measurement_rng(seed, "attention"), size=16)[3]
+        assert not {repr(s) for s in drawn} & seen, seed
     import pytest
 
     with pytest.raises(ValueError, match="unknown measurement stream 'train'"):

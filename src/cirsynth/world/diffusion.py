@@ -182,9 +182,10 @@ def build_pipeline(config: WorldDiffusionConfig) -> "StableDiffusionPipeline":
 
 
 def world_images_and_captions(
-    n: int, seed: int, size: int = 64, workers: int = 1
+    n: int, seed: int | np.random.Generator, size: int = 64, workers: int = 1
 ) -> tuple[torch.Tensor, list[str], torch.Tensor, list[Scene]]:
-    """Render ``n`` random scenes with a random caption paraphrase each, and where their objects lie.
+    """Render ``n`` random scenes with a random caption paraphrase each, and where their objects lie (``seed``: an int
+    for ``default_rng(seed)``, the trainers' streams, or a generator such as a ``measurement_rng``).
 
     The scenes and captions are drawn in this process from one stream; ``workers`` > 1 only spreads the rendering
     over processes, so the data is the same for any number of workers.
@@ -192,7 +193,7 @@ def world_images_and_captions(
     Returns:
         (pixels (n, 3, size, size) float32 in [-1, 1], captions, object masks (n, 1, size, size) in [0, 1], scenes).
     """
-    rng = np.random.default_rng(seed)
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     captions, scenes = [], []
     for _ in range(n):
         scene = random_scene(rng)
@@ -506,14 +507,19 @@ def object_word_attention_share(
 ) -> float | None:
     """Held-out measure of grounding: the mean share of each object word's cross-attention (layers with at least
     ``min_queries`` queries, mean over heads) that falls inside its object, on ``n`` fresh renders noised to each of
-    ``timesteps``. Objects cover a few percent of the picture, so ungrounded attention scores a few percent.
+    ``timesteps``. The renders come from ``measurement_rng(seed, "attention")``, never a trainer's stream (an int
+    seed is one: seed 7 was the training stream of seed-3 models). Objects cover a few percent of the picture, so
+    ungrounded attention scores a few percent.
     None if the UNet has no cross-attention layer that large."""
     from diffusers import DDPMScheduler
 
     from cirsynth.editing.attention import p2p_attention
 
     dtype = pipe.unet.dtype
-    pixels, captions, _, scenes = world_images_and_captions(n, seed, pipe.vae.config.sample_size)
+    from cirsynth.world.scene import measurement_rng
+
+    pixels, captions, _, scenes = world_images_and_captions(n, measurement_rng(seed, "attention"),
+                                                            pipe.vae.config.sample_size)
     latents = pipe.vae.encode(pixels.to(pipe.vae.dtype)).latent_dist.mean * pipe.vae.config.scaling_factor
     embeds = encode_prompts(pipe, captions).to(dtype)
     length, side = embeds.shape[1], latents.shape[-1]

@@ -193,7 +193,7 @@ def random_object(
 # The world's trainers draw their renders from ``default_rng(2 * seed + 1)`` (held-out renders ``2 * seed + 2``); an
 # evaluation drawing from ``default_rng(seed)`` shared those streams (evaluate --seed 1 began with the same scenes as
 # every seed-0 model's training renders). Measurement streams are keyed by a purpose as well, which no trainer uses.
-MEASUREMENT_STREAMS = {"evaluate": 0x5EED_E7A1, "demo": 0x5EED_DE30}
+MEASUREMENT_STREAMS = {"evaluate": 0x5EED_E7A1, "demo": 0x5EED_DE30, "attention": 0x5EED_A77E}
 
 
 def measurement_rng(seed: int, purpose: str) -> np.random.Generator:
