@@ -32,14 +32,17 @@ def test_controls_render_the_true_and_another_edit_for_accepted_triplets(tmp_pat
             target_caption = ce.target_caption if i != 3 else "a caption the scene does not fit"
             status = "rejected" if i == 2 else "accepted"
             image = bench.open_image(ref)
+            ours = render(edit.target) if i == 0 else image  # row 0: a right edit; the others: the reference unchanged
             w.add(Triplet(id=f"s{i}", reference="", target="", modification_text=ce.modification_text,
                           reference_caption=t.reference_caption, target_caption=target_caption, edit_type="color",
                           status=status, reason=None if status == "accepted" else "x",
                           provenance={"input": str(bench.image_path(ref).resolve())}),
-                  reference_image=image, target_image=image)
+                  reference_image=image, target_image=ours)
             want[f"s{i}"] = edit
     assert main(["world", "controls", str(syn.root), str(bench.root), str(tmp_path / "oracle"), str(tmp_path / "wrong")]) == 0
     counts = json.loads(capsys.readouterr().out)
+    # our own images judged by the bundled classifier against the ground truth: row 0 right, row 1 (unchanged) not
+    assert counts["judged"] == {"accepted": {"edits": 2, "right": 1, "target": 1, "preserved": 2}}
     oracle, wrong = TripletDataset(tmp_path / "oracle"), TripletDataset(tmp_path / "wrong")
     assert counts["accepted"] == 3 and counts["no_ground_truth"] == 1 and counts["oracle"] == 2
     assert counts["oracle"] == len(list(oracle.triplets())) == 3 - counts["no_ground_truth"] - counts["not_a_benchmark_reference"]
@@ -59,8 +62,12 @@ def test_controls_render_the_true_and_another_edit_for_accepted_triplets(tmp_pat
                  "--all_edits", "true", "--unfiltered_out", str(tmp_path / "ours_all")]) == 0
     counts = json.loads(capsys.readouterr().out)
     assert (counts["accepted"], counts["rejected"], counts["oracle"], counts["unfiltered"]) == (3, 1, 3, 3)
+    assert counts["judged"]["rejected"] == {"edits": 1, "right": 0, "target": 0, "preserved": 1}
     ours = {t.id: t for t in TripletDataset(tmp_path / "ours_all").triplets(status="accepted")}
     assert set(ours) == {t.id for t in TripletDataset(tmp_path / "oracle_all").triplets()} == {"s0", "s1", "s2"}
     assert ours["s2"].provenance["status_in_run"] == "rejected"
     assert np.array_equal(np.asarray(TripletDataset(tmp_path / "ours_all").open_image(ours["s2"].target)),
                           np.asarray(syn.open_image(next(t for t in syn.triplets() if t.id == "s2").target)))
+    assert main(["world", "controls", str(syn.root), str(bench.root), str(tmp_path / "o2"), str(tmp_path / "w2"),
+                 "--judge", "false"]) == 0
+    assert "judged" not in json.loads(capsys.readouterr().out)

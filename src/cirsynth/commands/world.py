@@ -710,7 +710,8 @@ def calibrate_filter(
 
 
 def controls(synthetic: str, benchmark: str, oracle_out: str, wrong_edit_out: str, seed: int = 0,
-             all_edits: bool = False, unfiltered_out: str | None = None) -> int:
+             all_edits: bool = False, unfiltered_out: str | None = None, judge: bool = True,
+             classifier: Optional[str] = None) -> int:
     """Make the data-scarcity experiment's oracle and wrong-edit reference sets for a world synthetic set.
 
     The reference arms for a synthetic set made from a world benchmark's train
@@ -725,9 +726,18 @@ def controls(synthetic: str, benchmark: str, oracle_out: str, wrong_edit_out: st
         seed: picks each wrong edit.
         all_edits: cover every edit of the run, rejected ones too (default: the accepted ones).
         unfiltered_out: with all_edits, also write our own edit of each as a TripletDataset: the filter switched off.
+        judge: judge our own target image of each edit against its ground truth, and count the right ones per status.
+        classifier: the judge (default: the bundled world attribute classifier).
     """
     from cirsynth.world.controls import write_controls
 
+    if judge and classifier is None:
+        from cirsynth.world.recipe import bundled_model
+
+        try:
+            classifier = bundled_model("classifier")
+        except ValueError as e:
+            raise SystemExit(f"world controls: {e}; pass --classifier FOLDER or --judge false") from e
     print(json.dumps(write_controls(synthetic, benchmark, oracle_out, wrong_edit_out, seed=seed, all_edits=all_edits,
-                                    unfiltered_out=unfiltered_out)))
+                                    unfiltered_out=unfiltered_out, judge=classifier if judge else None)))
     return 0

@@ -44,13 +44,20 @@ def benchmark_scenes(benchmark_root: str | Path, split: str = "train") -> dict[s
 
 def write_controls(synthetic_root: str | Path, benchmark_root: str | Path, oracle_out: str | Path,
                    wrong_out: str | Path, seed: int = 0, all_edits: bool = False,
-                   unfiltered_out: str | Path | None = None) -> dict[str, Any]:
+                   unfiltered_out: str | Path | None = None, judge: str | Path | None = None) -> dict[str, Any]:
     """Write the oracle and wrong-edit TripletDatasets for the accepted triplets of ``synthetic_root`` (``all_edits``:
     for the rejected ones too; ``unfiltered_out``: also our own edit of each, as accepted triplets).
 
+    Args:
+        judge: an attribute classifier folder (``world.classifier``): when given, our own target image of every
+            edit with a ground truth is judged against it (named attribute right and the rest preserved), so the
+            experiment's arms can be read with how many of our triplets are right.
+
     Returns:
         Counts: synthetic triplets used (``accepted``, ``rejected``), written per arm, and those left out (no
-        ground truth, reference not in the benchmark, no other valid edit).
+        ground truth, reference not in the benchmark, no other valid edit); with ``judge``, ``judged``: per status
+        the edits judged and how many are right (``right``), have the named attribute (``target``) and keep the rest
+        (``preserved``).
     """
     from cirsynth.data import Triplet, TripletDataset
 
@@ -68,6 +75,7 @@ def write_controls(synthetic_root: str | Path, benchmark_root: str | Path, oracl
                   if unfiltered_out is not None else None)
     import contextlib
 
+    judged: list[tuple[str, Any, Any, Any]] = []  # (status, reference scene, true target scene, our target image)
     with oracle.writer() as wo, wrong.writer() as ww, (unfiltered.writer() if unfiltered is not None else contextlib.nullcontext()) as wu:
         for t in syn.triplets():
             if t.status not in (("accepted", "rejected") if all_edits else ("accepted",)):
@@ -84,6 +92,8 @@ def write_controls(synthetic_root: str | Path, benchmark_root: str | Path, oracl
                 continue
             ref = syn.open_image(t.reference)
             size = ref.size[0]
+            if judge is not None:
+                judged.append((t.status, scene, gt.target, syn.open_image(t.target)))
             fields = dict(reference="", modification_text=t.modification_text, reference_caption=t.reference_caption,
                           target_caption=t.target_caption, edit_type=t.edit_type, source_words=t.source_words,
                           target_words=t.target_words, paraphrases=t.paraphrases, status="accepted", split=t.split)
@@ -104,4 +114,23 @@ def write_controls(synthetic_root: str | Path, benchmark_root: str | Path, oracl
                                                             "wrong_edit": other.caption_edit.modification_text}, **fields),
                    reference_image=ref, target_image=render(other.target, size=size))
             counts["wrong_edit"] += 1
+    if judge is not None:
+        counts["judged"] = _judge(judge, judged)
     return counts
+
+
+def _judge(classifier: str | Path, items: list[tuple[str, Any, Any, Any]]) -> dict[str, dict[str, int]]:
+    from cirsynth.world.classifier import AttributeClassifier
+    from cirsynth.world.evaluate import judge_edit
+
+    clf = AttributeClassifier.from_pretrained(classifier)
+    preds = clf.predict([im for *_, im in items]) if items else []
+    out: dict[str, dict[str, int]] = {}
+    for (status, ref, target, _), pred in zip(items, preds):
+        target_ok, preserved = judge_edit(pred, ref, target)
+        row = out.setdefault(status, {"edits": 0, "right": 0, "target": 0, "preserved": 0})
+        row["edits"] += 1
+        row["right"] += int(target_ok and preserved)
+        row["target"] += int(target_ok)
+        row["preserved"] += int(preserved)
+    return out

@@ -65,10 +65,12 @@ def save_recipe(recipe: WorldRecipe, path: str | Path | None = None) -> Path:
 
 
 def bundled_model(kind: str) -> str:
-    """Folder of the bundled world model for a ``synthesize`` option: editor (diffusion), clip or captioner."""
+    """Folder of the bundled world model for a ``synthesize`` option (editor (diffusion), clip, captioner) or the
+    judge (classifier)."""
     from cirsynth.world.assets import model_path
 
-    name = {"editor": "diffusion", "clip": "clip", "captioner": "captioner", "recaptioner": "captioner"}[kind]
+    name = {"editor": "diffusion", "clip": "clip", "captioner": "captioner", "recaptioner": "captioner",
+            "classifier": "classifier"}[kind]
     try:
         return str(model_path(name))
     except FileNotFoundError as e:
