@@ -2,19 +2,19 @@
 edits of some types, the recipe's editor and judge, and one inversion of every reference scene."""
 import torch
 
-from cirsynth.commands.world import _world_eval_config
 from cirsynth.synth.candidates import candidate_noise_seed
 from cirsynth.world.evaluate import world_setup
+from cirsynth.world.recipe import world_eval_config
 
 
-def tuning_inputs(types, n, tag, paste):
+def tuning_inputs(types, n, paste):
     """Seed 0's evaluation edits of ``types`` among the first ``n``, with the editor pasting ``paste``.
 
     Returns:
         ``(cfg, edits, editor, classifier, prepared references, caption edits, inversions)``.
     """
     torch.set_num_threads(2)
-    cfg = _world_eval_config(None, None, None, None, n, None, None, None, None, None, True, None, 0, tag, paste=paste)
+    cfg = world_eval_config(n=n, seed=0, paste=paste)  # the recipe's settings, seed 0 (tuning) edits only
     edits, editor, clf, refs = world_setup(cfg, types)
     print(len(edits), "edits", flush=True)
     ces = [e.caption_edit for e in edits]

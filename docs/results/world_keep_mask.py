@@ -18,7 +18,7 @@ from cirsynth.world.render import object_masks
 from cirsynth.synth.candidates import blend_words_of
 from tune_setup import tuning_inputs
 
-cfg, edits, editor, clf, refs, ces, inv = tuning_inputs(["background"], int(sys.argv[1]), "tune", paste="reference")
+cfg, edits, editor, clf, refs, ces, inv = tuning_inputs(["background"], int(sys.argv[1]), paste="reference")
 last = {}
 orig = A.P2PController.blend
 def blend(self, x_src, x_tgt):

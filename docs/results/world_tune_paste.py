@@ -21,7 +21,7 @@ from cirsynth.world.evaluate import broken_labels, judge_edit
 from tune_setup import tuning_inputs
 
 types, n, out = sys.argv[1].split(","), int(sys.argv[2]), sys.argv[3]
-cfg, edits, editor, clf, refs, ces, inv = tuning_inputs(types, n, "tune", paste="none")
+cfg, edits, editor, clf, refs, ces, inv = tuning_inputs(types, n, paste="none")
 settings = [draw_settings(cfg.candidates.for_edit_type(e.edit_type), f"world-edit-{i}", 0) for i, e in enumerate(edits)]
 rows = []
 for blend in ("pin", "mask"):

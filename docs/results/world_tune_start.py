@@ -18,7 +18,7 @@ from cirsynth.world.evaluate import broken_labels, judge_edit
 from tune_setup import tuning_inputs
 
 types, n, out = sys.argv[1].split(","), int(sys.argv[2]), sys.argv[3]
-cfg, edits, editor, clf, refs, ces, inv = tuning_inputs(types, n, "tune", paste="reference")
+cfg, edits, editor, clf, refs, ces, inv = tuning_inputs(types, n, paste="reference")
 VARIANTS = {  # name -> (start, local_blend, self_replace_choices or None for the recipe's)
     "inversion-mask": ("inversion", "mask", None),
     "noise-pin": ("noise", True, None),

@@ -9,7 +9,7 @@ from cirsynth.synth.candidates import CandidateSetting, blend_words_of, edit_can
 from tune_setup import tuning_inputs
 types = sys.argv[1].split(",")
 n = int(sys.argv[2]); out = sys.argv[3]
-cfg, edits, editor, clf, refs, ces, inv = tuning_inputs(types, n, "diag", paste="none")
+cfg, edits, editor, clf, refs, ces, inv = tuning_inputs(types, n, paste="none")
 print("inverted", flush=True)
 grid = [CandidateSetting(c, s, r) for c, s, r in itertools.product(json.loads(sys.argv[4]), json.loads(sys.argv[5]), json.loads(sys.argv[6]))]
 rows = []
