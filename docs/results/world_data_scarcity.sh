@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The data-scarcity experiment in the mini world (issue 13): do synthetic counterfactual triplets help a CIR model
 # when real triplets are scarce, measured fairly (every run the same optimisation budget) and read against an oracle
-# (the ground-truth targets of the same edits) and a wrong-edit control. Exactly the commands behind
-# docs/results/world_data_scarcity*/; run from the repository root after `make setup`, on a CPU:
+# (the ground-truth targets of the same edits) and a wrong-edit control. The commands for
+# docs/results/world_data_scarcity*/ (the figures committed there come from this script's earlier form:
+# `git show 9b5eeb3:docs/results/world_data_scarcity.sh`); run from the repository root after `make setup`, on a CPU:
 #   bash docs/results/world_data_scarcity.sh [WORK_DIR]
 # Every step resumes or is cheap to redo: synthesize resumes after its last complete batch (rerun the same line).
 # Synthesis runs as SHARDS parallel processes of one thread each (one per core); each shard is its own synthetic
@@ -12,8 +13,8 @@ W=${1:-world_experiment}
 A=src/cirsynth/assets/world
 CIRSYNTH=${CIRSYNTH:-.venv/bin/cirsynth}
 SHARDS=${SHARDS:-2}       # parallel synthesize processes
-PER_SHARD=${PER_SHARD:-300}  # references per shard (2-core CPU: ~3 min per batch of 8 per shard with 8 candidates;
-                          # session 15 stopped the shards by time, see README for how many each completed)
+PER_SHARD=${PER_SHARD:-300}  # references per shard (2-core CPU: ~3 min per batch of 8 per shard with 8 candidates,
+                          # so ~2 hours for 300; rerun the script to resume after the last complete batch)
 mkdir -p "$W"
 
 # 1. the "real" (ground-truth, human-annotated-like) world CIR benchmark, and its train references as inputs
@@ -36,21 +37,23 @@ wait
 SYN= ORA= WRO= ORA_ALL= WRO_ALL= OURS_ALL=
 for s in $(seq 0 $((SHARDS - 1))); do
   rm -rf "$W/oracle_$s" "$W/wrong_edit_$s" "$W/oracle_all_$s" "$W/wrong_edit_all_$s" "$W/ours_all_$s"
-  $CIRSYNTH world controls "$W/syn_$s" "$W/bench" "$W/oracle_$s" "$W/wrong_edit_$s"
+  mkdir -p docs/results/world_data_scarcity docs/results/world_data_scarcity_all_edits
+  $CIRSYNTH world controls "$W/syn_$s" "$W/bench" "$W/oracle_$s" "$W/wrong_edit_$s" \
+    | tail -n 1 > "docs/results/world_data_scarcity/controls_$s.json"
   $CIRSYNTH world controls "$W/syn_$s" "$W/bench" "$W/oracle_all_$s" "$W/wrong_edit_all_$s" --all_edits true \
-    --unfiltered_out "$W/ours_all_$s"
+    --unfiltered_out "$W/ours_all_$s" | tail -n 1 > "docs/results/world_data_scarcity_all_edits/controls_$s.json"
   SYN+="triplets:$W/syn_$s," ORA+="triplets:$W/oracle_$s," WRO+="triplets:$W/wrong_edit_$s,"
   ORA_ALL+="triplets:$W/oracle_all_$s," WRO_ALL+="triplets:$W/wrong_edit_all_$s," OURS_ALL+="triplets:$W/ours_all_$s,"
 done
 
-# 4. real fraction x {real, real + ours, real + oracle, real + wrong-edit} x 5 seeds, Combiner on frozen world-CLIP
+# 4. real fraction x {real, real + ours, real + oracle, real + wrong-edit} x 10 seeds, Combiner on frozen world-CLIP
 #    features, 150 optimisation steps for every run
 $CIRSYNTH experiment data-scarcity "$A/clip" "triplets:$W/bench:train" "triplets:$W/bench:test" \
   docs/results/world_data_scarcity --synthetic "[${SYN%,}]" --oracle "[${ORA%,}]" --wrong_edit "[${WRO%,}]" \
-  --steps 150 --fractions "[0.05, 0.1, 0.3, 1.0]" --seeds "[0, 1, 2, 3, 4]" --batch_size 128 --lr 1e-4 --cpu
+  --steps 150 --fractions "[0.05, 0.1, 0.3, 1.0]" --seeds "[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]" --batch_size 128 --lr 1e-4 --cpu
 
 # 5. the same for every edit: our triplets with the filter off against the oracle of the same edits
 $CIRSYNTH experiment data-scarcity "$A/clip" "triplets:$W/bench:train" "triplets:$W/bench:test" \
   docs/results/world_data_scarcity_all_edits --synthetic "[${OURS_ALL%,}]" --oracle "[${ORA_ALL%,}]" \
-  --wrong_edit "[${WRO_ALL%,}]" --steps 150 --fractions "[0.05, 0.1, 0.3]" --seeds "[0, 1, 2, 3, 4]" \
+  --wrong_edit "[${WRO_ALL%,}]" --steps 150 --fractions "[0.05, 0.1, 0.3]" --seeds "[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]" \
   --batch_size 128 --lr 1e-4 --cpu
