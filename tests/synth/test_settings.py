@@ -35,7 +35,7 @@ def test_world_recipe_settings_name_the_bundled_models():
     cfg = resolve_synth_config({"images": "i", "out": "o"}, s)
     r = load_recipe()
     assert cfg.editor == str(model_path("diffusion")) and cfg.clip == str(model_path("clip")) and cfg.vocabulary == "world"
-    assert cfg.num_steps == r.num_steps and cfg.candidates == r.candidates
+    assert cfg.num_steps == r.num_steps and cfg.candidates == r.candidates and cfg.inversion == r.inversion
     assert cfg.filters.min_caption_margin == r.filter.min_caption_margin and cfg.filters.rank_by == r.filter.rank_by
     assert cfg.filters.recaptioner == str(model_path("captioner"))  # the recaption rules read with the world captioner
     assert cfg.filters.min_recaption_margin == r.filter.min_recaption_margin
