@@ -35,9 +35,9 @@ wait
 # 3. per shard, the reference arms for exactly the accepted synthetic edits (ground-truth targets, another edit's
 #    targets), and for every edit the shard made (accepted or rejected): oracle, wrong-edit, ours with the filter off
 SYN= ORA= WRO= ORA_ALL= WRO_ALL= OURS_ALL=
+mkdir -p docs/results/world_data_scarcity docs/results/world_data_scarcity_all_edits
 for s in $(seq 0 $((SHARDS - 1))); do
   rm -rf "$W/oracle_$s" "$W/wrong_edit_$s" "$W/oracle_all_$s" "$W/wrong_edit_all_$s" "$W/ours_all_$s"
-  mkdir -p docs/results/world_data_scarcity docs/results/world_data_scarcity_all_edits
   $CIRSYNTH world controls "$W/syn_$s" "$W/bench" "$W/oracle_$s" "$W/wrong_edit_$s" \
     | tail -n 1 > "docs/results/world_data_scarcity/controls_$s.json"
   $CIRSYNTH world controls "$W/syn_$s" "$W/bench" "$W/oracle_all_$s" "$W/wrong_edit_all_$s" --all_edits true \

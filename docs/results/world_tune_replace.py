@@ -5,6 +5,8 @@ On seed-0 tuning edits most wrong candidates draw the named attribute but break 
 source's self-attention maps (self_replace_steps) and word layout by injecting its cross-attention maps
 (cross_replace_steps) for the first fraction of the steps; the recipe draws both from {0.2 .. 0.8}. This script runs
 a grid of (cross, self) fractions up to 1.0 with the recipe's blend (mask-only) and paste, and judges every candidate.
+The committed run (world_tune_replace_seed0.*) used the recipe of that day, null-text inversion; with today's
+recipe (ddpm) tune_setup inverts each reference once with one fixed noise seed.
 
 Usage (from the repo root):
   PYTHONPATH=src:docs/results .venv/bin/python docs/results/world_tune_replace.py TYPES N OUT.json CROSS SELF
