@@ -41,6 +41,7 @@ def synthesize(
     min_recaption_diff: Optional[float] = None,
     min_likelihood_edit: Optional[float] = None,
     min_likelihood_kept: Optional[float] = None,
+    min_likelihood_margin: Optional[float] = None,
     min_clip_i2i: Optional[float] = None,
     min_clip_src_text: Optional[float] = None,
     min_clip_tgt_text: Optional[float] = None,
@@ -120,6 +121,8 @@ def synthesize(
             the edit, by this much more than on the reference (needs hard negatives or the source).
         min_likelihood_kept: threshold (nats): ... and no other one-attribute variant of the target likelier, relative
             to the reference (0: as kept as the reference; < 0: drifted).
+        min_likelihood_margin: threshold (nats): on the edit, the recaptioner finds the target caption likelier than
+            the source and every hard negative by this much (absolute, not relative to the reference).
         min_clip_i2i: threshold: CLIP image-image similarity.
         min_clip_src_text: threshold: reference image vs source caption.
         min_clip_tgt_text: threshold: edited image vs target caption.

@@ -28,6 +28,10 @@ changed words s -> t):
 - ``likelihood_kept`` the same against each hard negative n other than S (T with another attribute changed), the
                     worst one: min_n [log p(T|E) - log p(n|E)] - [log p(T|R) - log p(n|R)] (about 0 when the rest
                     of the scene is kept, < 0 when E drifted towards n). Both need a ``recaptioner`` and negatives.
+- ``likelihood_margin`` the captioner as a judge of E alone: log p(T|E) - max_n log p(n|E) over the source caption and
+                    every hard negative (> 0: of T and all its given one-attribute neighbours, T reads likeliest on
+                    E). Not relative to R, so a phrasing the captioner would not write counts against it; it is the
+                    sharper the more neighbours are given (``hard_negatives``: the world recipe asks for all of them).
 - ``learned``        a logistic model over the scores above (``FilterConfig.learned``, fitted by ``cirsynth world
                     calibrate-filter`` against ground truth): the probability that the candidate is right. Only
                     computed when a model is configured.
@@ -70,6 +74,7 @@ class FilterConfig:
     min_recaption_diff: float | None = None  # the captioner sees the asked change between R and E, no other (None: off)
     min_likelihood_edit: float | None = None  # E reads as T rather than S, relative to R (nats; None: off)
     min_likelihood_kept: float | None = None  # E reads no more as another variant of T than R does (nats; None: off)
+    min_likelihood_margin: float | None = None  # T is the likeliest of itself, S and the negatives on E (nats; None: off)
     # a logistic model over the scores (see ``learned_score``): {"features", "lo", "hi", "mean", "scale", "coef",
     # "intercept"} and optionally "type_offset" ({edit type: logit offset}); None: no ``learned`` score
     learned: dict[str, Any] | None = None
@@ -89,6 +94,7 @@ RULES = (
     ("recaption_diff", "min_recaption_diff"),
     ("likelihood_edit", "min_likelihood_edit"),
     ("likelihood_kept", "min_likelihood_kept"),
+    ("likelihood_margin", "min_likelihood_margin"),
     ("learned", "min_learned"),
 )
 
@@ -154,6 +160,7 @@ MISSING_WHY = {  # what a configured rule's score needs, for the rejection reaso
     "recaption_diff": "needs FilterConfig.recaptioner",
     "likelihood_edit": "needs FilterConfig.recaptioner and hard-negative captions",
     "likelihood_kept": "needs FilterConfig.recaptioner and hard-negative captions",
+    "likelihood_margin": "needs FilterConfig.recaptioner and hard-negative captions",
     "learned": "needs FilterConfig.learned",
 }
 
@@ -276,7 +283,7 @@ class EditFilter:
     def _likelihood_scores(self, scores: list[dict[str, float]], references: Sequence[Image.Image],
                            edited: Sequence[Image.Image], source_captions: Sequence[str],
                            target_captions: Sequence[str], negatives: Sequence[Sequence[str]]) -> None:
-        """``likelihood_edit`` and ``likelihood_kept`` into ``scores`` (see the module docstring)."""
+        """``likelihood_edit``, ``likelihood_kept`` and ``likelihood_margin`` into ``scores`` (module docstring)."""
         lists = [[t, s, *[n for n in negs if n != s]] for t, s, negs in zip(target_captions, source_captions, negatives)]
         on_edit = self.recaptioner.log_likelihood(list(edited), lists)
         ref_key = [(id(r), tuple(c)) for r, c in zip(references, lists)]  # candidates of one pair share R and captions
@@ -290,6 +297,7 @@ class EditFilter:
             rel = [(le[0] - le[j]) - (lr[0] - lr[j]) for j in range(1, len(le))]
             scores[i]["likelihood_edit"] = float(rel[0])
             scores[i]["likelihood_kept"] = float(min(rel[1:])) if len(rel) > 1 else 0.0
+            scores[i]["likelihood_margin"] = float(le[0] - max(le[1:]))
 
     def judge(self, scores: dict[str, float], edit_type: str | None = None) -> FilterVerdict:
         """Apply the rules to one candidate's scores (``edit_type``: its edit's, for a learned model's type offset)."""

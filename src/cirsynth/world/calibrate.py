@@ -19,7 +19,7 @@ from cirsynth.synth.filters import RULES, FilterConfig
 
 RANK_OPTIONS = ("caption_margin", "clip_dir", "clip_tgt_text", "words_margin", "clip_i2i", "recaption_target",
                 "recaption_margin", "recaption_diff",
-                "likelihood_edit", "likelihood_kept")
+                "likelihood_edit", "likelihood_kept", "likelihood_margin")
 
 
 def filter_outcome(scores: dict[str, np.ndarray], valid: np.ndarray, right: np.ndarray,
