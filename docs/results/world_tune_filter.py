@@ -4,7 +4,8 @@ For each candidate table (a `calibrate-filter` `_candidates.json`) and each feat
 (`calibrate.fit_learned`, the model `calibrate-filter` fits) is cross-validated over 4 folds of edits, 3 fold
 partitions: held-out ROC AUC over candidates, and the precision of the edits it would accept when it accepts the top
 10%, 15% or 20% of edits by their best candidate's probability; then `cross_validate_learned`'s own figures (the
-threshold that calibrate-filter would choose, at precision >= 80% with >= 10% accepted).
+threshold that calibrate-filter would choose, at precision >= 80% with >= 10% accepted), without and with per-type
+offsets (calibrate-filter then keeps whichever holds better over 3 fold partitions; its log says which).
 
     .venv/bin/python docs/results/world_tune_filter.py NAME=CANDIDATES.json [NAME=CANDIDATES.json ...]
 """
@@ -60,6 +61,8 @@ for arg in sys.argv[1:]:
         cands = grouped(rows, feats)
         runs = [held_out(cands, s) for s in (0, 1, 2)]
         thr, figs = cross_validate_learned(cands)
+        _, by_type = cross_validate_learned(cands, by_type=True)
         out[f"{name}: {set_name}"] = {**{k: round(float(np.mean([r[k] for r in runs])), 3 if k == "auc" else 1)
-                                         for k in runs[0]}, "calibrate_cv": figs, "calibrate_threshold": round(thr, 3)}
+                                         for k in runs[0]}, "calibrate_cv": figs, "calibrate_threshold": round(thr, 3),
+                                      "calibrate_cv_type_offsets": by_type}
         print(f"{name}: {set_name}", json.dumps(out[f"{name}: {set_name}"]), flush=True)

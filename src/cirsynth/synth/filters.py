@@ -202,10 +202,12 @@ class EditFilter:
         from cirsynth.models.clip import text_features
 
         model, proc = self.clip
-        tok = proc.tokenizer(list(texts), padding=True, truncation=True, return_tensors="pt").to(model.device)
-        with torch.no_grad():
-            f = text_features(model, tok["input_ids"], tok.get("attention_mask")).float()  # (B, D)
-        return torch.nn.functional.normalize(f, dim=-1)
+        out = []
+        for b in range(0, len(texts), 256):  # in chunks: thousands of hard negatives at once would not fit in memory
+            tok = proc.tokenizer(list(texts[b:b + 256]), padding=True, truncation=True, return_tensors="pt").to(model.device)
+            with torch.no_grad():
+                out.append(text_features(model, tok["input_ids"], tok.get("attention_mask")).float())  # (B, D)
+        return torch.nn.functional.normalize(torch.cat(out), dim=-1)
 
     def score(
         self,
@@ -255,14 +257,15 @@ class EditFilter:
                 "words_margin": (e * tw).sum(-1) - (e * sw).sum(-1),
             }
             if negatives is not None:
-                flat = [c for negs in negatives for c in negs]
-                neg = self._embed_texts(flat) if flat else None  # (sum K_i, D)
-                margins, j = [], 0
+                # each distinct caption embedded once: an edit's candidates share their negatives
+                unique = list(dict.fromkeys(c for negs in negatives for c in negs))
+                row = {c: k for k, c in enumerate(unique)}
+                neg = self._embed_texts(unique) if unique else None  # (distinct captions, D)
+                margins = []
                 for i, negs in enumerate(negatives):
                     tgt = float(vals["clip_tgt_text"][i])
                     # no negative to beat: the lowest possible margin (cosines lie in [-1, 1]), so the rule fails
-                    margins.append(tgt - float((neg[j : j + len(negs)] @ e[i]).max()) if negs else -2.0)
-                    j += len(negs)
+                    margins.append(tgt - float((neg[[row[c] for c in negs]] @ e[i]).max()) if negs else -2.0)
                 vals["caption_margin"] = torch_tensor(margins)
             for name, v in vals.items():
                 for i, x in enumerate(v.tolist()):
