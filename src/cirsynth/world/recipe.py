@@ -30,7 +30,8 @@ class WorldRecipe:
     self_replace_steps: tuple[float, ...] = (0.2, 0.4, 0.6)  # the fixed sweep (candidates.n == 0)
     paste: str = "none"  # EditorConfig.paste: what fills the pixels outside the LocalBlend mask
     candidates: CandidateConfig = field(default_factory=lambda: CandidateConfig(n=8))  # oversample, then filter
-    filter: FilterConfig = field(default_factory=lambda: FilterConfig(hard_negatives=8, rank_by="caption_margin"))
+    # every one-attribute neighbour of the target caption as a negative (the lexical world perturber makes 25-61)
+    filter: FilterConfig = field(default_factory=lambda: FilterConfig(hard_negatives=64, rank_by="caption_margin"))
     calibration: dict[str, Any] | None = None  # how recipe.json was made: command, seed, n, figures; None: defaults
 
     def as_dict(self) -> dict[str, Any]:
