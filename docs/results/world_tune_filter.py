@@ -15,7 +15,7 @@ import sys
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from cirsynth.world.calibrate import _learned_p, cross_validate_learned, fit_learned
+from cirsynth.world.calibrate import _best_per_edit, cross_validate_learned, held_out_probabilities
 
 OLD = ["clip_i2i", "clip_src_text", "clip_tgt_text", "clip_dir", "words_margin", "psnr_outside", "caption_margin",
        "recaption_target", "recaption_margin", "recaption_diff", "likelihood_edit", "likelihood_kept"]
@@ -32,19 +32,10 @@ def grouped(rows, feats):
     return out
 
 
-def held_out(cands, seed, folds=4):
-    order = np.random.default_rng(seed).permutation(len(cands))
-    p = [None] * len(cands)
-    for f in range(folds):
-        test = set(order[f::folds].tolist())
-        model = fit_learned([c for i, c in enumerate(cands) if i not in test])
-        for i in test:
-            p[i] = _learned_p(model, cands[i])
-    flat_p = np.array([v for ps in p for v in ps])
+def held_out(cands, seed):
+    flat_p = np.array([v for ps in held_out_probabilities(cands, seed=seed) for v in ps], dtype=float)
     flat_y = np.array([c["right"] for cs in cands for c in cs])
-    best = [int(np.argmax(ps)) for ps in p]
-    bp = np.array([ps[b] for ps, b in zip(p, best)])
-    br = np.array([cs[b]["right"] for cs, b in zip(cands, best)])
+    bp, br = _best_per_edit(cands, flat_p)
     hits = np.cumsum(br[np.argsort(-bp, kind="stable")])
     at = {f"precision_top{q}%": 100 * hits[int(q / 100 * len(cands)) - 1] / int(q / 100 * len(cands))
           for q in (10, 15, 20)}

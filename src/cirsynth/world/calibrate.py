@@ -246,23 +246,32 @@ def _learned_p(model: dict[str, Any], cands: Sequence[dict[str, Any]]) -> list[f
     return [learned_score(model, c["scores"], c.get("edit_type")) for c in cands]
 
 
+def held_out_probabilities(candidates: Sequence[Sequence[dict[str, Any]]], folds: int = 4, seed: int = 0,
+                           C: float = 0.3, by_type: bool = False) -> list[list[float | None]]:
+    """Per edit, its candidates' ``learned`` probabilities from a model fitted on the other folds (the edits split
+    into ``folds`` parts by a ``seed``ed permutation). Raises ``ValueError`` when a fold's training candidates are all
+    right or all wrong."""
+    order = np.random.default_rng(seed).permutation(len(candidates))
+    folds = max(2, min(folds, len(candidates)))
+    p: list[list[float | None]] = [[] for _ in candidates]
+    for f in range(folds):
+        test = set(order[f::folds].tolist())
+        model = fit_learned([c for i, c in enumerate(candidates) if i not in test], C, by_type)
+        for i in test:
+            p[i] = _learned_p(model, candidates[i])
+    return p
+
+
 def cross_validate_learned(candidates: Sequence[Sequence[dict[str, Any]]], target_precision: float = 0.8,
                            min_accepted: float = 0.1, folds: int = 4, seed: int = 0,
                            C: float = 0.3, by_type: bool = False) -> tuple[float, dict[str, float]]:
     """The learned filter on edits it did not see: each fold's candidates scored by a model fitted on the other
     folds; each edit keeps its most probable candidate; the threshold is then chosen on these held-out probabilities
     (``learned_threshold``). Returns ``(threshold, figures at it)``."""
-    order = np.random.default_rng(seed).permutation(len(candidates))
-    folds = max(2, min(folds, len(candidates)))
-    p = [None] * len(candidates)
-    for f in range(folds):
-        test = set(order[f::folds].tolist())
-        try:
-            model = fit_learned([c for i, c in enumerate(candidates) if i not in test], C, by_type)
-        except ValueError:  # a fold with only right or only wrong candidates: no model to learn from
-            return 1.0, {"precision": 0.0, "accepted_success": 0.0, "accepted": 0}
-        for i in test:
-            p[i] = _learned_p(model, candidates[i])
+    try:
+        p = held_out_probabilities(candidates, folds, seed, C, by_type)
+    except ValueError:  # a fold with only right or only wrong candidates: no model to learn from
+        return 1.0, {"precision": 0.0, "accepted_success": 0.0, "accepted": 0}
     flat = np.array([v for ps in p for v in ps], dtype=float)
     best_p, best_right = _best_per_edit(candidates, flat)
     return learned_threshold(best_p, best_right, target_precision, min_accepted)
