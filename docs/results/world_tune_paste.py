@@ -9,16 +9,13 @@ or 2 latent cells (pasting needs no UNet call, so it is applied here to the same
 right / target / preserved counts per (type, blend, paste) and writes every candidate's verdicts to OUT.json."""
 import json
 import sys
-from collections import defaultdict
-
 import numpy as np
 import torch
 
 from cirsynth.editing.editor import paste_outside
 from cirsynth.editing.images import images_to_tensor, tensor_to_images
 from cirsynth.synth.candidates import draw_settings, edit_candidates
-from cirsynth.world.evaluate import broken_labels, judge_edit
-from tune_setup import tuning_inputs
+from tune_setup import judged_row, print_tally, tuning_inputs
 
 types, n, out = sys.argv[1].split(","), int(sys.argv[2]), sys.argv[3]
 cfg, edits, editor, clf, refs, ces, inv = tuning_inputs(types, n, paste="none")
@@ -44,20 +41,9 @@ for blend in ("pin", "mask"):
                                                          lat, int(paste[-1])))[0])
         preds = clf.predict(images)
         for (i, k, c), p in zip(flat, preds):
-            t, pr = judge_edit(p, edits[i].reference, edits[i].target)
-            rows.append({"edit": i, "type": edits[i].edit_type, "blend": blend, "paste": paste, **settings[i][k].as_dict(),
-                         "mask_share": None if c.mask is None else float(c.mask.mean()),
-                         "target": t, "preserved": pr, "right": t and pr,
-                         "broken": broken_labels(p, edits[i].reference, edits[i].target)})
+            rows.append(judged_row(p, edits[i], edit=i, type=edits[i].edit_type, blend=blend, paste=paste,
+                                   **settings[i][k].as_dict(), mask_share=None if c.mask is None else float(c.mask.mean())))
     print("blend", blend, "done", flush=True)
 with open(out, "w") as f:
     json.dump(rows, f)
-agg = defaultdict(lambda: [0, 0, 0, 0, set()])
-for r in rows:
-    a = agg[(r["type"], r["blend"], r["paste"])]
-    a[0] += r["right"]; a[1] += r["target"]; a[2] += r["preserved"]; a[3] += 1
-    if r["right"]:
-        a[4].add(r["edit"])
-for k in sorted(agg):
-    a = agg[k]
-    print(k, "right %d target %d preserved %d of %d; edits with a right candidate %d" % (*a[:4], len(a[4])))
+print_tally(rows, lambda r: (r["type"], r["blend"], r["paste"]))

@@ -15,11 +15,8 @@ JSON lists. Prints right / target / preserved counts per (type, cross, self) and
 import itertools
 import json
 import sys
-from collections import defaultdict
-
 from cirsynth.synth.candidates import CandidateSetting, edit_candidates
-from cirsynth.world.evaluate import broken_labels, judge_edit
-from tune_setup import tuning_inputs
+from tune_setup import judged_row, print_tally, tuning_inputs
 
 types, n, out = sys.argv[1].split(","), int(sys.argv[2]), sys.argv[3]
 grid = [CandidateSetting(c, s) for c, s in itertools.product(json.loads(sys.argv[4]), json.loads(sys.argv[5]))]
@@ -31,18 +28,11 @@ cands = edit_candidates(editor, inv, [c.target_caption for c in ces], words, [c.
 flat = [(i, k, c) for i, cs in enumerate(cands) for k, c in enumerate(cs)]
 rows = []
 for (i, k, c), p in zip(flat, clf.predict([c.image for _, _, c in flat])):
-    t, pr = judge_edit(p, edits[i].reference, edits[i].target)
-    rows.append({"edit": i, "type": edits[i].edit_type, **grid[k].as_dict(), "target": t, "preserved": pr,
-                 "right": t and pr, "broken": broken_labels(p, edits[i].reference, edits[i].target)})
+    rows.append(judged_row(p, edits[i], edit=i, type=edits[i].edit_type, **grid[k].as_dict()))
 with open(out, "w") as f:
     json.dump({"command": " ".join(sys.argv), "seed": 0, "rows": rows}, f)
-agg = defaultdict(lambda: [0, 0, 0, 0])
-for r in rows:
-    for key in ((r["type"], r["cross_replace_steps"], r["self_replace_steps"]), ("all", r["cross_replace_steps"], r["self_replace_steps"])):
-        a = agg[key]
-        a[0] += r["right"]; a[1] += r["target"]; a[2] += r["preserved"]; a[3] += 1
-for k in sorted(agg, key=str):
-    print(k, "right %d target %d preserved %d of %d" % tuple(agg[k]))
+print_tally(rows, lambda r: [(t, r["cross_replace_steps"], r["self_replace_steps"]) for t in (r["type"], "all")],
+            edits_with_right=False)
 for t in types:
     any_right = {r["edit"] for r in rows if r["type"] == t and r["right"]}
     print(t, "edits with any right candidate:", len(any_right), "of", len({r["edit"] for r in rows if r["type"] == t}))

@@ -10,12 +10,9 @@ start inversion / noise, LocalBlend pinning / mask-only, and for fresh starts al
 import dataclasses
 import json
 import sys
-from collections import defaultdict
-
 
 from cirsynth.synth.candidates import draw_settings, edit_candidates
-from cirsynth.world.evaluate import broken_labels, judge_edit
-from tune_setup import tuning_inputs
+from tune_setup import judged_row, print_tally, tuning_inputs
 
 types, n, out = sys.argv[1].split(","), int(sys.argv[2]), sys.argv[3]
 cfg, edits, editor, clf, refs, ces, inv = tuning_inputs(types, n, paste="reference")
@@ -39,20 +36,9 @@ for name, (start, blend, self_choices) in VARIANTS.items():
     flat = [(i, k, c) for i, cs in enumerate(cands) for k, c in enumerate(cs)]
     preds = clf.predict([c.image for _, _, c in flat])
     for (i, k, c), p in zip(flat, preds):
-        t, pr = judge_edit(p, edits[i].reference, edits[i].target)
-        rows.append({"edit": i, "type": edits[i].edit_type, "variant": name, **settings[i][k].as_dict(),
-                     "mask_share": None if c.mask is None else float(c.mask.mean()),
-                     "target": t, "preserved": pr, "right": t and pr,
-                     "broken": broken_labels(p, edits[i].reference, edits[i].target)})
+        rows.append(judged_row(p, edits[i], edit=i, type=edits[i].edit_type, variant=name, **settings[i][k].as_dict(),
+                               mask_share=None if c.mask is None else float(c.mask.mean())))
     print(name, "done", flush=True)
 with open(out, "w") as f:
     json.dump(rows, f)
-agg = defaultdict(lambda: [0, 0, 0, 0, set()])
-for r in rows:
-    a = agg[(r["type"], r["variant"])]
-    a[0] += r["right"]; a[1] += r["target"]; a[2] += r["preserved"]; a[3] += 1
-    if r["right"]:
-        a[4].add(r["edit"])
-for k in sorted(agg):
-    a = agg[k]
-    print(k, "right %d target %d preserved %d of %d; edits with a right candidate %d" % (*a[:4], len(a[4])))
+print_tally(rows, lambda r: (r["type"], r["variant"]))

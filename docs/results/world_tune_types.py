@@ -2,11 +2,12 @@
 
 Usage (from the repo root): PYTHONPATH=src .venv/bin/python docs/results/world_tune_types.py TYPES N OUT.json CROSS SELF REWEIGHT
 with the grids as JSON lists; prints right/target/preserved counts per (type, blend, cross, self, reweight)."""
-import json, sys, itertools
-from collections import defaultdict
-from cirsynth.world.evaluate import judge_edit, broken_labels
+import itertools
+import json
+import sys
+
 from cirsynth.synth.candidates import CandidateSetting, blend_words_of, edit_candidates
-from tune_setup import tuning_inputs
+from tune_setup import judged_row, print_tally, tuning_inputs
 types = sys.argv[1].split(",")
 n = int(sys.argv[2]); out = sys.argv[3]
 cfg, edits, editor, clf, refs, ces, inv = tuning_inputs(types, n, paste="none")
@@ -19,14 +20,8 @@ for blend in (True, False):
     flat = [(i, k, c) for i, cs in enumerate(cands) for k, c in enumerate(cs)]
     preds = clf.predict([c.image for _, _, c in flat])
     for (i, k, c), p in zip(flat, preds):
-        t, pr = judge_edit(p, edits[i].reference, edits[i].target)
-        rows.append({"edit": i, "type": edits[i].edit_type, "blend": blend, **grid[k].as_dict(), "target": t,
-                     "preserved": pr, "right": t and pr, "broken": broken_labels(p, edits[i].reference, edits[i].target)})
+        rows.append(judged_row(p, edits[i], edit=i, type=edits[i].edit_type, blend=blend, **grid[k].as_dict()))
     print("blend", blend, "done", flush=True)
 json.dump(rows, open(out, "w"))
-agg = defaultdict(lambda: [0, 0, 0, 0])
-for r in rows:
-    a = agg[(r["type"], r["blend"], r["cross_replace_steps"], r["self_replace_steps"], r["reweight"])]
-    a[0] += r["right"]; a[1] += r["target"]; a[2] += r["preserved"]; a[3] += 1
-for k in sorted(agg):
-    a = agg[k]; print(k, "right %d target %d preserved %d of %d" % tuple(a))
+print_tally(rows, lambda r: (r["type"], r["blend"], r["cross_replace_steps"], r["self_replace_steps"], r["reweight"]),
+            edits_with_right=False)
