@@ -393,3 +393,32 @@ def test_finish_early_saves_a_stopped_runs_checkpoint_as_a_carded_model(tmp_path
     again = load_file(tmp_path / "n" / "unet" / "diffusion_pytorch_model.safetensors")
     assert all(torch.equal(again[k], model_unet[k]) for k in again)
     assert json.loads((tmp_path / "n" / "card.json").read_text())["quality"]["unet_steps_done"] == 2
+
+
+def test_encoded_training_data_is_kept_and_a_resumed_run_loads_it_and_trains_the_same_weights(tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    from cirsynth.cli import main
+
+    assert main(["world", "train", "diffusion", str(tmp_path / "a"), "--vae_steps", "2", "--unet_steps", "0", *SMALL]) == 0
+    assert not (tmp_path / "a.data").exists()  # a run that trains its VAE keeps no encodings (they depend on it)
+    recipe = ["--init_vae", str(tmp_path / "a" / "vae"), "--vae_steps", "0", "--unet_steps", "4", "--ema_decay", "0.9",
+              "--grounding_weight", "0.1", "--card", "false", *SMALL]
+    assert main(["world", "train", "diffusion", str(tmp_path / "straight"), *recipe, "--data_cache", "false"]) == 0
+    assert not (tmp_path / "straight.data").exists()
+    split = ["world", "train", "diffusion", str(tmp_path / "split"), *recipe]
+    capsys.readouterr()
+    assert main([*split, "--stop_at", "2"]) == 0
+    assert "rendered 8+4 scenes" in capsys.readouterr().out
+    kept = load_file(tmp_path / "split.data" / "data.safetensors")
+    assert kept["latents"].shape[0] == 8 and kept["embeds"].shape[0] == 8 and kept["tokens"].shape[0] == 8
+    assert main([*split, "--resume", "true"]) == 0
+    log = capsys.readouterr().out
+    assert "from " + str(tmp_path / "split.data") in log and "rendered" not in log  # loaded, not rendered again
+    a = load_file(tmp_path / "straight" / "unet" / "diffusion_pytorch_model.safetensors")
+    b = load_file(tmp_path / "split" / "unet" / "diffusion_pytorch_model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # the same weights, bit for bit
+    # kept data made for other scenes is not used: a run on more scenes renders and replaces it
+    assert main([*split, "--num_scenes", "12", "--unet_steps", "1"]) == 0
+    assert "rendered 12+4 scenes" in capsys.readouterr().out
+    assert load_file(tmp_path / "split.data" / "data.safetensors")["latents"].shape[0] == 12

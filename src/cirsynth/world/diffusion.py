@@ -44,8 +44,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 RUNTIME_FIELDS = frozenset({"device", "bf16", "max_seconds", "stop_at", "resume", "finish_early", "render_workers", "log_every",
-                            "vae_eval_every", "save_every", "save_dtype"})
+                            "vae_eval_every", "save_every", "save_dtype", "data_cache"})
 TRAIN_STATE_DIR = "train_state"  # inside ``<out>.ckpt``: what a resumed run needs beyond the saved pipeline
+DATA_CACHE_VERSION = 1  # of the ``<out>.data`` layout (a new layout never reads an old folder)
 
 
 @dataclass
@@ -96,6 +97,8 @@ class WorldDiffusionConfig:
     stop_at: int = 0  # checkpoint and stop after this UNet step, to split a run (0 = run to unet_steps)
     resume: bool = False  # go on from ``<out>.ckpt``'s training state (same recipe; refused when it differs)
     render_workers: int = 1  # processes that render the training scenes (the scenes and data are the same for any)
+    data_cache: bool = True  # keep the UNet stage's encoded data at ``<out>.data`` (when the VAE is not trained in the
+    # run), so a resumed or repeated run loads it instead of rendering and encoding again (tens of minutes on a CPU)
     finish_early: bool = False  # a run that stops before unet_steps (stop_at, max_seconds) still saves ``out`` from
     # its checkpoint (the EMA weights), its report saying the steps done; with resume and a checkpoint already at
     # stop_at, only that (no data, no training): a budgeted run's model, carded, without a second training run
@@ -628,6 +631,55 @@ def read_train_state(ckpt: str | os.PathLike) -> tuple[dict[str, torch.Tensor], 
     return load_file(folder / "state.safetensors"), json.loads((folder / "state.json").read_text())
 
 
+def _module_digest(module: torch.nn.Module) -> str:
+    """sha256 over a module's state (names, dtypes, shapes and bytes)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, t in module.state_dict().items():
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def training_data_key(config: WorldDiffusionConfig, pipe: "StableDiffusionPipeline") -> dict[str, Any]:
+    """What the UNet stage's encoded data depends on: the scenes drawn (count, seed, size), the frozen VAE and text
+    encoder (their weights' digests), the tokenizer's context and whether grounding needs the object words."""
+    return {"version": DATA_CACHE_VERSION, "num_scenes": config.num_scenes, "num_eval": config.num_eval,
+            "seed": config.seed, "image_size": config.image_size, "max_length": config.max_length,
+            "grounding": config.grounding_weight > 0, "vae": _module_digest(pipe.vae),
+            "vae_scaling_factor": pipe.vae.config.scaling_factor,
+            "text_encoder": _module_digest(pipe.text_encoder), "vocab": len(pipe.tokenizer)}
+
+
+def load_training_data(folder: Path, key: dict[str, Any]) -> dict[str, torch.Tensor] | None:
+    """The tensors ``save_training_data`` kept in ``folder`` for this ``key``; None when there are none or they were
+    made for another key (other scenes, VAE or text encoder)."""
+    import json
+
+    from safetensors.torch import load_file
+
+    if not (folder / "key.json").is_file() or json.loads((folder / "key.json").read_text()) != key:
+        return None
+    return load_file(folder / "data.safetensors")
+
+
+def save_training_data(folder: Path, key: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+    """Write the encoded data into ``folder`` atomically (a temporary folder, then renamed over the old one)."""
+    import json
+    import shutil
+
+    from safetensors.torch import save_file
+
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp / "data.safetensors")
+    (tmp / "key.json").write_text(json.dumps(key, indent=1))
+    _swap_in(tmp, folder)
+
+
 def check_same_recipe(saved: dict[str, Any], config: WorldDiffusionConfig) -> None:
     """Refuse to resume a run under a different recipe, naming every field that changed."""
     from cirsynth.config import changed_settings
@@ -882,6 +934,8 @@ def train_world_diffusion(
     With ``save_every``, ``stop_at`` or ``max_seconds`` the UNet stage checkpoints to ``<out>.ckpt`` (a loadable
     pipeline folder with the EMA weights, plus the training state); ``resume`` goes on from there with the same
     recipe (checked) on any device. A run that stops early leaves ``out`` untouched: only the checkpoint moves.
+    With ``data_cache`` and a VAE that this run does not train, the encoded data (latents, caption embeddings,
+    grounding targets) is kept at ``<out>.data`` and a later run with the same scenes, VAE and text encoder loads it.
 
     Returns:
         report with ``vae`` and ``unet`` stage reports, data/encode seconds and the config.
@@ -918,12 +972,21 @@ def train_world_diffusion(
             raise ValueError(f"init_unet {config.init_unet} attends to {unet.config.cross_attention_dim}-d text, the "
                              f"text encoder gives {pipe.text_encoder.config.hidden_size}-d")
         pipe.unet = unet
-    # 1. data: renders + captions, once
-    pixels, captions, masks, scenes = world_images_and_captions(config.num_scenes, config.seed * 2 + 1, config.image_size,
-                                                                config.render_workers)
-    eval_pixels, _, eval_masks, _ = world_images_and_captions(config.num_eval, config.seed * 2 + 2, config.image_size)
-    t_data = time.time() - t0
-    log(f"rendered {config.num_scenes}+{config.num_eval} scenes in {t_data:.0f}s")
+    # 1. data: renders + captions, once; or, when the VAE is not trained here, the encoded data a run kept before
+    trained_vae = config.vae_steps > 0 or config.decoder_steps > 0 or not config.init_vae
+    data_dir = Path(f"{os.fspath(out)}.data")
+    key = training_data_key(config, pipe) if config.data_cache and not trained_vae else None
+    cached = load_training_data(data_dir, key) if key is not None else None
+    if cached is None:
+        pixels, captions, masks, scenes = world_images_and_captions(config.num_scenes, config.seed * 2 + 1,
+                                                                    config.image_size, config.render_workers)
+        eval_pixels, _, eval_masks, _ = world_images_and_captions(config.num_eval, config.seed * 2 + 2, config.image_size)
+        t_data = time.time() - t0
+        log(f"rendered {config.num_scenes}+{config.num_eval} scenes in {t_data:.0f}s")
+    else:
+        eval_pixels, eval_masks = cached["eval_pixels"], cached["eval_masks"]
+        t_data = time.time() - t0
+        log(f"encoded data of {config.num_scenes}+{config.num_eval} scenes from {data_dir} ({t_data:.0f}s)")
     # 2. VAE: trained here, or started from a trained one, or (resuming) the one the checkpoint trained
     if state is not None and "vae" in state[1]:
         pipe.vae.load_state_dict({k[4:]: v for k, v in state[0].items() if k.startswith("vae.")})
@@ -938,16 +1001,33 @@ def train_world_diffusion(
         log(f"vae from {config.init_vae}: held-out PSNR {db:.2f} dB, objects {db_obj:.2f} dB")
     if config.decoder_steps and not (state is not None and "vae" in state[1]):
         vae_report["decoder"] = finetune_decoder(pipe.vae, pixels, masks, eval_pixels, eval_masks, config, log)
-    trained_vae = config.vae_steps > 0 or config.decoder_steps > 0 or not config.init_vae
-    # 3. frozen encodings: latents and caption embeddings, computed once
+    # 3. frozen encodings: latents and caption embeddings (and, for grounding, which words name which object and
+    # where each object lies on the latent grid), computed once
     t1 = time.time()
     pipe.to(device)
-    with torch.no_grad():
-        latents = torch.cat([pipe.vae.encode(c.to(device)).latent_dist.mean for c in pixels.split(128)]) * pipe.vae.config.scaling_factor
-    embeds = encode_prompts(pipe, captions)  # (N, L, D)
-    null_embed = encode_prompts(pipe, [""])  # (1, L, D)
+    tokens = latent_masks = None
+    if cached is None:
+        with torch.no_grad():
+            latents = torch.cat([pipe.vae.encode(c.to(device)).latent_dist.mean
+                                 for c in pixels.split(128)]) * pipe.vae.config.scaling_factor
+        # in the standard layout (a CPU encoder gives channels-last tensors, and the UNet's kernels then round
+        # differently), so kept data loaded later trains exactly as the fresh encodings do
+        latents = latents.contiguous()
+        embeds = encode_prompts(pipe, captions)  # (N, L, D)
+        null_embed = encode_prompts(pipe, [""])  # (1, L, D)
+        if config.grounding_weight > 0:
+            tokens = object_word_tokens(pipe.tokenizer, scenes, captions, config.max_length)
+            latent_masks = stacked_object_masks(scenes, config.latent_size)
+        if key is not None:
+            grounded = {"tokens": tokens, "latent_masks": latent_masks} if tokens is not None else {}
+            save_training_data(data_dir, key, {"latents": latents, "embeds": embeds, "null_embed": null_embed,
+                                               "eval_pixels": eval_pixels, "eval_masks": eval_masks, **grounded})
+    else:
+        latents, embeds, null_embed = cached["latents"], cached["embeds"], cached["null_embed"]
+        tokens, latent_masks = cached.get("tokens"), cached.get("latent_masks")
     t_encode = time.time() - t1
-    log(f"encoded latents {tuple(latents.shape)} and captions {tuple(embeds.shape)} in {t_encode:.0f}s")
+    log(f"encoded latents {tuple(latents.shape)} and captions {tuple(embeds.shape)} in {t_encode:.0f}s"
+        + (f" (kept at {data_dir})" if key is not None and cached is None else ""))
     # 4. UNet, with whole-pipeline checkpoints (+ training state) at <out>.ckpt
     def checkpoint(step: int, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
         if trained_vae:  # the VAE this run trained is part of what a resumed run needs, at full precision
@@ -957,10 +1037,6 @@ def train_world_diffusion(
                       packaged_text_encoder=config.text_encoder is None)
         log(f"checkpoint at unet step {step}: {ckpt}")
 
-    tokens = latent_masks = None
-    if config.grounding_weight > 0:  # which words name which object, and where each object lies on the latent grid
-        tokens = object_word_tokens(pipe.tokenizer, scenes, captions, config.max_length)
-        latent_masks = stacked_object_masks(scenes, config.latent_size)
     unet_report = train_unet(pipe, latents, embeds, null_embed, config, log, checkpoint, tokens, latent_masks, state)
     report = {
         "vae": vae_report,
