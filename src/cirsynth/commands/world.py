@@ -247,7 +247,7 @@ def train_diffusion(
             device script passes the cut copy of it that benchmarks/device_prepare.sh writes).
         data_cache: when the VAE is not trained in this run (init_vae, vae_steps 0, decoder_steps 0), keep the
             encoded training data at OUT.data, so a resumed or repeated run loads it instead of rendering and
-            encoding the scenes again (24 minutes for 24,000 scenes on 2 CPU cores); about 130 KB a scene.
+            encoding the scenes again (24 minutes for 24,000 scenes on 2 CPU cores); about 140 KB a scene.
     """
     params = dict(locals())  # first: the arguments only, before any import
     import torch
