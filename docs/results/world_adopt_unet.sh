@@ -12,7 +12,7 @@
 #   2. fills the candidate cache blocks (96 edits each, about 45 min a block on one thread of this 2-core CPU) of the
 #      seed-0 edits, then of the seed-1 edits, two processes at a time;
 #   3. calibrates the filter on the seed-0 edits into CACHE_DIR/recipe.json (not the bundled recipe; its candidate
-#      table beside it) and prints the seed-0 generation figures beside the bundled UNet's (the committed table).
+#      table beside it) and prints its seed-0 figures beside the bundled recipe's own calibration figures.
 # Decide on those seed-0 figures alone. Then, to adopt: copy CACHE_DIR/recipe.json over
 # src/cirsynth/assets/world/recipe.json and run the plain held-out evaluation (its blocks are already cached):
 #   cirsynth world evaluate --n N1 --seed 1 --cache CACHE_DIR --json_out docs/results/world_evaluate.json \
@@ -41,27 +41,15 @@ for ((i = 0; i < ${#jobs_list[@]}; i += 2)); do
 done
 $PY -m cirsynth world calibrate-filter --n "$N0" --seed 0 --hard_negatives 64 --target_precision 0.8 \
   --min_accepted 0.1 --cache "$C" --out "$C/recipe.json" 2>&1 | tee "$C/calibration.log" | grep -v "it/s\]" | tail -5
-$PY - "$C/recipe.json" "$N0" <<'PYEOF'
-"""Seed-0 generation figures of the candidate UNet beside the bundled one's (the committed table)."""
+$PY - src/cirsynth/assets/world/recipe.json "$C/recipe.json" <<'PYEOF'
+"""Seed-0 figures of the bundled recipe's calibration beside the candidate's, as calibrate-filter reported them: the
+edits (per type: named attribute right, rest preserved, kept candidate right, any candidate right) and the chosen
+filter's cross-validated figures. The same edits only where both were calibrated on the same N0 (the bundled: 288)."""
 import json
 import sys
-from collections import defaultdict
 
-recipe_path, n = sys.argv[1], int(sys.argv[2])
-old_rows = json.load(open("docs/results/world_calibration_seed0_n288_ddpm_h64_candidates.json"))
-new_rows = json.load(open(recipe_path.replace("recipe.json", "recipe_candidates.json")))
-
-
-def figures(rows):
-    by = defaultdict(list)
-    for r in rows:
-        if r["edit"] < n:
-            by[r["edit"]].append(r)
-    any_right = sum(any(c["right"] for c in cs) for cs in by.values())
-    mean_right = sum(sum(c["right"] for c in cs) / len(cs) for cs in by.values())
-    return {"edits": len(by), "any_candidate_right": round(100 * any_right / len(by), 1),
-            "candidate_right": round(100 * mean_right / len(by), 1)}
-
-
-print(json.dumps({"bundled UNet": figures(old_rows), "candidate UNet": figures(new_rows)}, indent=1))
+for name, path in zip(("bundled UNet", "candidate UNet"), sys.argv[1:]):
+    cal = json.load(open(path))["calibration"]
+    print(name, json.dumps({"n": cal["n"], "edits": cal["report"]["edit"], "filter_cross_validated":
+                            cal["search"].get("cross_validated"), "filter_kind": cal["search"].get("kind")}, indent=1))
 PYEOF
