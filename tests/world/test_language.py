@@ -164,3 +164,18 @@ def test_modification_texts_use_an_before_a_vowel():
     assert any(re.search(r"\ban orange\b", t) for t in texts)  # the case that used to read "a orange"
     assert not [t for t in texts if re.search(r"\ba [aeiou]", t)]
     assert any(re.search(r"\ba [^aeiou]", t) for t in texts)
+
+
+def test_world_vocabulary_file_is_the_grammars_word_lists():
+    """``--vocabulary world`` reads a committed file (the synthesis layer may not import the world); it must be the
+    grammar's own lists. After changing the grammar, rewrite it:
+    python -c "import json; from cirsynth.world.language import lexical_vocabulary_dict as d;
+    print(json.dumps(d(), indent=1))" > src/cirsynth/assets/world/vocabulary.json"""
+    import json
+
+    from cirsynth.synth.refs import WORLD_VOCABULARY_FILE, vocabulary_ref
+    from cirsynth.world.language import lexical_vocabulary, lexical_vocabulary_dict
+
+    assert json.loads(WORLD_VOCABULARY_FILE.read_text()) == lexical_vocabulary_dict()
+    ref = vocabulary_ref("world")
+    assert ref.vocab == lexical_vocabulary() and ref.wordnet is False and ref.world

@@ -16,6 +16,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from cirsynth.synth.pipeline import SynthConfig
 
 WORLD_VOCABULARY = "world"  # the keyword naming the mini world's closed word lists
+# Those lists as data, so this layer reads them without importing the world (which sits above it); a test checks the
+# file equals cirsynth.world.language.lexical_vocabulary_dict().
+WORLD_VOCABULARY_FILE = Path(__file__).resolve().parent.parent / "assets" / "world" / "vocabulary.json"
 
 
 def check_vocabulary(option: str, value: str | None) -> None:
@@ -48,13 +51,11 @@ def vocabulary_ref(value: str | None) -> VocabularyRef:
     """
     if value is None:
         return VocabularyRef(None, None, False)
-    if value == WORLD_VOCABULARY:
-        from cirsynth.world.language import lexical_vocabulary
-
-        return VocabularyRef(lexical_vocabulary(), False, True)
-    check_vocabulary("--vocabulary", value)
     from cirsynth.captions import Vocabulary
 
+    if value == WORLD_VOCABULARY:
+        return VocabularyRef(Vocabulary.from_json(WORLD_VOCABULARY_FILE), False, True)
+    check_vocabulary("--vocabulary", value)
     return VocabularyRef(Vocabulary.from_json(value), None, False)
 
 
