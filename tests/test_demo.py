@@ -45,6 +45,16 @@ def test_demo_runs_the_whole_flow_and_scores_against_ground_truth(tmp_path, caps
     grid = Image.open(out / "grid.png")
     assert grid.size[0] == 4 * 128 and grid.size[1] >= 128
     assert (out / "cirsynth.demo.yaml").is_file()
+    # the demo synthesizes with the world recipe's every setting (as `synthesize --recipe world`), but what this test
+    # sets (--num_steps, --candidates); the demo once left the recipe's paste out and edited with "none"
+    from cirsynth.synth.settings import NESTED
+    from cirsynth.world.recipe import recipe_settings
+
+    run = json.loads((out / "dataset" / "dataset.json").read_text())["run_config"]
+    for key, value in recipe_settings().items():
+        if key not in ("num_steps", "candidates"):
+            got = run[NESTED[key][0]][NESTED[key][1]] if key in NESTED else run[key]
+            assert got == json.loads(json.dumps(value)), key
 
 
 def test_wrap_words_breaks_before_a_word_that_would_pass_the_width():

@@ -71,7 +71,7 @@ def _models(out: Path, log) -> dict[str, Any]:
 
 def run_demo(cfg: DemoConfig, log=print) -> dict[str, Any]:
     from cirsynth.data import TripletDataset
-    from cirsynth.synth import SynthConfig, Synthesizer
+    from cirsynth.synth import Synthesizer
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -100,19 +100,18 @@ def run_demo(cfg: DemoConfig, log=print) -> dict[str, Any]:
     log(f"1. rendered {cfg.n} reference scenes -> {ref_dir}")
 
     # 2. synthesize with the world models and the world recipe
-    from cirsynth.world.recipe import load_recipe
+    from cirsynth.synth.settings import resolve_synth_config
+    from cirsynth.world.recipe import recipe_settings
 
-    recipe = load_recipe()
-    cand = recipe.candidates if cfg.candidates is None else dataclasses.replace(recipe.candidates, n=cfg.candidates)
-    synth_cfg = SynthConfig(
+    # every editing and filter setting from the recipe, as `synthesize --recipe world` takes them (None: the recipe's)
+    synth_cfg = resolve_synth_config(dict(
         images=str(out / "references.jsonl"), out=str(out / "dataset"), editor=models["editor"], captioner=captioner,
-        perturber=cfg.perturber, adapter=models["perturber"] if cfg.perturber == "llm" else None, vocabulary="world", edits_per_image=cfg.edits_per_image, inversion=cfg.inversion or recipe.inversion,
-        num_steps=cfg.num_steps or recipe.num_steps, guidance_scale=recipe.guidance_scale,
-        cross_replace_steps=recipe.cross_replace_steps, self_replace_steps=list(recipe.self_replace_steps),
+        perturber=cfg.perturber, adapter=models["perturber"] if cfg.perturber == "llm" else None,
+        edits_per_image=cfg.edits_per_image, inversion=cfg.inversion, num_steps=cfg.num_steps, candidates=cfg.candidates,
         # the recipe's filter reads the bundled captioner's re-captions too (recipe.json leaves the model out)
-        candidates=cand, filters=dataclasses.replace(recipe.filter, recaptioner=models["captioner"]), clip=models["clip"], no_filter=models["clip"] is None, split="train",
+        recaptioner=models["captioner"], clip=models["clip"], no_filter=models["clip"] is None, split="train",
         seed=cfg.seed, progress=cfg.progress, batch_size=4,
-    )
+    ), recipe_settings())
     summary = Synthesizer(synth_cfg).run(force_new=True)
     log(f"2. synthesized {summary.inputs} scenes in {summary.seconds:.0f} s: {summary.accepted} accepted, "
         f"{summary.rejected} rejected by the filter, {summary.failed} failed")

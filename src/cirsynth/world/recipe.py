@@ -111,14 +111,19 @@ def world_eval_config(recipe: str | Path | None = None, *, editor: str | None = 
 def synth_settings(recipe: WorldRecipe | None = None) -> dict[str, Any]:
     """The recipe as ``synthesize`` settings (flat option names): bundled models, world vocabulary, inversion, steps,
     guidance, prompt-to-prompt settings, candidates and the calibrated filter."""
+    return {"editor": bundled_model("editor"), "clip": bundled_model("clip"), "recaptioner": bundled_model("recaptioner"),
+            **recipe_settings(recipe)}
+
+
+def recipe_settings(recipe: WorldRecipe | None = None) -> dict[str, Any]:
+    """``synth_settings`` without the models: what the recipe itself sets (the demo names its own models)."""
     r = recipe or load_recipe()
     filt = dataclasses.asdict(r.filter)
     filt.pop("clip", None)
     filt.pop("device", None)
     filt.pop("recaptioner", None)
     cand = dataclasses.asdict(r.candidates)
-    return {"editor": bundled_model("editor"), "clip": bundled_model("clip"), "recaptioner": bundled_model("recaptioner"),
-            "vocabulary": "world",
+    return {"vocabulary": "world",
             "inversion": r.inversion, "num_steps": r.num_steps, "guidance_scale": r.guidance_scale,
             "cross_replace_steps": r.cross_replace_steps, "self_replace_steps": list(r.self_replace_steps),
             "paste": r.paste,
