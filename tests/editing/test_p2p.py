@@ -327,3 +327,32 @@ def test_paste_margin_never_grows_into_kept_regions():
     assert (grown[..., :, 2] > 0).all()  # the margin reaches the object's column ...
     guarded = paste_outside(edited, outside, mask, 1, kept)
     assert (guarded[..., :, 2] == 0).all() and (guarded[..., :, :2] == 1).all()  # ... unless it is kept
+
+
+def test_kept_cells_lose_their_old_background():
+    """A background edit keeps an object's latent cells whole; with kept_background the pixels of those cells that
+    have the old background's colours take the edited pixels, and the object's own pixels stay pasted."""
+    from cirsynth.editing.editor import old_background, paste_outside
+
+    outside = torch.zeros(1, 3, 16, 16)
+    outside[:, 2] = 0.6  # the old background: blue ...
+    outside[:, 2, 1::2, :] = 0.4  # ... with a two-colour texture
+    outside[:, :, 7:9, 7:9] = torch.tensor([0.9, -0.9, -0.9])[:, None, None]  # a red object inside the kept cells
+    kept = torch.zeros(1, 1, 4, 4, dtype=torch.bool)
+    kept[..., 1:3, 1:3] = True  # the object's cells: pixels 4..11 (alpha feathers over 4..5 and 10..11)
+    mask = ~kept  # the edit replaces everything else
+    edited = torch.full((1, 3, 16, 16), -0.5)
+    core = (..., slice(6, 10), slice(6, 10))
+    whole = paste_outside(edited, outside, mask, 0, kept)
+    assert torch.equal(whole[core], outside[core])  # off: the cells' core pasted whole, old blue with the object
+    fixed = paste_outside(edited, outside, mask, 0, kept, kept_background=0.02)
+    assert torch.equal(fixed[..., 7:9, 7:9], outside[..., 7:9, 7:9])  # the object stays the reference's
+    ring = torch.zeros(16, 16, dtype=torch.bool)
+    ring[4:12, 4:12] = True
+    ring[7:9, 7:9] = False
+    assert torch.equal(fixed[..., ring], edited[..., ring])  # its old background takes the edit's pixels
+    near = old_background(outside, mask, kept, 0.02)[0, 0]
+    assert torch.equal(near.bool(), ring)  # exactly the blue pixels of the kept cells
+    assert old_background(outside, mask, torch.zeros_like(kept), 0.02).sum() == 0  # nothing kept: nothing to find
+    with pytest.raises(ValueError, match="kept_background"):
+        EditorConfig(kept_background=1.5)

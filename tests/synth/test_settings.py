@@ -41,6 +41,7 @@ def test_world_recipe_settings_name_the_bundled_models():
     assert cfg.filters.min_recaption_margin == r.filter.min_recaption_margin
     assert cfg.candidates.by_edit_type == r.candidates.by_edit_type
     assert cfg.paste == r.paste  # what fills the pixels outside the edit mask, as world evaluate measured it
+    assert cfg.kept_background == r.kept_background
 
 
 def test_paste_setting_reaches_the_editor_and_is_checked(tiny_models, tmp_path):
@@ -54,6 +55,11 @@ def test_paste_setting_reaches_the_editor_and_is_checked(tiny_models, tmp_path):
     assert Synthesizer(cfg).editor().config.paste == "reference"
     with pytest.raises(ValueError, match="paste must be one of"):
         resolve_synth_config({"images": "i", "out": "o", "editor": "e", "paste": "pixels"})
+    cfg = resolve_synth_config({"images": "i", "out": str(tmp_path / "o"), "editor": tiny_models["sd"],
+                                "kept_background": 0.02}, {"paste": "reference"})
+    assert Synthesizer(cfg).editor().config.kept_background == 0.02 and "kept_background" not in RUNTIME_FIELDS
+    with pytest.raises(ValueError, match="kept_background must be in"):
+        resolve_synth_config({"images": "i", "out": "o", "editor": "e", "kept_background": 1.5})
 
 
 def test_unknown_recipe_is_a_clear_error(tmp_path, capsys):

@@ -58,9 +58,15 @@ def test_recipe_round_trip_and_bad_file(tmp_path):
     r = WorldRecipe()
     r.filter = dataclasses.replace(r.filter, min_caption_margin=0.05, min_clip_dir=None)
     r.calibration = {"seed": 0, "n": 96}
+    r.kept_background = 0.02
     path = save_recipe(r, tmp_path / "recipe.json")
     back = load_recipe(path)
     assert back.filter.min_caption_margin == 0.05 and back.filter.min_clip_dir is None
+    assert back.kept_background == 0.02
+    from cirsynth.world.recipe import world_eval_config
+
+    assert world_eval_config(path).kept_background == 0.02  # world evaluate's editor takes it from the recipe
+    assert world_eval_config(path, kept_background=0.0).kept_background == 0.0  # ... unless the command sets it
     assert back.candidates == r.candidates and back.self_replace_steps == r.self_replace_steps
     assert back.calibration == {"seed": 0, "n": 96}
     (tmp_path / "bad.json").write_text('{"inversion": "ddim"}')

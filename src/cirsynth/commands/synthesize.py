@@ -28,6 +28,7 @@ def synthesize(
     self_replace_steps: Optional[list[float]] = None,
     local_blend: bool = True,
     paste: Optional[Literal["none", "source", "reference"]] = None,
+    kept_background: Optional[float] = None,
     candidates: Optional[int] = None,
     cross_replace_choices: Optional[list[float]] = None,
     self_replace_choices: Optional[list[float]] = None,
@@ -99,6 +100,10 @@ def synthesize(
         paste: outside the LocalBlend mask, the pixels of: none (the edit's own decoding; the default), source (the
             reconstruction) or reference (the input image itself, so what the edit leaves alone loses nothing to the
             autoencoder; the world recipe's when it is set there).
+        kept_background: with --paste, for edits that keep some words' regions (a background edit keeps its objects):
+            the pixels of those regions within this RGB distance (0..1) of the replaced region's colours are the old
+            background and take the edit's pixels, instead of a block of it staying around each object (default 0:
+            off; the world recipe's when set there).
         candidates: oversample: N candidates per edit, each with settings drawn (seeded per edit) from the three
             *_choices grids below; the filter keeps the best that passes. 0: one candidate per --self_replace_steps.
             With --inversion ddpm each candidate also gets its own inversion noise seed (one inversion per seed).

@@ -530,6 +530,7 @@ def evaluate(
     candidates: Optional[int] = None,
     local_blend: bool = True,
     paste: Optional[Literal["none", "source", "reference"]] = None,
+    kept_background: Optional[float] = None,
     recipe: Optional[Path] = None,
     seed: int = 1,
     json_out: Optional[Path] = None,
@@ -563,6 +564,8 @@ def evaluate(
         local_blend: LocalBlend on the changed words.
         paste: outside the LocalBlend mask, the pixels of: none (the edit's), source (the reconstruction) or
             reference (the input scene itself); default: the recipe's.
+        kept_background: background edits: the kept objects' cells lose the pixels within this RGB distance of the
+            old background's colours (EditorConfig.kept_background; 0: off); default: the recipe's.
         recipe: a recipe JSON instead of the bundled one.
         seed: seed for scenes and edits (1: the reporting seed; the recipe is tuned on 0).
         json_out: also write the result to this file.
@@ -585,14 +588,14 @@ def evaluate(
     cfg = world_eval_config(recipe, editor=editor, classifier=classifier, clip=clip, methods=methods, n=n,
                             num_steps=num_steps, guidance_scale=guidance_scale, cross_replace_steps=cross_replace_steps,
                             self_replace_steps=self_replace_steps, candidates=candidates, local_blend=local_blend,
-                            seed=seed, paste=paste)
+                            seed=seed, paste=paste, kept_background=kept_background)
     if block is not None:
         return _fill_block("world evaluate", cfg, cache, block, list(cfg.methods))
     images: dict = {}
     result = evaluate_world(cfg, log=(lambda *_: None) if json else print, keep_images=images, cache=cache)
     tables = {m: row.pop("candidate_table") for m, row in result["methods"].items()}  # to --json_out only
     result["settings"] = {"seed": seed, "num_steps": cfg.num_steps, "guidance_scale": cfg.guidance_scale,
-                          "paste": cfg.paste,
+                          "paste": cfg.paste, "kept_background": cfg.kept_background,
                           "candidates": dataclasses.asdict(cfg.candidates), "recipe_calibration": cfg_calibration(recipe)}
     cal = result["settings"]["recipe_calibration"]
     result["held_out"] = cal is None or cal.get("seed") != seed
@@ -605,7 +608,7 @@ def evaluate(
     if update_card:  # the command with every recipe default it used written out, so it reproduces without the recipe
         params.update(methods=list(cfg.methods), num_steps=cfg.num_steps, guidance_scale=cfg.guidance_scale,
                       cross_replace_steps=cfg.cross_replace_steps, self_replace_steps=list(cfg.self_replace_steps),
-                      candidates=cfg.candidates.n, paste=cfg.paste)
+                      candidates=cfg.candidates.n, paste=cfg.paste, kept_background=cfg.kept_background)
         shown = {k: v for k, v in params.items() if k not in ("json", "json_out", "update_card", "grid", "cache", "block")}
         add_to_card(cfg.editor, "world_evaluate", {"command": command_line("world evaluate", shown, positional=()), **result})
     print(jsonlib.dumps(result, indent=None if json else 2))
@@ -646,6 +649,7 @@ def calibrate_filter(
     classifier: Optional[str] = None,
     clip: Optional[str] = None,
     paste: Optional[Literal["none", "source", "reference"]] = None,
+    kept_background: Optional[float] = None,
     recipe: Optional[Path] = None,
     out: Optional[Path] = None,
     cache: Optional[Path] = None,
@@ -670,6 +674,8 @@ def calibrate_filter(
         clip: the filter's CLIP (default: the bundled world CLIP).
         paste: outside the LocalBlend mask, the pixels of: none, source (the reconstruction) or reference (the
             input scene); default: the recipe's. Written into the new recipe with the thresholds.
+        kept_background: background edits' kept cells lose the old background's colours within this RGB distance
+            (0: off); default: the recipe's. Written into the new recipe too.
         recipe: recipe to start from (default: the bundled one).
         out: where to write the new recipe (default: the bundled recipe.json).
         cache: folder that keeps the generated candidates: a rerun with the same generation settings (say, after a
@@ -688,7 +694,7 @@ def calibrate_filter(
     if not 0 < target_precision <= 1:
         raise SystemExit("world calibrate-filter: --target_precision is a share in (0, 1]")
     cfg = world_eval_config(recipe, editor=editor, classifier=classifier, clip=clip, n=n, candidates=candidates,
-                            seed=seed, paste=paste)
+                            seed=seed, paste=paste, kept_background=kept_background)
     if cfg.clip is None:
         raise SystemExit("world calibrate-filter: no world CLIP bundled; pass --clip FOLDER")
     if hard_negatives is not None:
@@ -699,7 +705,7 @@ def calibrate_filter(
         return _fill_block("world calibrate-filter", cfg, cache, block, [method])
     t0 = time.time()
     chosen, report = calibrate(cfg, method, target_precision, min_accepted, cache=cache)
-    r.inversion, r.candidates, r.paste = method, cfg.candidates, cfg.paste
+    r.inversion, r.candidates, r.paste, r.kept_background = method, cfg.candidates, cfg.paste, cfg.kept_background
     r.filter = dataclasses.replace(chosen, clip=None, device=None, recaptioner=None)
     r.calibration = {"command": command_line("world calibrate-filter", {k: v for k, v in params.items() if k not in ("out", "cache", "block")},
                                              positional=()),

@@ -64,6 +64,10 @@ class EditorConfig:
     # what the edit leaves alone keeps no autoencoder loss; as Blended Latent Diffusion's background step)
     paste_dilate: int = 2  # the mask grows by this many latent cells before pasting, then is feathered (bilinear);
     # 2 made the most world edits right on seed 0 (docs/results/world_tune_paste_seed0.log: 191 of 768 vs 188 with 1)
+    kept_background: float = 0.0  # with kept words (a background edit keeps its objects): inside the kept regions,
+    # which are latent cells, pixels whose colour lies within this RGB distance (0..1 scale) of some pixel of the
+    # region the edit replaces are that old background, not the kept object: they take the edited pixels (0: off,
+    # every kept cell pasted whole, a block of old background around each object)
     direct_add_target: bool = True  # direct inversion: add the source branch's per-step offset to the target branch
     # too (PnP Inversion's add-target variant), so an identity edit is exactly the reconstruction; False applies it
     # to the source branch only (PnP Inversion's default; identity edit off by 0.15 mean abs on the tiny pipeline)
@@ -75,6 +79,8 @@ class EditorConfig:
             raise ValueError(f"EditorConfig.keep_pool must be an odd kernel size >= 1, got {self.keep_pool}")
         if self.paste_dilate < 0:
             raise ValueError(f"EditorConfig.paste_dilate must be >= 0, got {self.paste_dilate}")
+        if not 0 <= self.kept_background < 1:
+            raise ValueError(f"EditorConfig.kept_background must be in [0, 1), got {self.kept_background}")
 
 
 def is_sdxl(pipe: Any) -> bool:
@@ -91,7 +97,8 @@ def ddpm_noise_seed(seed: int, image_hash: str) -> int:
 
 
 def paste_outside(
-    edited: torch.Tensor, outside: torch.Tensor, mask: torch.Tensor, dilate: int, kept: torch.Tensor | None = None
+    edited: torch.Tensor, outside: torch.Tensor, mask: torch.Tensor, dilate: int, kept: torch.Tensor | None = None,
+    kept_background: float = 0.0,
 ) -> torch.Tensor:
     """Composite ``outside`` pixels where the latent ``mask`` is off.
 
@@ -102,6 +109,9 @@ def paste_outside(
             edited region keeps a margin and its border blends instead of cutting along latent cells.
         kept: optional (J, 1, h, w) bool regions that must stay as ``outside`` has them (LocalBlend's kept words):
             the margin never grows into them.
+        kept_background: with ``kept``, an RGB distance (0..1 scale, see ``EditorConfig.kept_background``): kept
+            pixels of ``outside`` this close in colour to some ``outside`` pixel of the edited region take the edited
+            pixels, so a kept cell keeps its object but not the old background around it (0: off).
     """
     alpha = mask.float()
     if dilate:
@@ -109,7 +119,31 @@ def paste_outside(
     if kept is not None:
         alpha = alpha * (~kept).float()
     alpha = F.interpolate(alpha, size=edited.shape[-2:], mode="bilinear", align_corners=False).clamp(0, 1)
+    if kept is not None and kept_background > 0:
+        alpha = torch.maximum(alpha, old_background(outside, mask, kept, kept_background))
     return alpha * edited + (1 - alpha) * outside
+
+
+def old_background(image: torch.Tensor, mask: torch.Tensor, kept: torch.Tensor, distance: float,
+                   samples: int = 2048) -> torch.Tensor:
+    """(J, 1, H, W) float: 1 on the pixels of the kept cells whose colour is within ``distance`` (RGB, 0..1 scale) of
+    some pixel of ``image`` that the edit replaces (in ``mask``, not in ``kept``), i.e. the old background around a
+    kept object; 0 elsewhere. ``image`` is (J, 3, H, W) in [-1, 1]; up to ``samples`` pixels of the edited region
+    (evenly strided) stand for its colours."""
+    size = image.shape[-2:]
+    kept_px = F.interpolate(kept.float(), size=size, mode="nearest")[:, 0].bool()  # (J, H, W)
+    edited_px = F.interpolate((mask & ~kept).float(), size=size, mode="nearest")[:, 0].bool()
+    rgb = (image.float().clamp(-1, 1) + 1) / 2  # (J, 3, H, W) in [0, 1]
+    out = torch.zeros(image.shape[0], 1, *size, dtype=image.dtype, device=image.device)
+    for j in range(image.shape[0]):
+        if not kept_px[j].any() or not edited_px[j].any():
+            continue
+        colours = rgb[j][:, edited_px[j]].T  # (N, 3)
+        colours = colours[:: max(1, len(colours) // samples)]
+        inside = rgb[j][:, kept_px[j]].T  # (M, 3)
+        near = torch.cdist(inside, colours).amin(dim=1) <= distance
+        out[j, 0][kept_px[j]] = near.to(out.dtype)
+    return out
 
 
 def blend_grid(h: int, w: int, divisor: int, minimum: int) -> tuple[int, int]:
@@ -750,7 +784,8 @@ class CounterfactualEditor:
             if self.config.paste != "none":
                 rows = torch.tensor([e.source_index for e in edits], device=src_px.device)
                 outside = src_px if self.config.paste == "source" else self._reference_pixels(sources)
-                tgt_px = paste_outside(tgt_px, outside.to(tgt_px)[rows], mask, self.config.paste_dilate, kept)
+                tgt_px = paste_outside(tgt_px, outside.to(tgt_px)[rows], mask, self.config.paste_dilate, kept,
+                                       self.config.kept_background)
         src_images, tgt_images = tensor_to_images(src_px), tensor_to_images(tgt_px)
         results, j = [], 0
         for k, (inv, blend) in enumerate(zip(invs, blends)):

@@ -50,6 +50,8 @@ class SynthConfig:
     local_blend: bool = True  # P2P LocalBlend on the changed words
     paste: str = "none"  # outside the LocalBlend mask, pixels of: none (the edit's) | source (the reconstruction) |
     # reference (the input image: what the edit leaves alone keeps no autoencoder loss); EditorConfig.paste
+    kept_background: float = 0.0  # EditorConfig.kept_background: an edit with kept words (a background edit) pastes
+    # its kept cells without the old background's colours (an RGB distance; 0: the whole cells)
     candidates: CandidateConfig = field(default_factory=CandidateConfig)  # oversampling: N settings drawn per edit
     clip: Optional[str] = None  # CLIP id or folder for filtering
     no_filter: bool = False  # accept every edit (scores still recorded where computable)
@@ -67,7 +69,7 @@ class SynthConfig:
     def __post_init__(self) -> None:
         from cirsynth.editing.editor import EditorConfig
 
-        EditorConfig(paste=self.paste)  # its own check of the setting, at configuration time rather than first batch
+        EditorConfig(paste=self.paste, kept_background=self.kept_background)  # its own checks, at configuration time
 
 
 RUNTIME_FIELDS = {"batch_size", "device", "progress", "out", "images"}
@@ -281,7 +283,8 @@ class Synthesizer:
             from cirsynth.editing import CounterfactualEditor, EditorConfig
 
             self._editor = CounterfactualEditor.from_pretrained(self.cfg.editor, device=self.cfg.device, dtype=self.cfg.dtype,
-                                                                config=EditorConfig(paste=self.cfg.paste))
+                                                                config=EditorConfig(paste=self.cfg.paste,
+                                                                                    kept_background=self.cfg.kept_background))
             if self.cfg.resolution:
                 self._editor.image_size = (self.cfg.resolution, self.cfg.resolution)
         return self._editor

@@ -56,6 +56,7 @@ class WorldEvalConfig:
     self_replace_steps: tuple[float, ...] = (0.6,)  # several: a sweep; the filter picks each edit's best candidate
     local_blend: bool = True  # LocalBlend on the changed words
     paste: str = "none"  # EditorConfig.paste: what fills the pixels outside the LocalBlend mask
+    kept_background: float = 0.0  # EditorConfig.kept_background (background edits: kept cells lose the old background)
     seed: int = 0  # scenes and edits
     candidates: CandidateConfig = dataclasses.field(default_factory=CandidateConfig)  # n > 0: oversample per edit
     filter: FilterConfig = dataclasses.field(default_factory=FilterConfig)  # thresholds, negatives, rank_by
@@ -123,7 +124,7 @@ def _pct(flags: list[bool]) -> float | None:
 
 def world_setup(cfg: WorldEvalConfig, edit_types: Any = None) -> tuple[list, Any, Any, list]:
     """What every world measurement starts from: ``cfg``'s ground-truth edits (only those of ``edit_types`` when
-    given), the editor (with ``cfg.paste``), the attribute classifier, and the reference scenes prepared for the editor.
+    given), the editor (with ``cfg.paste`` and ``cfg.kept_background``), the attribute classifier, and the reference scenes prepared for the editor.
 
     Returns:
         ``(edits, editor, classifier, prepared references)``.
@@ -135,7 +136,8 @@ def world_setup(cfg: WorldEvalConfig, edit_types: Any = None) -> tuple[list, Any
         raise TypeError(f"edit_types is a collection of edit types, not the string {edit_types!r}")
     keep = None if edit_types is None else set(edit_types)
     edits = [e for e in evaluation_edits(cfg) if keep is None or e.edit_type in keep]
-    editor = CounterfactualEditor.from_pretrained(cfg.editor, config=EditorConfig(paste=cfg.paste))
+    editor = CounterfactualEditor.from_pretrained(cfg.editor, config=EditorConfig(paste=cfg.paste,
+                                                                                  kept_background=cfg.kept_background))
     clf = AttributeClassifier.from_pretrained(cfg.classifier)
     return edits, editor, clf, editor.prepare([render(e.reference) for e in edits])
 

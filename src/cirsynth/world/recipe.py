@@ -29,6 +29,7 @@ class WorldRecipe:
     cross_replace_steps: float = 0.4  # the fixed sweep (candidates.n == 0)
     self_replace_steps: tuple[float, ...] = (0.2, 0.4, 0.6)  # the fixed sweep (candidates.n == 0)
     paste: str = "none"  # EditorConfig.paste: what fills the pixels outside the LocalBlend mask
+    kept_background: float = 0.0  # EditorConfig.kept_background: a background edit's kept cells lose the old background
     candidates: CandidateConfig = field(default_factory=lambda: CandidateConfig(n=8))  # oversample, then filter
     # every one-attribute neighbour of the target caption as a negative (the lexical world perturber makes 25-61)
     filter: FilterConfig = field(default_factory=lambda: FilterConfig(hard_negatives=64, rank_by="caption_margin"))
@@ -83,7 +84,7 @@ def world_eval_config(recipe: str | Path | None = None, *, editor: str | None = 
                       num_steps: int | None = None, guidance_scale: float | None = None,
                       cross_replace_steps: float | None = None, self_replace_steps: list[float] | None = None,
                       candidates: int | None = None, local_blend: bool = True, seed: int = 0,
-                      paste: str | None = None) -> Any:
+                      paste: str | None = None, kept_background: float | None = None) -> Any:
     """The ``WorldEvalConfig`` of ``world evaluate`` and ``calibrate-filter``: the bundled models and the recipe (at
     ``recipe``, default the bundled one), each setting overridden where given (not None)."""
     from cirsynth.world.assets import bundled_models
@@ -105,6 +106,7 @@ def world_eval_config(recipe: str | Path | None = None, *, editor: str | None = 
         cross_replace_steps=r.cross_replace_steps if cross_replace_steps is None else cross_replace_steps,
         self_replace_steps=tuple(self_replace_steps or r.self_replace_steps), local_blend=local_blend, seed=seed,
         paste=paste or r.paste, candidates=cand,
+        kept_background=r.kept_background if kept_background is None else kept_background,
         filter=dataclasses.replace(r.filter, recaptioner=bundled.get("captioner")))
 
 
@@ -126,5 +128,5 @@ def recipe_settings(recipe: WorldRecipe | None = None) -> dict[str, Any]:
     return {"vocabulary": "world",
             "inversion": r.inversion, "num_steps": r.num_steps, "guidance_scale": r.guidance_scale,
             "cross_replace_steps": r.cross_replace_steps, "self_replace_steps": list(r.self_replace_steps),
-            "paste": r.paste,
+            "paste": r.paste, "kept_background": r.kept_background,
             "candidates": cand.pop("n"), **cand, **filt}
