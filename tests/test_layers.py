@@ -13,12 +13,12 @@ LAYERS = ["config", "data", "console", "metrics", "models", "testing", "editing"
 SRC = Path(cirsynth.__file__).parent
 
 
-def _imports(path: Path, typing_only: bool = True) -> set[str]:
-    """The cirsynth modules ``path`` imports, at any depth of the file (lazily or not); with ``typing_only`` False,
+def _imports(path: Path, with_typing: bool = True) -> set[str]:
+    """The cirsynth modules ``path`` imports, at any depth of the file (lazily or not); with ``with_typing`` False,
     without those under ``if TYPE_CHECKING:`` (which never run)."""
     tree = ast.parse(path.read_text())
     skip = set()
-    if not typing_only:
+    if not with_typing:
         for node in ast.walk(tree):
             if isinstance(node, ast.If) and ast.unparse(node.test).endswith("TYPE_CHECKING"):
                 skip.update(id(n) for n in ast.walk(node))
@@ -60,6 +60,6 @@ def test_imports_point_down_the_layers():
 def test_no_two_modules_import_each_other():
     """At run time: a package's __init__ re-exporting its own modules is no circle, nor is a type annotation's."""
     mods = _modules()
-    edges = {m: {i for i in _imports(f, typing_only=False) if i in mods and i != m} for m, f in mods.items()}
+    edges = {m: {i for i in _imports(f, with_typing=False) if i in mods and i != m} for m, f in mods.items()}
     pairs = sorted({tuple(sorted((a, b))) for a, outs in edges.items() for b in outs if a in edges.get(b, ())})
     assert pairs == []

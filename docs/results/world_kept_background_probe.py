@@ -19,10 +19,11 @@ objs = (cov > 0).float()  # (J,1,64,64)
 lat = F.max_pool2d(objs, 4) > 0  # 16x16 cells touching an object
 kept = F.max_pool2d(lat.float(), 5, 1, 2).bool()
 mask = ~kept
+kept_px = F.interpolate(kept.float(), size=64)[:, 0].bool()
+ob = cov[:, 0] > 0.99  # fully covered object pixels
+old = kept_px & (cov[:, 0] == 0)  # the old background inside the kept cells
 for d in (0.02, 0.04, 0.06, 0.08, 0.1, 0.15):
     bg = old_background(imgs, mask, kept, d)[:, 0].bool()
-    kept_px = F.interpolate(kept.float(), size=64)[:, 0].bool(); ob = cov[:, 0] > 0.99
-    old = kept_px & (cov[:, 0] == 0)
     rows[d] = {"old_background_found": round(float((bg & old).sum() / old.sum()) * 100, 1),
                "object_pixels_lost": round(float((bg & ob).sum() / ob.sum()) * 100, 1),
                "objects_losing_over_10pct": round(float((((bg & ob).sum((1, 2)) / ob.sum((1, 2)).clamp(min=1)) > 0.1).float().mean()) * 100, 1)}

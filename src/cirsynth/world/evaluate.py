@@ -124,7 +124,8 @@ def _pct(flags: list[bool]) -> float | None:
 
 def world_setup(cfg: WorldEvalConfig, edit_types: Any = None) -> tuple[list, Any, Any, list]:
     """What every world measurement starts from: ``cfg``'s ground-truth edits (only those of ``edit_types`` when
-    given), the editor (with ``cfg.paste`` and ``cfg.kept_background``), the attribute classifier, and the reference scenes prepared for the editor.
+    given), the editor (with ``cfg.paste`` and ``cfg.kept_background``), the attribute classifier, and the reference
+    scenes prepared for the editor.
 
     Returns:
         ``(edits, editor, classifier, prepared references)``.
