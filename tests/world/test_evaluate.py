@@ -82,7 +82,7 @@ def test_world_evaluate_command_reports_every_method(tmp_path, capsys):
         assert len(rows) == 3 * 2 and all({"scores", "right", "broken", "self_replace_steps"} <= set(r) for r in rows)
     assert measured["command"] == f"cirsynth world evaluate --editor {sd} --methods [\"negative-prompt\", \"direct\"] --n 3 " \
         "--num_steps 2 --guidance_scale 3.0 --cross_replace_steps 0.4 --self_replace_steps [0.4, 0.8] --candidates 0 " \
-        "--local_blend true --paste reference --seed 0"
+        "--local_blend true --paste reference --kept_background 0.0 --seed 0"
     assert "world_evaluate" in (sd / "README.md").read_text()
     assert result["edits"] == 3 and set(result["methods"]) == {"negative-prompt", "direct"}
     assert result["filter_config"]["recaptioner"] in (None, "bundled:captioner")  # not this machine's path
