@@ -45,7 +45,8 @@ def test_train_captioner_command_writes_a_captioner_that_loads_through_the_real_
     assert type(cap.model).__name__ == "BlipForConditionalGeneration"
     texts = cap.caption([Image.new("RGB", (64, 64), (200, 30, 30))] * 2)
     assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
-    assert all(w in set(world_words()) for t in texts for w in tokenize(t))  # only world words come out
+    words = set(world_words())
+    assert all(w in words for t in texts for w in tokenize(t))  # only world words come out
 
 
 def test_grounded_lexical_edits_all_map_to_one_attribute_changes():

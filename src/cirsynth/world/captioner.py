@@ -10,6 +10,7 @@ share of caption words right.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -55,13 +56,19 @@ class WorldCaptionerConfig:
 
 
 def world_words(num_scenes: int = 2000, seed: int = 12345) -> list[str]:
-    """Every word and punctuation token world captions use, in a fixed order (lower-case)."""
+    """Every word and punctuation token world captions use, in a fixed order (lower-case). Computed once per
+    process (it captions ``num_scenes`` scenes every way the grammar can, a few seconds)."""
+    return list(_world_words(num_scenes, seed))
+
+
+@functools.lru_cache(maxsize=4)
+def _world_words(num_scenes: int, seed: int) -> tuple[str, ...]:
     rng = np.random.default_rng(seed)
     words = {w for values in VOCABULARY.values() for v in values for w in tokenize(str(v).lower())}
     for _ in range(num_scenes):
         for text in caption_variants(random_scene(rng)):
             words.update(tokenize(text.lower()))
-    return sorted(words)
+    return tuple(sorted(words))
 
 
 def build_processor(config: WorldCaptionerConfig) -> Any:
