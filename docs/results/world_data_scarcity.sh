@@ -22,8 +22,8 @@ mkdir -p "$W"
   --seed 0 --synth_inputs "$W/train_refs.jsonl"
 
 # 2. synthetic triplets from the same train references: the whole method with the world recipe (bundled models,
-#    null-text inversion, 8 randomised candidates per edit, the filter calibrated on seed-0 world edits by
-#    `world calibrate-filter`); shard s takes references s*PER_SHARD+1 .. (s+1)*PER_SHARD
+#    DDPM inversion with a noise seed per candidate, 8 randomised candidates per edit, the filter calibrated on seed-0
+#    world edits by `world calibrate-filter`); shard s takes references s*PER_SHARD+1 .. (s+1)*PER_SHARD
 for s in $(seq 0 $((SHARDS - 1))); do
   sed -n "$((s * PER_SHARD + 1)),$(((s + 1) * PER_SHARD))p" "$W/train_refs.jsonl" > "$W/refs_$s.jsonl"
   OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $CIRSYNTH synthesize --recipe world --images "$W/refs_$s.jsonl" \
