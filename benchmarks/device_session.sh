@@ -5,8 +5,14 @@
 # Here, once:  bash benchmarks/device_prepare.sh          (wheels into .whl/, the cut text encoder into .device/)
 # Device tool: run  command "bash benchmarks/device_session.sh"  carry [".whl", ".device"]  timeout_s 590
 #   PART=check | train | all (default all); CHECK_S (default 250) and TRAIN_S (default 240) are the two budgets.
-#   A CPU smoke run of the same steps here: NO_WHEELS=1 PY=.venv/bin/python DEVICE=cpu NUM_SCENES=64 UNET_STEPS=4 \
+#   A CPU smoke run of check and train here: NO_WHEELS=1 PY=.venv/bin/python DEVICE=cpu NUM_SCENES=64 UNET_STEPS=4 \
 #     BATCH=4 TRAIN_S=5 PART=train OUT=/tmp/ds bash benchmarks/device_session.sh
+#   PART=experiment: the world data-scarcity experiment (docs/results/world_data_scarcity.sh) on the GPU with the bundled
+#     recipe: EXP_REFS (default 2000) train references synthesised for at most SYN_S seconds (default 300), then the
+#     controls and the arms (10 seeds, 150 steps each); back as $OUT/experiment.tgz (the tables of both runs, the
+#     controls, the synthesis log) and $OUT/experiment.log. Not yet run on a GPU. A CPU smoke run of it here:
+#     NO_WHEELS=1 PY=.venv/bin/python DEVICE=cpu PART=experiment EXP_REFS=8 EXP_BATCH=8 NUM_TRAIN=100 NUM_VAL=10 \
+#     NUM_TEST=30 STEPS=5 SEEDS="[0, 1]" OUT=/tmp/dx bash benchmarks/device_session.sh
 # Back under $OUT (8 files at most): versions.txt, device_check.json, train.log, training_report.json,
 #   unet/config.json, unet/diffusion_pytorch_model.safetensors (the EMA weights, fp16).
 # Then here: copy src/cirsynth/assets/world/diffusion to a new folder, put the returned unet/ in it, and measure it
@@ -60,5 +66,15 @@ s = json.load(open(sys.argv[1]))
 print(json.dumps({"stopped_at_step": s["step"], "seconds": s["seconds"], "recipe": s["recipe"],
                   "loss_every_100": [sum(s["losses"][i:i + 100]) / len(s["losses"][i:i + 100]) for i in range(0, len(s["losses"]), 100)]}, indent=1))
 PYEOF
+fi
+if [ "$PART" = experiment ]; then
+  R=/tmp/experiment_results; rm -rf /tmp/world_experiment "$R"
+  timeout $(( ${SYN_S:-300} + ${EXP_S:-240} )) env CIRSYNTH="$PY -m cirsynth" DEVICE="${DEVICE:-cuda}" SHARDS=1 \
+    PER_SHARD="${EXP_REFS:-2000}" BATCH="${EXP_BATCH:-64}" SYN_SECONDS="${SYN_S:-300}" RESULTS="$R" \
+    bash docs/results/world_data_scarcity.sh /tmp/world_experiment > "$OUT/experiment.log" 2>&1 \
+    || echo "experiment ended with $?"
+  tail -5 "$OUT/experiment.log"
+  cp /tmp/world_experiment/syn_0.log "$R/" 2>/dev/null
+  tar czf "$OUT/experiment.tgz" --exclude=feature_cache --exclude=runs -C "$R" . || true  # tables, not models
 fi
 ls -la "$OUT" "$OUT/unet" 2>/dev/null
