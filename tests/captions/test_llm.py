@@ -80,6 +80,14 @@ def test_gguf_is_dequantised_once_into_a_cached_folder_that_loads_the_same_model
     assert lm.tokenizer.eos_token == smol_tokenizer.eos_token
 
 
+def test_an_unwritable_cache_is_named_in_the_error(tmp_path, monkeypatch):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("CIRSYNTH_CACHE", str(blocker / "cache"))
+    with pytest.raises(OSError, match="set CIRSYNTH_CACHE to a writable folder"):
+        load_causal_lm("smollm2", device="cpu")
+
+
 @pytest.mark.slow
 def test_lora_trains_saves_reloads_and_generates(tmp_path):
     data = tmp_path / "edits.jsonl"

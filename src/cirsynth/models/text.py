@@ -141,7 +141,11 @@ def gguf_folder(directory: str | os.PathLike, gguf_file: str) -> Path:
     folder = cache_root() / "gguf" / f"{Path(gguf_file).stem}-{digest.hexdigest()[:16]}"
     if (folder / "config.json").is_file():
         return folder
-    folder.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OSError(f"cannot keep the dequantised {gguf_file} in {folder.parent} ({e}); set {CACHE_ENV} to a "
+                      "writable folder") from e
     tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
@@ -220,8 +224,8 @@ def load_causal_lm(
             load_in_8bit=quantization == "8bit", load_in_4bit=quantization == "4bit"
         )
         kwargs["device_map"] = "auto"
+    folder = str(gguf_folder(path, gguf)) if gguf is not None else path  # a GGUF is read once, then from the cache
     try:
-        folder = str(gguf_folder(path, gguf)) if gguf is not None else path  # a GGUF is read once, then from the cache
         tokenizer = AutoTokenizer.from_pretrained(folder)
         model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
     except OSError as e:
