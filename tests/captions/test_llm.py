@@ -67,7 +67,7 @@ def test_gguf_is_dequantised_once_into_a_cached_folder_that_loads_the_same_model
     d, f = smollm2_path()
     folder = gguf_folder(d, f)
     assert folder.parent == cache_root() / "gguf" and (folder / "config.json").is_file()
-    assert not [p for p in folder.parent.iterdir() if ".tmp-" in p.name]  # nothing half-written left
+    assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]  # no staging folder left
     made = (folder / "config.json").stat().st_mtime_ns
     lm = load_causal_lm("smollm2", device="cpu")
     assert gguf_folder(d, f) == folder and (folder / "config.json").stat().st_mtime_ns == made  # reused, not rewritten

@@ -66,6 +66,25 @@ def test_cirr_export_refuses_to_overwrite(tmp_path):
     export_cirr(ds, tmp_path / "c", overwrite=True)
 
 
+def test_staged_folder_keeps_a_folder_another_process_finished_first(tmp_path):
+    from cirsynth.data.io_utils import staged_output_dir
+
+    dst = tmp_path / "cache" / "model"
+    with staged_output_dir(dst, keep_existing=True) as tmp:
+        (tmp / "weights").write_text("mine")
+        dst.mkdir()  # another process's folder lands while this one is being written
+        (dst / "weights").write_text("theirs")
+    assert (dst / "weights").read_text() == "theirs" and sorted(p.name for p in dst.parent.iterdir()) == ["model"]
+    other = tmp_path / "cache" / "other"
+    with staged_output_dir(other, keep_existing=True) as tmp:
+        (tmp / "weights").write_text("mine")
+    assert (other / "weights").read_text() == "mine" and sorted(p.name for p in other.parent.iterdir()) == ["model", "other"]
+    with pytest.raises(RuntimeError), staged_output_dir(tmp_path / "cache" / "failed", keep_existing=True) as tmp:
+        (tmp / "weights").write_text("half")
+        raise RuntimeError("crash")
+    assert sorted(p.name for p in other.parent.iterdir()) == ["model", "other"]  # nothing half-written left
+
+
 def _cirr(tmp_path) -> Path:
     ds = make_dataset(tmp_path / "ds", per_split={"val": 6}, rejected=0)
     export_cirr(ds, tmp_path / "c")

@@ -96,10 +96,12 @@ def resolve_inside(root: str | os.PathLike, rel: object) -> tuple[Path | None, s
 
 
 @contextmanager
-def staged_output_dir(dst: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+def staged_output_dir(dst: str | os.PathLike, overwrite: bool = False, keep_existing: bool = False) -> Iterator[Path]:
     """Yield a temp folder beside ``dst`` that becomes ``dst`` only when the block succeeds.
 
-    A crash or an exception leaves no half-written export at ``dst``.
+    A crash or an exception leaves no half-written export at ``dst``. With ``keep_existing``, a ``dst`` that another
+    process finished while the block ran stays as it is and this block's folder is dropped (for a cache that several
+    processes may fill at once with the same content, none of them losing the folder it reads).
     """
     dst = Path(dst)
     if dst.exists() and not overwrite:
@@ -108,7 +110,14 @@ def staged_output_dir(dst: str | os.PathLike, overwrite: bool = False) -> Iterat
     tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent))
     try:
         yield tmp
-        if dst.exists():
+        if keep_existing:
+            try:
+                tmp.rename(dst)
+            except OSError:  # refused: another process's dst is there, keep it
+                if not dst.exists():
+                    raise
+                shutil.rmtree(tmp, ignore_errors=True)
+        elif dst.exists():
             old = dst.with_name(f".{dst.name}.old")
             shutil.rmtree(old, ignore_errors=True)
             dst.rename(old)

@@ -13,7 +13,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -125,12 +124,14 @@ def gguf_folder(directory: str | os.PathLike, gguf_file: str) -> Path:
 
     transformers reads a GGUF's metadata and vocabulary anew for the config, the tokenizer and the weights, which
     takes tens of seconds even for SmolLM2-135M; the folder loads in about a second. It is named by the GGUF's bytes
-    and the transformers version that dequantised it, and written under a temporary name, then renamed, so a crash
-    never leaves a half-written one and concurrent first loads do not clash.
+    and the transformers version that dequantised it, and staged (``data.io_utils.staged_output_dir``, keeping the
+    first finished), so a crash never leaves a half-written one and concurrent first loads do not clash.
     """
     import torch
     import transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from cirsynth.data.io_utils import staged_output_dir
 
     src = Path(directory) / gguf_file
     digest = hashlib.sha256()
@@ -146,9 +147,7 @@ def gguf_folder(directory: str | os.PathLike, gguf_file: str) -> Path:
     except OSError as e:
         raise OSError(f"cannot keep the dequantised {gguf_file} in {folder.parent} ({e}); set {CACHE_ENV} to a "
                       "writable folder") from e
-    tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with staged_output_dir(folder, keep_existing=True) as tmp:
         AutoTokenizer.from_pretrained(str(src.parent), gguf_file=src.name).save_pretrained(tmp)
         model = AutoModelForCausalLM.from_pretrained(str(src.parent), gguf_file=src.name, dtype=torch.float32)
         # the weights are plain float32 tensors by now; only the GGUF marks stop save_pretrained
@@ -158,13 +157,6 @@ def gguf_folder(directory: str | os.PathLike, gguf_file: str) -> Path:
         model.save_pretrained(tmp)
         (tmp / "gguf_source.json").write_text(json.dumps({"gguf": str(src), "sha256_with_transformers": digest.hexdigest(),
                                                           "transformers": transformers.__version__}, indent=1))
-        try:
-            tmp.rename(folder)
-        except OSError:  # another process finished first: keep its folder
-            if not (folder / "config.json").is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return folder
 
 
