@@ -92,7 +92,7 @@ def test_unet_stage_can_go_on_training_a_trained_unet_and_cards_keep_the_recipe(
     from cirsynth.cli import main
 
     assert main(["world", "train", "diffusion", str(tmp_path / "a"), "--vae_steps", "2", "--unet_steps", "2", *SMALL]) == 0
-    go_on = ["--vae_steps", "0", "--unet_steps", "2", "--ema_decay", "0.9", "--snr_gamma", "5"]
+    go_on = ["--vae_steps", "0", "--unet_steps", "2", "--ema_decay", "0.9", "--snr_gamma", "5", "--noise_offset", "0.1"]
     assert main(["world", "train", "diffusion", str(tmp_path / "b"), "--init_vae", str(tmp_path / "a" / "vae"),
                  "--init_unet", str(tmp_path / "a" / "unet"), *go_on, *SMALL]) == 0
     assert main(["world", "train", "diffusion", str(tmp_path / "c"), "--init_vae", str(tmp_path / "b" / "vae"),
@@ -102,6 +102,7 @@ def test_unet_stage_can_go_on_training_a_trained_unet_and_cards_keep_the_recipe(
     # b went on from a's UNet; c from b's, which went on from a's: the whole chain travels with the model
     assert cards["b"]["unet_from"]["command"] == cards["a"]["command"]
     assert cards["c"]["unet_from"]["command"] == cards["b"]["command"]
+    assert "--noise_offset 0.1" in cards["b"]["command"] and "--noise_offset 0.0" in cards["a"]["command"]
     assert cards["c"]["unet_from"]["unet_from"]["command"] == cards["a"]["command"]
     # the VAE was trained only by a: b's and c's cards both name a's command for it, not b's
     assert cards["b"]["vae_from"]["command"] == cards["c"]["vae_from"]["command"] == cards["a"]["command"]
@@ -151,7 +152,36 @@ def test_min_snr_weights_cut_only_the_nearly_clean_steps():
     assert w[0] < 0.01 and torch.all(w[1:] >= w[:-1])  # t = 0 is nearly clean; weights grow with the noise
 
 
+def test_offset_noise_adds_one_constant_per_image_and_channel_and_leaves_plain_noise_unchanged():
+    from cirsynth.world.diffusion import training_noise
+
+    shape = (4000, 4, 8, 8)
+    plain = training_noise(shape, torch.Generator().manual_seed(0))
+    assert torch.equal(plain, torch.randn(shape, generator=torch.Generator().manual_seed(0)))  # offset 0: as before
+    offset = training_noise(shape, torch.Generator().manual_seed(0), 0.3)
+    extra = offset - plain  # the plain draws come first, so the difference is the offset alone
+    assert torch.allclose(extra, extra[:, :, :1, :1].expand_as(extra), atol=1e-6)  # constant over each image's channel
+    assert extra[:, :, 0, 0].std().item() == pytest.approx(0.3, rel=0.05)  # drawn with std = offset
+    # so the noise's per-channel mean (what hides an image's brightness) grows from 1/8 to sqrt(1/64 + 0.09)
+    assert plain.mean((2, 3)).std().item() == pytest.approx(1 / 8, rel=0.05)
+    assert offset.mean((2, 3)).std().item() == pytest.approx((1 / 64 + 0.09) ** 0.5, rel=0.05)
+
+
+def test_a_checkpoint_from_before_noise_offset_resumes_only_without_it():
+    from dataclasses import replace
+
+    from cirsynth.world.diffusion import check_same_recipe
+
+    old = WorldDiffusionConfig().recipe()
+    old.pop("noise_offset")  # what a checkpoint written before the field existed holds
+    check_same_recipe(old, WorldDiffusionConfig())  # it trained without offset noise: the same recipe
+    with pytest.raises(ValueError, match="noise_offset: 0.0 -> 0.1"):
+        check_same_recipe(old, replace(WorldDiffusionConfig(), noise_offset=0.1))
+
+
 def test_config_is_checked():
+    with pytest.raises(ValueError, match="noise_offset"):
+        WorldDiffusionConfig(noise_offset=-0.1)
     with pytest.raises(ValueError, match="norm_num_groups"):
         WorldDiffusionConfig(vae_channels=(12, 16, 16), norm_num_groups=8)
     with pytest.raises(ValueError, match="save_dtype"):

@@ -176,6 +176,7 @@ def train_diffusion(
     init_unet: str | None = None,
     ema_decay: float = 0.0,
     snr_gamma: float = 0.0,
+    noise_offset: float = 0.0,
     seed: int = 0,
     image_size: int = 64,
     vae_channels: tuple[int, ...] = (32, 64, 64),
@@ -219,6 +220,8 @@ def train_diffusion(
         init_unet: UNet2DConditionModel folder to go on training (e.g. OTHER/unet); unet_channels etc. are then its own.
         ema_decay: keep an exponential moving average of the UNet weights with this decay and save it (0: none).
         snr_gamma: Min-SNR-gamma loss weighting of the UNet (0: the plain DDPM loss).
+        noise_offset: offset noise: std of one extra noise constant per latent channel, so the UNet learns to draw
+            overall brightness and tint (night, sunset) from the words (0: plain noise; 0.1 as usual for SD).
         seed: seed of scenes, init and noise.
         image_size: render / model resolution in pixels.
         vae_channels: VAE widths (3 levels = 16x16 latents at 64x64).
@@ -270,6 +273,7 @@ def train_diffusion(
         init_unet=init_unet,
         ema_decay=ema_decay,
         snr_gamma=snr_gamma,
+        noise_offset=noise_offset,
         seed=seed,
         image_size=image_size,
         vae_channels=vae_channels,

@@ -46,6 +46,7 @@ if TYPE_CHECKING:  # pragma: no cover
 RUNTIME_FIELDS = frozenset({"device", "bf16", "max_seconds", "stop_at", "resume", "finish_early", "render_workers", "log_every",
                             "vae_eval_every", "save_every", "save_dtype", "data_cache"})
 TRAIN_STATE_DIR = "train_state"  # inside ``<out>.ckpt``: what a resumed run needs beyond the saved pipeline
+RECIPE_DEFAULTS_SINCE = {"noise_offset": 0.0}  # recipe fields newer than some checkpoints, with what those trained with
 DATA_CACHE_VERSION = 1  # of the ``<out>.data`` layout (a new layout never reads an old folder)
 
 
@@ -84,6 +85,10 @@ class WorldDiffusionConfig:
     init_unet: str | None = None  # UNet2DConditionModel folder to go on training (its config replaces unet_channels/...)
     ema_decay: float = 0.0  # UNet: decay of an exponential moving average of the weights, saved instead of them (0 = none)
     snr_gamma: float = 0.0  # UNet: Min-SNR-gamma loss weights min(SNR, gamma) / SNR (Hang et al. 2023; 0 = plain DDPM loss)
+    # UNet: offset noise (Guttenberg 2023; diffusers' --noise_offset): each latent channel's training noise gets one
+    # extra constant, drawn with this std, so the noise also hides an image's overall brightness and tint and the model
+    # learns to draw them from the words (a night scene dark) instead of reading them off its starting noise (0 = off)
+    noise_offset: float = 0.0
     cond_dropout: float = 0.1  # share of empty captions, for classifier-free guidance
     seed: int = 0  # scenes, init, noise
     log_every: int = 50  # steps between loss log lines
@@ -115,6 +120,8 @@ class WorldDiffusionConfig:
             raise ValueError(f"image_size {self.image_size} is not divisible by the VAE downsampling {down}")
         if self.save_dtype not in ("float32", "float16"):
             raise ValueError(f"save_dtype must be 'float32' or 'float16', got {self.save_dtype!r}")
+        if self.noise_offset < 0:
+            raise ValueError(f"noise_offset must be >= 0, got {self.noise_offset}")
         if self.max_seconds < 0 or self.stop_at < 0 or self.render_workers < 1:
             raise ValueError("max_seconds and stop_at must be >= 0 and render_workers >= 1")
 
@@ -330,6 +337,16 @@ def grounding_loss(
         losses.append((((1 - inside) ** 2) * tokens).sum() / count)
         shares.append((inside.detach() * tokens).sum() / count)
     return torch.stack(losses).mean(), torch.stack(shares).mean()
+
+
+def training_noise(shape: tuple[int, ...], gen: torch.Generator, offset: float = 0.0) -> torch.Tensor:
+    """The UNet's training noise for latents of ``shape`` (B, C, h, w): standard normal, plus with ``offset`` > 0 one
+    normal constant of std ``offset`` per image and channel (offset noise). Drawn from ``gen`` on the CPU; with no
+    offset the draws are exactly those of plain noise, so runs without it are unchanged."""
+    noise = torch.randn(shape, generator=gen)
+    if offset > 0:
+        noise = noise + offset * torch.randn((*shape[:2], 1, 1), generator=gen)
+    return noise
 
 
 def min_snr_weights(noise_sched: Any, t: torch.Tensor, gamma: float) -> torch.Tensor:
@@ -684,6 +701,8 @@ def check_same_recipe(saved: dict[str, Any], config: WorldDiffusionConfig) -> No
     """Refuse to resume a run under a different recipe, naming every field that changed."""
     from cirsynth.config import changed_settings
 
+    # a field added to the recipe since the checkpoint was written counts as its default (what that run trained with)
+    saved = {**RECIPE_DEFAULTS_SINCE, **saved}
     changed = changed_settings(saved, config.recipe())
     if changed:
         raise ValueError(f"cannot resume: the checkpoint was trained with other settings ({'; '.join(changed)}); "
@@ -781,7 +800,7 @@ def train_unet(
             cond = embeds[idx].clone()  # (B, L, D)
             drop = (torch.rand(config.batch_size, generator=gen) < config.cond_dropout).to(device)
             cond[drop] = null_embed[0]
-            noise = torch.randn(z0.shape, generator=gen).to(device)
+            noise = training_noise(z0.shape, gen, config.noise_offset).to(device)
             t = torch.randint(noise_sched.config.num_train_timesteps, (config.batch_size,), generator=gen)
             zt = noise_sched.add_noise(z0, noise, t.to(device))  # q(z_t | z_0), DDPM eq. 4
             with autocast:
