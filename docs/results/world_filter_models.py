@@ -17,7 +17,8 @@ import sys
 import numpy as np
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
+
+from filter_cv import measure, standardise
 
 rows = json.load(open(sys.argv[1]))
 feats = list(rows[0]["scores"])
@@ -27,15 +28,6 @@ X = np.array([[r["scores"][f] for f in feats] for r in rows], float)
 y = np.array([bool(r["right"]) for r in rows])
 E = np.array([r["edit"] for r in rows])
 T = np.array([types.index(r["edit_type"]) for r in rows])
-
-
-def standardise(a, b):
-    """Clip to the training rows' 1st-99th percentiles and standardise, as calibrate.fit_learned does."""
-    lo, hi = np.percentile(a, 1, 0), np.percentile(a, 99, 0)
-    a, b = np.clip(a, lo, hi), np.clip(b, lo, hi)
-    m, s = a.mean(0), a.std(0)
-    s[s == 0] = 1
-    return (a - m) / s, (b - m) / s
 
 
 def relative(Z, idx):
@@ -72,32 +64,6 @@ def trees(with_relative):
     return fit_predict
 
 
-def measure(fit_predict, partitions=(0, 1, 2), folds=4, target=0.8, min_accepted=0.1):
-    figs = []
-    for s in partitions:
-        order = np.random.default_rng(s).permutation(len(edits))
-        p = np.zeros(len(y))
-        for k in range(folds):
-            held = np.isin(E, np.array(edits)[order[k::folds]])
-            p[held] = fit_predict(np.where(~held)[0], np.where(held)[0])
-        best_p, best_right = [], []
-        for e in edits:
-            i = np.where(E == e)[0]
-            j = i[np.argmax(p[i])]
-            best_p.append(p[j]); best_right.append(y[j])
-        best_p, best_right = np.array(best_p), np.array(best_right)
-        o = np.argsort(-best_p, kind="stable")
-        hits = np.cumsum(best_right[o])
-        prec = hits / np.arange(1, len(o) + 1)
-        ok = [k for k in range(int(np.ceil(min_accepted * len(o))), len(o) + 1) if prec[k - 1] >= target]
-        k = max(ok) if ok else 0
-        figs.append([roc_auc_score(y, p), k, 100 * prec[k - 1] if k else 0, hits[k - 1] if k else 0,
-                     100 * best_right.mean()])
-    m = np.mean(figs, 0)
-    return {"auc": round(m[0], 3), "accepted": round(m[1], 1), "precision": round(m[2], 1),
-            "accepted_right": round(m[3], 1), "kept_candidate_right": round(m[4], 1)}
-
-
 MODELS = {
     "logistic C 0.3 (calibrate-filter's)": logistic(0.3),
     "logistic C 1": logistic(1.0),
@@ -109,4 +75,4 @@ MODELS = {
 }
 print(f"{len(edits)} edits, {len(rows)} candidates, {y.mean():.1%} right", flush=True)
 for name, fp in MODELS.items():
-    print(name, json.dumps(measure(fp)), flush=True)
+    print(name, json.dumps(measure(fp, E, y)), flush=True)

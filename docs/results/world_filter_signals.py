@@ -26,6 +26,8 @@ from scipy import ndimage
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
+from filter_cv import measure, standardise
+
 from cirsynth.world.recipe import world_eval_config
 from cirsynth.world.evaluate import evaluation_edits, render
 
@@ -107,51 +109,21 @@ types = sorted({r["edit_type"] for r in rows})
 E = np.array([r["edit"] for r in rows])
 y = np.array([bool(r["right"]) for r in rows])
 T = np.array([types.index(r["edit_type"]) for r in rows])
-eds = sorted(set(E))
+eds = sorted(set(E.tolist()))
 
 
 def matrix(feats):
     return np.array([[{**r["scores"], **r["new"]}[f] for f in feats] for r in rows], float)
 
 
-def standardise(a, b):
-    lo, hi = np.percentile(a, 1, 0), np.percentile(a, 99, 0)
-    a, b = np.clip(a, lo, hi), np.clip(b, lo, hi)
-    m, s = a.mean(0), a.std(0)
-    s[s == 0] = 1
-    return (a - m) / s, (b - m) / s
-
-
-def measure(X, by_type=False, C=0.3, partitions=(0, 1, 2), folds=4, target=0.8, min_accepted=0.1):
-    """As world_filter_models.measure: held-out AUC; each edit keeps its likeliest candidate; accepted down to the
-    lowest probability keeping >= 80% right (>= 10% of edits); mean over 3 partitions of 4 folds of edits."""
-    figs = []
-    for s in partitions:
-        order = np.random.default_rng(s).permutation(len(eds))
-        p = np.zeros(len(y))
-        for k in range(folds):
-            held = np.isin(E, np.array(eds)[order[k::folds]])
-            tr, te = np.where(~held)[0], np.where(held)[0]
-            a, b = standardise(X[tr], X[te])
-            if by_type:
-                a, b = np.hstack([a, np.eye(len(types))[T[tr]]]), np.hstack([b, np.eye(len(types))[T[te]]])
-            p[te] = LogisticRegression(C=C, max_iter=5000).fit(a, y[tr]).predict_proba(b)[:, 1]
-        best_p, best_right = [], []
-        for e in eds:
-            i = np.where(E == e)[0]
-            j = i[np.argmax(p[i])]
-            best_p.append(p[j]); best_right.append(y[j])
-        best_p, best_right = np.array(best_p), np.array(best_right)
-        o = np.argsort(-best_p, kind="stable")
-        hits = np.cumsum(best_right[o])
-        prec = hits / np.arange(1, len(o) + 1)
-        ok = [k for k in range(int(np.ceil(min_accepted * len(o))), len(o) + 1) if prec[k - 1] >= target]
-        k = max(ok) if ok else 0
-        figs.append([roc_auc_score(y, p), k, 100 * prec[k - 1] if k else 0, hits[k - 1] if k else 0,
-                     100 * best_right.mean()])
-    m = np.mean(figs, 0)
-    return {"auc": round(m[0], 3), "accepted": round(m[1], 1), "precision": round(m[2], 1),
-            "accepted_right": round(m[3], 1), "kept_candidate_right": round(m[4], 1)}
+def logistic(X, by_type=False, C=0.3):
+    """calibrate-filter's logistic model over the columns of ``X`` (with one-hot edit types when ``by_type``)."""
+    def fit_predict(tr, te):
+        a, b = standardise(X[tr], X[te])
+        if by_type:
+            a, b = np.hstack([a, np.eye(len(types))[T[tr]]]), np.hstack([b, np.eye(len(types))[T[te]]])
+        return LogisticRegression(C=C, max_iter=5000).fit(a, y[tr]).predict_proba(b)[:, 1]
+    return fit_predict
 
 
 new = list(rows[0]["new"])
@@ -172,4 +144,4 @@ sets = {
 for name, feats in sets.items():
     X = matrix(feats)
     for by_type in (False, True):
-        print(f"{name}{' + per-type offsets' if by_type else ''}", json.dumps(measure(X, by_type)), flush=True)
+        print(f"{name}{' + per-type offsets' if by_type else ''}", json.dumps(measure(logistic(X, by_type), E, y)), flush=True)
