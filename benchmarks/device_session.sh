@@ -4,7 +4,8 @@
 #
 # Here, once:  bash benchmarks/device_prepare.sh          (wheels into .whl/, the cut text encoder into .device/)
 # Device tool: run  command "bash benchmarks/device_session.sh"  carry [".whl", ".device"]  timeout_s 590
-#   PART=check | train | all (default all); CHECK_S (default 250) and TRAIN_S (default 240) are the two budgets.
+#   PART=check | train | all (default all); CHECK_S (default 250) and TRAIN_S (default 240) are the two budgets;
+#   NOISE_OFFSET (default 0.1, session 21's text-to-image gain on the CPU; 0 = off) is the training's offset noise.
 #   A CPU smoke run of check and train here: NO_WHEELS=1 PY=.venv/bin/python DEVICE=cpu NUM_SCENES=64 UNET_STEPS=4 \
 #     BATCH=4 TRAIN_S=5 PART=train OUT=/tmp/ds bash benchmarks/device_session.sh
 #   PART=experiment: the world data-scarcity experiment (docs/results/world_data_scarcity.sh) on the GPU with the bundled
@@ -48,11 +49,12 @@ fi
 if [ "$PART" = train ] || [ "$PART" = all ]; then
   A=src/cirsynth/assets/world/diffusion
   W=/tmp/world_train; rm -rf "$W"
-  # the bundled recipe (grounding, Min-SNR, EMA) continued from the bundled UNet, at GPU batch size on more scenes
+  # the bundled recipe (grounding, Min-SNR, EMA, offset noise) continued from the bundled UNet, at GPU batch size on more scenes
   timeout $(( ${TRAIN_S:-240} + 150 )) $PY -m cirsynth world train diffusion "$W/diffusion" --device "${DEVICE:-cuda}" \
     --max_seconds "${TRAIN_S:-240}" --init_unet "$A/unet" --init_vae "$A/vae" --vae_steps 0 --decoder_steps 0 \
     --text_encoder .device/text_encoder --num_scenes "${NUM_SCENES:-32000}" --unet_steps "${UNET_STEPS:-4000}" \
     --batch_size "${BATCH:-256}" --unet_lr "${LR:-2e-4}" --grounding_weight 0.1 --snr_gamma 5.0 --ema_decay 0.999 \
+    --noise_offset "${NOISE_OFFSET:-0.1}" \
     --object_weight 4.0 --latent_channels 16 --vae_channels "[32, 64, 64]" --render_workers "${RENDER_WORKERS:-16}" --log_every 100 \
     --save_dtype float16 --card false > "$OUT/train.log" 2>&1 || echo "training ended with $?"
   tail -5 "$OUT/train.log"
