@@ -17,7 +17,6 @@ Usage (repo root; the cache holds the candidate images of the table's edits, as 
     OMP_NUM_THREADS=1 PYTHONPATH=src .venv/bin/python docs/results/world_filter_signals.py CANDIDATES.json CACHE N
 e.g. docs/results/world_calibration_seed0_n288_unet_s18_candidates.json /tmp/cache_s18 288
 """
-import glob
 import json
 import sys
 
@@ -27,6 +26,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 from filter_cv import measure, standardise
+from tune_setup import cached_blocks
 
 from cirsynth.world.recipe import world_eval_config
 from cirsynth.world.evaluate import evaluation_edits, render
@@ -35,29 +35,15 @@ rows = json.load(open(sys.argv[1]))
 cache, n = sys.argv[2], int(sys.argv[3])
 cfg = world_eval_config(None, n=n, seed=0)
 edits = evaluation_edits(cfg)
-refs = []
-for e in edits:
-    a = np.asarray(render(e.reference))
-    refs.append(a.astype(float) / 255.0 if a.dtype == np.uint8 else a.astype(float))
+refs = [np.asarray(render(e.reference), float) / 255.0 for e in edits]  # render gives 8-bit RGB
 
-# the cached blocks of these edits (seed 0, first = 0, 96, ...)
-images, masks, has_mask, owner, psnr = {}, {}, {}, {}, {}
-for f in sorted(glob.glob(f"{cache}/candidates-*.npz")):
-    z = np.load(f)
-    key = json.loads(str(z["key"]))
-    if key["seed"] != 0:
-        continue
-    first = key["first"]
-    per = {}
-    for k, o in enumerate(z["owner"]):
-        e = first + int(o)
-        c = per.get(e, 0)
-        per[e] = c + 1
-        images[(e, c)] = z["images"][k].astype(float) / 255.0
-        masks[(e, c)] = z["masks"][k]
-        has_mask[(e, c)] = bool(z["has_mask"][k])
-    for i, p in enumerate(z["psnr"]):
-        psnr[first + i] = float(p)
+# the cached blocks of these edits (seed 0, first = 0, 96, ...), by (edit, candidate)
+blocks = cached_blocks(cache, 0, n)
+cands = list(zip(blocks["owner"], blocks["candidate"]))
+images = {k: a.astype(float) / 255.0 for k, a in zip(cands, blocks["images"])}
+masks = dict(zip(cands, blocks["masks"]))
+has_mask = {k: bool(h) for k, h in zip(cands, blocks["has_mask"])}
+psnr = blocks["psnr"]
 missing = [(r["edit"], r["candidate"]) for r in rows if (r["edit"], r["candidate"]) not in images]
 if missing:
     sys.exit(f"{len(missing)} candidates of the table are not in {cache} (first: {missing[:3]})")

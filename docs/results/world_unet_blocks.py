@@ -5,19 +5,20 @@ type (no filter: what the generator makes). Each CACHE is a folder that `world e
 Per UNet and edit type: edits with some right candidate, and over the candidates: right, named attribute right
 (target), rest preserved; and the mean brightness of the candidates of lighting edits by the light they ask for.
 
-Usage (repo root): PYTHONPATH=src .venv/bin/python docs/results/world_unet_blocks.py N NAME=CACHE [NAME=CACHE ...]
+Usage (repo root): PYTHONPATH=src:docs/results .venv/bin/python docs/results/world_unet_blocks.py N NAME=CACHE [NAME=CACHE ...]
 """
-import glob
 import json
 import sys
 from collections import defaultdict
 
 import numpy as np
+from PIL import Image
 
 from cirsynth.world.classifier import AttributeClassifier
-from cirsynth.world.evaluate import broken_labels, evaluation_edits, judge_edit
+from cirsynth.world.evaluate import evaluation_edits
 from cirsynth.world.recipe import world_eval_config
 from cirsynth.world.scene import scene_labels
+from tune_setup import cached_blocks, judged_row, tally
 
 n = int(sys.argv[1])
 cfg = world_eval_config(n=n, seed=0)
@@ -26,38 +27,18 @@ clf = AttributeClassifier.from_pretrained(cfg.classifier)
 out = {"seed": 0, "n": n, "unets": {}}
 for spec in sys.argv[2:]:
     name, cache = spec.split("=", 1)
-    images, owner = [], []
-    for f in sorted(glob.glob(f"{cache}/candidates-*.npz")):
-        z = np.load(f)
-        key = json.loads(str(z["key"]))
-        if key["seed"] != 0 or key["first"] >= n:
-            continue
-        images.extend(z["images"])
-        owner.extend(key["first"] + int(o) for o in z["owner"])
-    have = sorted(set(owner))
-    if have != list(range(n)):
-        sys.exit(f"{cache}: blocks cover {len(have)} of edits 0..{n - 1}")
-    from PIL import Image
-
+    blocks = cached_blocks(cache, 0, n)
+    images, owner = blocks["images"], blocks["owner"]
     preds = clf.predict([Image.fromarray(a) for a in images])
-    by_type = defaultdict(lambda: {"edits": set(), "edits_with_right": set(), "candidates": 0, "right": 0,
-                                   "target": 0, "preserved": 0})
+    rows = [judged_row(p, edits[i], edit=i, type=edits[i].edit_type) for i, p in zip(owner, preds)]
+    table = tally(rows, lambda r: [r["type"], "all"])
     light = defaultdict(list)
     broken = defaultdict(int)
-    for a, i, p in zip(images, owner, preds):
-        e = edits[i]
-        t, pr = judge_edit(p, e.reference, e.target)
-        for k in (e.edit_type, "all"):
-            d = by_type[k]
-            d["edits"].add(i); d["candidates"] += 1; d["right"] += t and pr; d["target"] += t; d["preserved"] += pr
-            if t and pr:
-                d["edits_with_right"].add(i)
-        for b in broken_labels(p, e.reference, e.target):
+    for a, i, r in zip(images, owner, rows):
+        for b in r["broken"]:
             broken[b] += 1
-        if e.edit_type == "lighting":
-            light[scene_labels(e.target)["light"]].append(float(a.mean()))
-    table = {k: {"edits": len(d["edits"]), "edits_with_right": len(d["edits_with_right"]),
-                 **{f: d[f] for f in ("candidates", "right", "target", "preserved")}} for k, d in by_type.items()}
+        if edits[i].edit_type == "lighting":
+            light[scene_labels(edits[i].target)["light"]].append(float(a.mean()))
     out["unets"][name] = {"cache": cache, "by_type": table, "broken": dict(sorted(broken.items())),
                           "lighting_candidate_brightness": {k: round(float(np.mean(v)), 1) for k, v in light.items()}}
     print(name, json.dumps(table["all"]), json.dumps(out["unets"][name]["lighting_candidate_brightness"]), flush=True)
