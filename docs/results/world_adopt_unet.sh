@@ -44,7 +44,8 @@ $PY -m cirsynth world calibrate-filter --n "$N0" --seed 0 --hard_negatives 64 --
 $PY - src/cirsynth/assets/world/recipe.json "$C/recipe.json" <<'PYEOF'
 """Seed-0 figures of the bundled recipe's calibration beside the candidate's, as calibrate-filter reported them: the
 edits (per type: named attribute right, rest preserved, kept candidate right, any candidate right) and the chosen
-filter's cross-validated figures. The same edits only where both were calibrated on the same N0 (the bundled: 288)."""
+filter's cross-validated figures. The same edits only where both were calibrated on the same N0 (the bundled since session 22: 192;
+for two different N0, docs/results/world_adopt_compare.py compares the candidate tables on the same first edits)."""
 import json
 import sys
 
