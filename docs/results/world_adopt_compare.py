@@ -15,7 +15,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from cirsynth.world.calibrate import _best_per_edit, cross_validate_learned, held_out_probabilities
+from cirsynth.world.calibrate import _best_per_edit, held_out_probabilities, learned_threshold
 
 
 def edits_of(table, n):
@@ -34,15 +34,15 @@ out = {"seed": 0, "n": n, "tables": {}}
 for spec in sys.argv[2:]:
     name, path = spec.split("=", 1)
     cands = edits_of(json.load(open(path)), n)
-    kept, top = [], defaultdict(list)
-    for s in (0, 1, 2):
+    kept, top, cv = [], defaultdict(list), []
+    for s in (0, 1, 2):  # each partition's held-out probabilities once: kept candidate, ranking and the filter's CV
         p = held_out_probabilities(cands, seed=s)
         best_p, kept_right = _best_per_edit(cands, np.array([v for ps in p for v in ps], dtype=float))
         kept.append(int(kept_right.sum()))
         order = np.argsort(-best_p, kind="stable")
         for frac in TOP:
             top[frac].append(100 * kept_right[order[:round(frac * n)]].mean())
-    cv = [cross_validate_learned(cands, 0.8, 0.1, seed=s)[1] for s in (0, 1, 2)]
+        cv.append(learned_threshold(best_p, kept_right, 0.8, 0.1)[1])  # as calibrate.cross_validate_learned
     out["tables"][name] = {
         "table": path,
         "edits_with_right": sum(any(c["right"] for c in cs) for cs in cands),
