@@ -114,3 +114,42 @@ def test_render_batch_is_the_same_for_any_number_of_workers():
     assert render_batch(scenes, 32)[1] is None and render_batch([], 32)[0].shape == (0, 32, 32, 3)
     with pytest.raises(ValueError, match="workers must be >= 1"):
         render_batch(scenes, 32, workers=0)
+
+
+def test_autoencoder_round_trip_gives_back_the_render_through_the_bundled_vae(tmp_path):
+    from cirsynth.world.captioner import _renders, autoencoder_round_trip
+    from cirsynth.world.recipe import bundled_model
+
+    images, _ = _renders(4, 3, 64)
+    back = autoencoder_round_trip(bundled_model("editor"), images)
+    assert back.shape == images.shape and back.dtype == np.float32 and 0 <= back.min() and back.max() <= 1
+    mse = float(((back - images) ** 2).mean())
+    assert 0 < mse and -10 * np.log10(mse) > 25  # close to the render, yet not the render itself
+    with pytest.raises(FileNotFoundError, match="no AutoencoderKL there"):
+        autoencoder_round_trip(tmp_path, images)
+
+
+def test_captioner_batches_show_the_autoencoder_round_trip_and_are_blurred(tmp_path, monkeypatch):
+    import torch
+
+    import cirsynth.world.captioner as wc
+
+    seen = []
+
+    def blur(x, sigma):  # records the batch the model is about to see (after the round-trip choice)
+        seen.append(x.clone())
+        return x
+
+    monkeypatch.setattr(wc, "gaussian_blur", blur)
+    # a stand-in round trip that turns every render grey: a batch that shows it is constant per channel
+    monkeypatch.setattr(wc, "autoencoder_round_trip", lambda folder, images: np.full_like(images, 0.5))
+    small = dict(hidden_size=32, vision_layers=1, text_layers=1, batch_size=8, num_scenes=16, num_eval=2, steps=2,
+                 log_every=1, blur_max=1.0, autoencoder="unused")
+    report = wc.train_world_captioner(WorldCaptionerConfig(**small, autoencoder_share=1.0), tmp_path / "a", log=lambda s: None)
+    assert len(seen) == 2 and all(torch.allclose(x, x[:, :, :1, :1].expand_as(x)) for x in seen)
+    assert set(report["eval_autoencoded"]) == {"exact_match", "word_accuracy", "n"}
+    seen.clear()
+    wc.train_world_captioner(WorldCaptionerConfig(**small, autoencoder_share=0.0), tmp_path / "b", log=lambda s: None)
+    assert len(seen) == 2 and not any(torch.allclose(x, x[:, :, :1, :1].expand_as(x)) for x in seen)  # the renders
+    with pytest.raises(ValueError, match="needs an autoencoder"):
+        wc.train_world_captioner(WorldCaptionerConfig(**{**small, "autoencoder": ""}, autoencoder_share=0.5), tmp_path / "c")

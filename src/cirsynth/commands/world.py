@@ -366,6 +366,9 @@ def train_captioner(
     threads: int = 1,
     init: str = "",
     render_workers: int = 1,
+    autoencoder: str = "",
+    autoencoder_share: float = 0.0,
+    blur_max: float = 0.0,
     card: bool = True,
 ) -> int:
     """Train the world's image captioner, saved as a transformers BlipForConditionalGeneration + BlipProcessor.
@@ -386,6 +389,11 @@ def train_captioner(
         init: a trained world captioner's folder ("bundled" for the one cirsynth ships) to train further; the
             architecture options must match it, its vocabulary is kept.
         render_workers: processes that render the scenes (the data is the same for any number).
+        autoencoder: the editor's pipeline folder ("bundled" for the bundled world diffusion model) whose VAE round
+            trip of each render a share of every batch shows instead of the render (robustness to the generator's
+            images, which the filter's re-captioner reads); also scored on the held-out renders' round trips.
+        autoencoder_share: that share of each batch (0-1).
+        blur_max: each batch blurred by a Gaussian sigma drawn in [0, blur_max] pixels.
         card: write card.json / README.md beside the weights.
     """
     params = dict(locals())  # first: the arguments only, before any import
@@ -398,14 +406,18 @@ def train_captioner(
     cfg = WorldCaptionerConfig(steps=steps, num_scenes=num_scenes, batch_size=batch_size, lr=lr, hidden_size=hidden_size,
                                vision_layers=vision_layers, text_layers=text_layers, num_eval=num_eval, seed=seed,
                                log_every=log_every, init=bundled_model("captioner") if init == "bundled" else init,
-                               render_workers=render_workers)
+                               render_workers=render_workers,
+                               autoencoder=bundled_model("editor") if autoencoder == "bundled" else autoencoder,
+                               autoencoder_share=autoencoder_share, blur_max=blur_max)
     report = train_world_captioner(cfg, out, log=lambda s: print(s, flush=True))
     _save_trained(
         out, "world train captioner", params, report, card, "captioner",
         "Image captioner of the mini world as a transformers BlipForConditionalGeneration + BlipProcessor "
         "(WordPiece vocabulary of the world's words); it writes the canonical caption of a render.",
         data=f"{num_scenes} random renders (seed {seed * 2 + 1}); evaluated on {num_eval} other renders (seed {seed * 2 + 2})",
-        quality={"held_out": report["eval"], "examples": report["examples"]},
+        quality={"held_out": report["eval"],
+                 **({"held_out_autoencoded": report["eval_autoencoded"]} if report["eval_autoencoded"] else {}),
+                 "examples": report["examples"]},
         extra={"init": report["init"]} if report["init"] else None,
     )
     print(json.dumps({"out": str(out), **report["eval"], "seconds": round(report["seconds_total"], 1)}))

@@ -20,6 +20,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from cirsynth.world.classifier import gaussian_blur
 from cirsynth.world.diffusion import _cosine_lr, optimizer_step
 from cirsynth.world.language import VOCABULARY, caption, caption_variants, tokenize
 from cirsynth.world.render import render_batch
@@ -48,6 +49,13 @@ class WorldCaptionerConfig:
     log_every: int = 50  # steps between loss lines
     init: str = ""  # folder of a trained world captioner to go on training (same architecture; its processor kept)
     render_workers: int = 1  # processes that render the scenes (the data is the same for any number)
+    # Robustness to the generator's images, which the filter's re-captioner reads: a share of each batch shows the
+    # render after a round trip through an autoencoder (the editor's VAE: its softness and colour shifts) instead of
+    # the render itself, and each batch is blurred by a sigma drawn in [0, blur_max] px. Renders and their captions
+    # only: no generated image and no judge.
+    autoencoder: str = ""  # a diffusers pipeline folder with a vae/ subfolder, or an AutoencoderKL folder ("": none)
+    autoencoder_share: float = 0.0  # share of each batch shown as its autoencoder round trip (needs autoencoder)
+    blur_max: float = 0.0  # per-batch Gaussian blur sigma drawn in [0, blur_max] px
 
     def architecture(self) -> dict[str, int]:
         """The fields a model built from this config has, which a captioner trained further (``init``) must share."""
@@ -120,6 +128,25 @@ def _renders(n: int, seed: int, size: int, workers: int = 1) -> tuple[np.ndarray
     return render_batch(scenes, size, workers)[0], [caption(s, 0) for s in scenes]
 
 
+def autoencoder_round_trip(folder: str | os.PathLike, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """``images`` (N, H, W, 3) floats in [0, 1] encoded and decoded by the ``AutoencoderKL`` in ``folder`` (a pipeline
+    folder with a ``vae`` subfolder, or the autoencoder's own folder), latent means, clipped back to [0, 1]."""
+    from diffusers import AutoencoderKL
+
+    folder = Path(folder)
+    sub = folder / "vae" if (folder / "vae" / "config.json").is_file() else folder
+    if not (sub / "config.json").is_file():
+        raise FileNotFoundError(f"autoencoder={str(folder)!r}: no AutoencoderKL there (no config.json in it or its vae/)")
+    vae = AutoencoderKL.from_pretrained(sub).float().eval()
+    out = np.empty_like(images, dtype=np.float32)
+    with torch.no_grad():
+        for b in range(0, len(images), batch_size):
+            x = torch.from_numpy(np.ascontiguousarray(images[b:b + batch_size], dtype=np.float32)).permute(0, 3, 1, 2)
+            y = vae.decode(vae.encode(x * 2 - 1).latent_dist.mean).sample
+            out[b:b + batch_size] = ((y.clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).numpy()
+    return out
+
+
 def model_architecture(model: Any) -> dict[str, int]:
     """A loaded world captioner's :meth:`WorldCaptionerConfig.architecture` fields, read off its config."""
     v, t = model.config.vision_config, model.config.text_config
@@ -174,7 +201,14 @@ def train_world_captioner(config: WorldCaptionerConfig, out: str | os.PathLike,
     tok = processor.tokenizer
     images, texts = _renders(config.num_scenes, config.seed * 2 + 1, config.image_size, config.render_workers)
     eval_images, eval_texts = _renders(config.num_eval, config.seed * 2 + 2, config.image_size, config.render_workers)
+    if config.autoencoder_share > 0 and not config.autoencoder:
+        raise ValueError("autoencoder_share > 0 needs an autoencoder (the editor's pipeline folder)")
+    if not 0 <= config.autoencoder_share <= 1 or config.blur_max < 0:
+        raise ValueError(f"autoencoder_share must lie in [0, 1] and blur_max be >= 0 "
+                         f"(got {config.autoencoder_share}, {config.blur_max})")
     pixels = _pixels(processor, images)  # (N, 3, H, W)
+    # each render's round trip, made once: a batch then shows either view of its scenes
+    trips = _pixels(processor, autoencoder_round_trip(config.autoencoder, images)) if config.autoencoder_share > 0 else None
     enc = tok(texts, padding="max_length", truncation=True, max_length=config.max_length, return_tensors="pt")
     longest = int(enc["attention_mask"].sum(1).max())
     if longest >= config.max_length:
@@ -191,7 +225,13 @@ def train_world_captioner(config: WorldCaptionerConfig, out: str | os.PathLike,
     t1, losses = time.time(), []
     for step in range(config.steps):
         idx = torch.randint(len(pixels), (config.batch_size,), generator=gen)
-        loss = model(pixel_values=pixels[idx], input_ids=ids[idx], attention_mask=mask[idx], labels=labels[idx]).loss
+        x = pixels[idx]
+        if trips is not None:
+            x = torch.where((torch.rand(len(idx), generator=gen) < config.autoencoder_share)[:, None, None, None],
+                            trips[idx], x)
+        if config.blur_max > 0:  # the processor's normalisation is per channel, so blurring after it is the same
+            x = gaussian_blur(x, float(torch.rand((), generator=gen)) * config.blur_max)
+        loss = model(pixel_values=x, input_ids=ids[idx], attention_mask=mask[idx], labels=labels[idx]).loss
         losses.append(optimizer_step(loss, model.parameters(), opt, sched))
         if (step + 1) % config.log_every == 0 or step + 1 == config.steps:
             log(f"captioner step {step + 1}/{config.steps} loss {np.mean(losses[-config.log_every:]):.4f} "
@@ -205,11 +245,20 @@ def train_world_captioner(config: WorldCaptionerConfig, out: str | os.PathLike,
     captioner = Captioner.from_pretrained(out, CaptionerConfig(batch_size=64, max_new_tokens=config.max_length))
     from PIL import Image
 
-    predicted = captioner.caption([Image.fromarray((a * 255).round().astype(np.uint8)) for a in eval_images])
+    def read(arrays: np.ndarray) -> list[str]:
+        return captioner.caption([Image.fromarray((np.clip(a, 0, 1) * 255).round().astype(np.uint8)) for a in arrays])
+
+    predicted = read(eval_images)
     scores = caption_scores(predicted, eval_texts)
     log(f"held-out: exact caption {scores['exact_match']:.1%}, words right {scores['word_accuracy']:.1%}")
+    trip_scores = None
+    if config.autoencoder:  # the same held-out scenes as the autoencoder gives them back
+        trip_scores = caption_scores(read(autoencoder_round_trip(config.autoencoder, eval_images)), eval_texts)
+        log(f"held-out after the autoencoder: exact caption {trip_scores['exact_match']:.1%}, "
+            f"words right {trip_scores['word_accuracy']:.1%}")
     return {
         "eval": scores,
+        "eval_autoencoded": trip_scores,
         "examples": [{"truth": t, "predicted": p} for t, p in list(zip(eval_texts, predicted))[:5]],
         "loss_first": losses[0] if losses else None,
         "loss_last50": float(np.mean(losses[-50:])) if losses else None,
