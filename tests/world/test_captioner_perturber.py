@@ -133,23 +133,49 @@ def test_captioner_batches_show_the_autoencoder_round_trip_and_are_blurred(tmp_p
     import torch
 
     import cirsynth.world.captioner as wc
+    from cirsynth.world.recipe import bundled_model
 
-    seen = []
+    seen, sigmas = [], []
 
-    def blur(x, sigma):  # records the batch the model is about to see (after the round-trip choice)
+    def blur(x, sigma):  # records the batch the model is about to see (after the round-trip choice) and its sigma
         seen.append(x.clone())
-        return x
+        sigmas.append(sigma)
+        return x + 1.0  # what the model is given instead: the blurred batch, not the one before it
 
     monkeypatch.setattr(wc, "gaussian_blur", blur)
     # a stand-in round trip that turns every render grey: a batch that shows it is constant per channel
     monkeypatch.setattr(wc, "autoencoder_round_trip", lambda folder, images: np.full_like(images, 0.5))
     small = dict(hidden_size=32, vision_layers=1, text_layers=1, batch_size=8, num_scenes=16, num_eval=2, steps=2,
-                 log_every=1, blur_max=1.0, autoencoder="unused")
+                 log_every=1, blur_max=1.0, autoencoder=bundled_model("editor"))
     report = wc.train_world_captioner(WorldCaptionerConfig(**small, autoencoder_share=1.0), tmp_path / "a", log=lambda s: None)
     assert len(seen) == 2 and all(torch.allclose(x, x[:, :, :1, :1].expand_as(x)) for x in seen)
+    assert all(0 <= s <= 1.0 for s in sigmas) and len(set(sigmas)) == 2  # a sigma drawn per batch in [0, blur_max]
     assert set(report["eval_autoencoded"]) == {"exact_match", "word_accuracy", "n"}
     seen.clear()
     wc.train_world_captioner(WorldCaptionerConfig(**small, autoencoder_share=0.0), tmp_path / "b", log=lambda s: None)
     assert len(seen) == 2 and not any(torch.allclose(x, x[:, :, :1, :1].expand_as(x)) for x in seen)  # the renders
-    with pytest.raises(ValueError, match="needs an autoencoder"):
-        wc.train_world_captioner(WorldCaptionerConfig(**{**small, "autoencoder": ""}, autoencoder_share=0.5), tmp_path / "c")
+
+    def no_rendering(*args, **kwargs):
+        raise AssertionError("rendered before the settings were checked")
+
+    monkeypatch.setattr(wc, "_renders", no_rendering)
+    bad = [({"autoencoder": ""}, 0.5, "needs an autoencoder"), ({}, 1.5, r"must lie in \[0, 1\]"),
+           ({"blur_max": -1.0}, 0.0, "blur_max must be >= 0"), ({"blur_max": 30.0}, 0.0, "narrower than the 64-px"),
+           ({"autoencoder": str(tmp_path)}, 0.5, "no AutoencoderKL there")]
+    for change, share, why in bad:
+        with pytest.raises((ValueError, FileNotFoundError), match=why):
+            wc.train_world_captioner(WorldCaptionerConfig(**{**small, **change}, autoencoder_share=share), tmp_path / "c")
+
+
+def test_train_captioner_command_records_the_autoencoder_it_round_tripped_through(tmp_path):
+    from cirsynth.cli import main
+
+    out = tmp_path / "captioner"
+    assert main(["world", "train", "captioner", str(out), "--steps", "2", "--num_scenes", "16", "--num_eval", "2",
+                 "--hidden_size", "32", "--vision_layers", "1", "--text_layers", "1", "--batch_size", "8",
+                 "--autoencoder", "bundled", "--autoencoder_share", "0.5", "--blur_max", "0.5"]) == 0
+    card = json.loads((out / "card.json").read_text())
+    assert card["autoencoder"]["folder"] == "bundled:diffusion" and len(card["autoencoder"]["weights"]) == 64
+    assert "--autoencoder bundled --autoencoder_share 0.5 --blur_max 0.5" in card["command"]
+    assert "--init '' " in card["command"]  # an empty option is written so that the line runs
+    assert set(card["quality"]["held_out_autoencoded"]) == {"exact_match", "word_accuracy", "n"}

@@ -26,6 +26,7 @@ def test_model_path_names_what_exists(tmp_path):
 
 def test_command_line_reproduces_arguments():
     assert command_line("world train x", {"out": "d", "seed": 3, "flag": True, "none": None}) == "cirsynth world train x d --seed 3 --flag true"
+    assert command_line("world train x", {"out": "d", "init": ""}) == "cirsynth world train x d --init ''"  # still runs
 
 
 def test_world_benchmark_command(tmp_path, capsys):

@@ -418,10 +418,20 @@ def train_captioner(
         quality={"held_out": report["eval"],
                  **({"held_out_autoencoded": report["eval_autoencoded"]} if report["eval_autoencoded"] else {}),
                  "examples": report["examples"]},
-        extra={"init": report["init"]} if report["init"] else None,
+        extra={**({"init": report["init"]} if report["init"] else {}),
+               **({"autoencoder": _autoencoder_record(cfg.autoencoder)} if cfg.autoencoder else {})} or None,
     )
     print(json.dumps({"out": str(out), **report["eval"], "seconds": round(report["seconds_total"], 1)}))
     return 0
+
+
+def _autoencoder_record(folder: str) -> dict:
+    """Which autoencoder a captioner's batches were round-tripped through: its folder's label and weights fingerprint
+    (``bundled`` names whatever the bundled editor is at the time, so the card keeps which one it was)."""
+    from cirsynth.world.assets import model_label
+    from cirsynth.world.evaluate import weights_fingerprint
+
+    return {"folder": model_label(folder), "weights": weights_fingerprint(folder)}
 
 
 def train_perturber(

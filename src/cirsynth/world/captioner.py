@@ -11,6 +11,7 @@ share of caption words right.
 from __future__ import annotations
 
 import functools
+import math
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -128,16 +129,34 @@ def _renders(n: int, seed: int, size: int, workers: int = 1) -> tuple[np.ndarray
     return render_batch(scenes, size, workers)[0], [caption(s, 0) for s in scenes]
 
 
+def _autoencoder_folder(folder: str | os.PathLike) -> Path:
+    """The ``AutoencoderKL`` folder of ``folder``: its ``vae`` subfolder (a pipeline) or itself."""
+    folder = Path(folder)
+    sub = folder / "vae" if (folder / "vae" / "config.json").is_file() else folder
+    if not (sub / "config.json").is_file():
+        raise FileNotFoundError(f"autoencoder={str(folder)!r}: no AutoencoderKL there (no config.json in it or its vae/)")
+    return sub
+
+
+def check_augmentation(config: WorldCaptionerConfig) -> None:
+    """Refuse augmentation settings that could not run (or would fail mid-way) before anything is rendered."""
+    if not 0 <= config.autoencoder_share <= 1:
+        raise ValueError(f"autoencoder_share must lie in [0, 1] (got {config.autoencoder_share})")
+    if config.autoencoder_share > 0 and not config.autoencoder:
+        raise ValueError("autoencoder_share > 0 needs an autoencoder (the editor's pipeline folder)")
+    if config.autoencoder:
+        _autoencoder_folder(config.autoencoder)
+    if not 0 <= config.blur_max or math.ceil(3 * config.blur_max) >= config.image_size:
+        raise ValueError(f"blur_max must be >= 0 and its kernel (3 sigma) narrower than the {config.image_size}-px "
+                         f"image (got {config.blur_max})")
+
+
 def autoencoder_round_trip(folder: str | os.PathLike, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """``images`` (N, H, W, 3) floats in [0, 1] encoded and decoded by the ``AutoencoderKL`` in ``folder`` (a pipeline
     folder with a ``vae`` subfolder, or the autoencoder's own folder), latent means, clipped back to [0, 1]."""
     from diffusers import AutoencoderKL
 
-    folder = Path(folder)
-    sub = folder / "vae" if (folder / "vae" / "config.json").is_file() else folder
-    if not (sub / "config.json").is_file():
-        raise FileNotFoundError(f"autoencoder={str(folder)!r}: no AutoencoderKL there (no config.json in it or its vae/)")
-    vae = AutoencoderKL.from_pretrained(sub).float().eval()
+    vae = AutoencoderKL.from_pretrained(_autoencoder_folder(folder)).float().eval()
     out = np.empty_like(images, dtype=np.float32)
     with torch.no_grad():
         for b in range(0, len(images), batch_size):
@@ -197,15 +216,11 @@ def train_world_captioner(config: WorldCaptionerConfig, out: str | os.PathLike,
 
     t0 = time.time()
     out = Path(out)
+    check_augmentation(config)  # before any rendering (40,000 scenes and their round trips take half an hour)
     processor, model = load_for_training(config)
     tok = processor.tokenizer
     images, texts = _renders(config.num_scenes, config.seed * 2 + 1, config.image_size, config.render_workers)
     eval_images, eval_texts = _renders(config.num_eval, config.seed * 2 + 2, config.image_size, config.render_workers)
-    if config.autoencoder_share > 0 and not config.autoencoder:
-        raise ValueError("autoencoder_share > 0 needs an autoencoder (the editor's pipeline folder)")
-    if not 0 <= config.autoencoder_share <= 1 or config.blur_max < 0:
-        raise ValueError(f"autoencoder_share must lie in [0, 1] and blur_max be >= 0 "
-                         f"(got {config.autoencoder_share}, {config.blur_max})")
     pixels = _pixels(processor, images)  # (N, 3, H, W)
     # each render's round trip, made once: a batch then shows either view of its scenes
     trips = _pixels(processor, autoencoder_round_trip(config.autoencoder, images)) if config.autoencoder_share > 0 else None
