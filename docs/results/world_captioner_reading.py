@@ -15,13 +15,12 @@ e.g. /tmp/cache_s21b 96 docs/results/world_calibration_seed0_n192_unet_s21b500_c
 import json
 import sys
 
-import numpy as np
 from PIL import Image
 
 from tune_setup import cached_blocks
 
 from cirsynth.captions.captioner import Captioner, CaptionerConfig
-from cirsynth.world.captioner import _renders, autoencoder_round_trip, caption_scores
+from cirsynth.world.captioner import _renders, autoencoder_round_trip, caption_scores, to_pil
 from cirsynth.world.evaluate import evaluation_edits
 from cirsynth.world.language import VOCABULARY, caption, tokenize
 from cirsynth.world.recipe import bundled_model, world_eval_config
@@ -37,10 +36,6 @@ if len(picked) != len(right):
     sys.exit(f"{cache} holds {len(picked)} of the table's {len(right)} right candidates of edits 0..{n - 1}")
 candidates = [Image.fromarray(blocks["images"][i]) for i in picked]
 targets = [caption(edits[blocks["owner"][i]].target) for i in picked]
-
-
-def pil(arrays):
-    return [Image.fromarray((np.clip(a, 0, 1) * 255).round().astype(np.uint8)) for a in arrays]
 
 
 KIND = {w: kind for kind, words in VOCABULARY.items() for w in words}
@@ -60,9 +55,9 @@ def misread(predicted, truth):
 out = {"n_edits": n, "right_candidates": len(picked), "captioners": {}}
 for folder in folders:
     cap = Captioner.from_pretrained(folder, CaptionerConfig(batch_size=64))
-    read_renders, read_candidates = cap.caption(pil(renders)), cap.caption(candidates)
+    read_renders, read_candidates = cap.caption(to_pil(renders)), cap.caption(candidates)
     out["captioners"][folder] = {"renders": caption_scores(read_renders, texts),
-                                 "autoencoded": caption_scores(cap.caption(pil(trips)), texts),
+                                 "autoencoded": caption_scores(cap.caption(to_pil(trips)), texts),
                                  "right_candidates": caption_scores(read_candidates, targets),
                                  "misread_pct_renders": misread(read_renders, texts),
                                  "misread_pct_right_candidates": misread(read_candidates, targets)}

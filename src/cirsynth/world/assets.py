@@ -41,8 +41,8 @@ def command_line(command: str, params: dict[str, Any], positional: tuple[str, ..
     parts = ["cirsynth", command, *(str(params[k]) for k in positional if k in params)]
     for k, v in params.items():
         if v is not None and k not in positional:
-            text = json.dumps(v) if not isinstance(v, (str, Path)) else str(v)
-            parts.append(f"--{k} {text or chr(39) * 2}")  # an empty string as '' so that the line still runs
+            text = (json.dumps(v) if not isinstance(v, (str, Path)) else str(v)) or "''"  # '': the line still runs
+            parts.append(f"--{k} {text}")
     return " ".join(parts)
 
 

@@ -191,11 +191,15 @@ def load_for_training(config: WorldCaptionerConfig) -> tuple[Any, Any]:
     return BlipProcessor.from_pretrained(folder), model.train()
 
 
-def _pixels(processor: Any, images: list[np.ndarray]) -> torch.Tensor:
+def to_pil(images: "list[np.ndarray] | np.ndarray") -> list:
+    """Float images (H, W, 3) in [0, 1] as 8-bit RGB PIL images (clipped, rounded)."""
     from PIL import Image
 
-    pil = [Image.fromarray((np.clip(a, 0, 1) * 255).round().astype(np.uint8)) for a in images]
-    return processor(images=pil, return_tensors="pt")["pixel_values"]
+    return [Image.fromarray((np.clip(a, 0, 1) * 255).round().astype(np.uint8)) for a in images]
+
+
+def _pixels(processor: Any, images: list[np.ndarray]) -> torch.Tensor:
+    return processor(images=to_pil(images), return_tensors="pt")["pixel_values"]
 
 
 def caption_scores(predicted: list[str], truth: list[str]) -> dict[str, float]:
@@ -258,10 +262,8 @@ def train_world_captioner(config: WorldCaptionerConfig, out: str | os.PathLike,
     processor.save_pretrained(out)
 
     captioner = Captioner.from_pretrained(out, CaptionerConfig(batch_size=64, max_new_tokens=config.max_length))
-    from PIL import Image
-
     def read(arrays: np.ndarray) -> list[str]:
-        return captioner.caption([Image.fromarray((np.clip(a, 0, 1) * 255).round().astype(np.uint8)) for a in arrays])
+        return captioner.caption(to_pil(arrays))
 
     predicted = read(eval_images)
     scores = caption_scores(predicted, eval_texts)
