@@ -28,6 +28,19 @@ def edits_of(table, n):
     return [by_edit[i] for i in range(n)]
 
 
+def by_type(cands):
+    """Per edit type: edits, edits with a right candidate, and of their candidates how many are right, draw the named
+    attribute (target) and keep the rest (preserved)."""
+    out = defaultdict(lambda: dict.fromkeys(("edits", "edits_with_right", "right", "target", "preserved"), 0))
+    for cs in cands:
+        t = out[cs[0]["edit_type"]]
+        t["edits"] += 1
+        t["edits_with_right"] += any(c["right"] for c in cs)
+        for k in ("right", "target", "preserved"):
+            t[k] += sum(bool(c[k]) for c in cs)
+    return dict(out)
+
+
 TOP = (0.1, 0.2, 0.3, 0.5)  # fractions of the edits, ranked by their kept candidate's held-out probability
 n = int(sys.argv[1])
 out = {"seed": 0, "n": n, "tables": {}}
@@ -54,6 +67,7 @@ for spec in sys.argv[2:]:
         "filter_cv_by_partition": cv,
         "filter_cv_partition0": cv[0],
         "filter_cv_mean_of_3": {k: round(float(np.mean([f[k] for f in cv])), 1) for k in cv[0]},
+        "by_type": by_type(cands),
     }
     t = out["tables"][name]
     print(f"{name:24s} any right {t['edits_with_right']}/{n}, held-out kept right {t['held_out_kept_right']}/{n}, "

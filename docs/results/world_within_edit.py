@@ -1,0 +1,106 @@
+"""Seed-0 tuning only: can the filter's scores tell a right candidate from a wrong one of the same edit? For each
+calibration candidate table (calibrate-filter's `*_candidates.json`) on its first N edits:
+
+- per score, its within-edit AUC (over every pair of a right and a wrong candidate of one edit, how often the right
+  one scores higher) beside its pooled AUC (right against wrong candidates of any edits);
+- three ways of keeping each edit's candidate, 4 folds by edit, fold partitions 0-2: "plain" (the learned filter's
+  most probable candidate, as calibrate-filter does), "centred" (the logistic model also sees every score minus its
+  edit's mean) and "ranks" (it also sees each score's rank among its edit's candidates); for each, the held-out kept
+  candidate right and the filter's CV at the 80% target with at least 10% accepted, as calibrate-filter chooses the
+  threshold.
+
+Usage (repo root): PYTHONPATH=src .venv/bin/python docs/results/world_within_edit.py N OUT.json NAME=TABLE ...
+"""
+import json
+import os
+import sys
+from collections import defaultdict
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+
+from cirsynth.world.calibrate import _best_per_edit, _features, learned_threshold
+
+
+def edits_of(table, n):
+    by_edit = defaultdict(list)
+    for row in table:
+        if row["edit"] < n:
+            by_edit[row["edit"]].append(row)
+    if sorted(by_edit) != list(range(n)):
+        raise SystemExit(f"the table does not hold edits 0..{n - 1}")
+    return [sorted(by_edit[i], key=lambda r: r["candidate"]) for i in range(n)]
+
+
+def auc(pos, neg):
+    pos, neg = np.asarray(pos, float), np.asarray(neg, float)
+    return float(np.mean(pos[:, None] > neg[None, :]) + 0.5 * np.mean(pos[:, None] == neg[None, :]))
+
+
+def within_auc(cands, f):
+    wins = pairs = 0.0
+    for cs in cands:
+        r = [c["scores"][f] for c in cs if c["right"]]
+        w = [c["scores"][f] for c in cs if not c["right"]]
+        if r and w:
+            wins += auc(r, w) * len(r) * len(w)
+            pairs += len(r) * len(w)
+    return wins / pairs
+
+
+def design(cs, feats, mode):
+    X = np.array([[c["scores"][f] for f in feats] for c in cs], dtype=float)
+    if mode == "centred":
+        return np.hstack([X, X - X.mean(0)])
+    if mode == "ranks":
+        return np.hstack([X, X.argsort(0).argsort(0) / max(1, len(cs) - 1) - 0.5])
+    return X
+
+
+def held_out(cands, feats, mode, seed, C=0.3):
+    """Each edit's candidates' probabilities from a model fitted on the other folds (clipped to the 1st-99th
+    percentiles and standardised as calibrate.fit_learned does)."""
+    Xs = [design(cs, feats, mode) for cs in cands]
+    ys = [np.array([bool(c["right"]) for c in cs]) for cs in cands]
+    order = np.random.default_rng(seed).permutation(len(cands))
+    p = [None] * len(cands)
+    for f in range(4):
+        test = set(order[f::4].tolist())
+        train = [i for i in range(len(cands)) if i not in test]
+        X, y = np.vstack([Xs[i] for i in train]), np.concatenate([ys[i] for i in train])
+        lo, hi = np.percentile(X, 1, axis=0), np.percentile(X, 99, axis=0)
+        Z = np.clip(X, lo, hi)
+        mean, scale = Z.mean(0), Z.std(0)
+        scale[scale == 0] = 1.0
+        model = LogisticRegression(C=C, max_iter=5000).fit((Z - mean) / scale, y)
+        for i in test:
+            p[i] = model.predict_proba((np.clip(Xs[i], lo, hi) - mean) / scale)[:, 1]
+    return np.concatenate(p)
+
+
+n, out_path = int(sys.argv[1]), sys.argv[2]
+out = {"seed": 0, "n": n, "tables": {}}
+for spec in sys.argv[3:]:
+    name, path = spec.split("=", 1)
+    cands = edits_of(json.load(open(path)), n)
+    feats = _features(cands)
+    flat = [c for cs in cands for c in cs]
+    scores = {f: {"within_edit_auc": round(within_auc(cands, f), 3),
+                  "pooled_auc": round(auc([c["scores"][f] for c in flat if c["right"]],
+                                          [c["scores"][f] for c in flat if not c["right"]]), 3)} for f in feats}
+    keeping = {}
+    for mode in ("plain", "centred", "ranks"):
+        kept, cv = [], []
+        for s in (0, 1, 2):
+            best_p, kept_right = _best_per_edit(cands, held_out(cands, feats, mode, s))
+            kept.append(int(kept_right.sum()))
+            cv.append(learned_threshold(best_p, kept_right, 0.8, 0.1)[1])
+        keeping[mode] = {"held_out_kept_right_by_partition": kept, "filter_cv_by_partition": cv,
+                         "filter_cv_accepted_success_mean_of_3": round(float(np.mean([f["accepted_success"] for f in cv])), 1)}
+        print(f"{name:16s} {mode:8s} kept right {kept}, filter CV accepted and right "
+              f"{[f['accepted_success'] for f in cv]} (mean {keeping[mode]['filter_cv_accepted_success_mean_of_3']})",
+              flush=True)
+    out["tables"][name] = {"table": path, "scores": scores, "keeping": keeping}
+with open(out_path + ".tmp", "w") as f:
+    json.dump(out, f, indent=1)
+os.replace(out_path + ".tmp", out_path)
