@@ -16,16 +16,7 @@ from collections import defaultdict
 import numpy as np
 
 from cirsynth.world.calibrate import _best_per_edit, held_out_probabilities, learned_threshold
-
-
-def edits_of(table, n):
-    by_edit = defaultdict(list)
-    for row in table:
-        if row["edit"] < n:
-            by_edit[row["edit"]].append(row)
-    if sorted(by_edit) != list(range(n)):
-        raise SystemExit(f"the table does not hold edits 0..{n - 1}")
-    return [by_edit[i] for i in range(n)]
+from cirsynth.world.evaluate import candidates_by_edit
 
 
 def by_type(cands):
@@ -46,7 +37,7 @@ n = int(sys.argv[1])
 out = {"seed": 0, "n": n, "tables": {}}
 for spec in sys.argv[2:]:
     name, path = spec.split("=", 1)
-    cands = edits_of(json.load(open(path)), n)
+    cands = candidates_by_edit(json.load(open(path)), n)
     kept, top, cv = [], defaultdict(list), []
     for s in (0, 1, 2):  # each partition's held-out probabilities once: kept candidate, ranking and the filter's CV
         p = held_out_probabilities(cands, seed=s)

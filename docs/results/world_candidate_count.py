@@ -17,21 +17,11 @@ Usage (repo root): PYTHONPATH=src .venv/bin/python docs/results/world_candidate_
 import json
 import os
 import sys
-from collections import defaultdict
 
 import numpy as np
 
 from cirsynth.world.calibrate import _best_per_edit, held_out_probabilities, learned_threshold
-
-
-def edits_of(table, n):
-    by_edit = defaultdict(list)
-    for row in table:
-        if row["edit"] < n:
-            by_edit[row["edit"]].append(row)
-    if sorted(by_edit) != list(range(n)):
-        raise SystemExit(f"the table does not hold edits 0..{n - 1}")
-    return [sorted(by_edit[i], key=lambda r: r["candidate"]) for i in range(n)]
+from cirsynth.world.evaluate import candidates_by_edit
 
 
 def subset_figures(sub):
@@ -50,7 +40,7 @@ n, out_path = int(sys.argv[1]), sys.argv[2]
 out = {"seed": 0, "n": n, "tables": {}}
 for spec in sys.argv[3:]:
     name, path = spec.split("=", 1)
-    cands = edits_of(json.load(open(path)), n)
+    cands = candidates_by_edit(json.load(open(path)), n)
     K = min(len(cs) for cs in cands)
     rows = {}
     k = 1

@@ -14,22 +14,12 @@ Usage (repo root): PYTHONPATH=src .venv/bin/python docs/results/world_within_edi
 import json
 import os
 import sys
-from collections import defaultdict
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from cirsynth.world.calibrate import _best_per_edit, _features, learned_threshold
-
-
-def edits_of(table, n):
-    by_edit = defaultdict(list)
-    for row in table:
-        if row["edit"] < n:
-            by_edit[row["edit"]].append(row)
-    if sorted(by_edit) != list(range(n)):
-        raise SystemExit(f"the table does not hold edits 0..{n - 1}")
-    return [sorted(by_edit[i], key=lambda r: r["candidate"]) for i in range(n)]
+from cirsynth.world.evaluate import candidates_by_edit, score_auc
 
 
 def auc(pos, neg):
@@ -82,12 +72,11 @@ n, out_path = int(sys.argv[1]), sys.argv[2]
 out = {"seed": 0, "n": n, "tables": {}}
 for spec in sys.argv[3:]:
     name, path = spec.split("=", 1)
-    cands = edits_of(json.load(open(path)), n)
+    cands = candidates_by_edit(json.load(open(path)), n)
     feats = _features(cands)
     flat = [c for cs in cands for c in cs]
-    scores = {f: {"within_edit_auc": round(within_auc(cands, f), 3),
-                  "pooled_auc": round(auc([c["scores"][f] for c in flat if c["right"]],
-                                          [c["scores"][f] for c in flat if not c["right"]]), 3)} for f in feats}
+    pooled = score_auc(flat)
+    scores = {f: {"within_edit_auc": round(within_auc(cands, f), 3), "pooled_auc": pooled[f]} for f in feats}
     keeping = {}
     for mode in ("plain", "centred", "ranks"):
         kept, cv = [], []

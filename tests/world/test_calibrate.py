@@ -100,6 +100,21 @@ def test_score_auc_matches_the_pairwise_definition():
     assert got["a"] == pytest.approx(want, abs=1e-3) and got["b"] == 0.5
 
 
+def test_candidates_by_edit_inverts_candidate_rows_and_names_missing_edits():
+    from cirsynth.world.evaluate import candidates_by_edit
+
+    # rows as a calibration table stores them, shuffled: edits 0..2, three candidates each
+    rows = [{"edit": e, "candidate": k, "right": (e + k) % 2 == 0} for e in range(3) for k in range(3)]
+    shuffled = [rows[i] for i in np.random.default_rng(0).permutation(len(rows))]
+    got = candidates_by_edit(shuffled)
+    assert [[(r["edit"], r["candidate"]) for r in cs] for cs in got] == [[(e, k) for k in range(3)] for e in range(3)]
+    assert [[r["edit"] for r in cs] for cs in candidates_by_edit(shuffled, 2)] == [[0, 0, 0], [1, 1, 1]]
+    with pytest.raises(ValueError, match=r"no rows for edits \[1\]"):
+        candidates_by_edit([r for r in rows if r["edit"] != 1], 3)
+    with pytest.raises(ValueError, match=r"no rows for edits \[3\]"):
+        candidates_by_edit(rows, 4)
+
+
 def test_calibrate_filter_command_keeps_its_candidates_in_the_cache(tmp_path, monkeypatch, capsys):
     """A second calibration with the same generation settings loads the images instead of running the diffusion
     model, and finds the same table; the recipe carries the calibration's figures, the candidate table lies beside it."""

@@ -489,6 +489,21 @@ def candidate_rows(table: dict[str, Any], edits: list) -> list[dict[str, Any]]:
             for i, (e, cands) in enumerate(zip(edits, table["candidates"])) for k, c in enumerate(cands)]
 
 
+def candidates_by_edit(rows: list[dict[str, Any]], n: int | None = None) -> list[list[dict[str, Any]]]:
+    """``candidate_rows``' rows (e.g. a calibration's ``*_candidates.json``) back into one list per edit, in candidate
+    order: edits 0..n-1 (``n``: all the rows' edits; a table made on more edits is cut to its first ``n``, which are
+    the same edits). Raises ``ValueError`` when an edit in that range has no rows."""
+    by_edit: dict[int, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_edit.setdefault(int(row["edit"]), []).append(row)
+    n = len(by_edit) if n is None else n
+    missing = [i for i in range(n) if i not in by_edit]
+    if missing:
+        raise ValueError(f"candidates_by_edit: no rows for edits {missing[:5]}{' ...' if len(missing) > 5 else ''} "
+                         f"(the table holds {len(by_edit)} edits)")
+    return [sorted(by_edit[i], key=lambda r: r["candidate"]) for i in range(n)]
+
+
 def score_auc(candidates: list[dict[str, Any]]) -> dict[str, float | None]:
     """Per filter score, over every candidate: the probability that a right candidate scores above a wrong one (ROC
     AUC; 0.5 = the score cannot tell them apart). How much any threshold on that score can do."""
