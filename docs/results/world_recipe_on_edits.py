@@ -23,9 +23,10 @@ edits = candidates_by_edit(json.load(open(table_path)), end)[first:]
 accepted = right = preserved = kept_right = 0
 for cands in edits:
     verdicts = [filt.judge(c["scores"], c["edit_type"]) for c in cands]
-    kept = cands[pick_best(verdicts, recipe.filter.rank_by)]
+    best = pick_best(verdicts, recipe.filter.rank_by)
+    kept = cands[best]
     kept_right += bool(kept["right"])
-    if verdicts[cands.index(kept)].passed:
+    if verdicts[best].passed:
         accepted += 1
         right += bool(kept["right"])
         preserved += bool(kept["preserved"])
