@@ -44,3 +44,18 @@ def measure(fit_predict, E, y, partitions=(0, 1, 2), folds=4, target=0.8, min_ac
     m = np.mean(figs, 0)
     return {"auc": round(m[0], 3), "accepted": round(m[1], 1), "precision": round(m[2], 1),
             "accepted_right": round(m[3], 1), "kept_candidate_right": round(m[4], 1)}
+
+
+def kept_by_partition(cands, probabilities=None, partitions=(0, 1, 2), target=0.8, min_accepted=0.1):
+    """For each fold partition ``s`` of ``cands`` (a list of edits, each a list of candidate rows):
+    ``(best_p, kept_right, cv)``: each edit's most probable candidate's held-out probability, whether that kept
+    candidate is right, and the filter's figures at the threshold calibrate-filter would choose on them (as
+    calibrate.cross_validate_learned). ``probabilities(cands, s)`` gives every candidate's held-out probability, edit
+    by edit (default: calibrate.held_out_probabilities, the learned filter itself)."""
+    from cirsynth.world.calibrate import _best_per_edit, held_out_probabilities, learned_threshold
+
+    probabilities = probabilities or (lambda cs, s: held_out_probabilities(cs, seed=s))
+    for s in partitions:
+        flat = np.array([v for ps in probabilities(cands, s) for v in ps], dtype=float)
+        best_p, kept_right = _best_per_edit(cands, flat)
+        yield best_p, kept_right, learned_threshold(best_p, kept_right, target, min_accepted)[1]

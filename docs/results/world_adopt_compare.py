@@ -15,8 +15,8 @@ from collections import defaultdict
 
 import numpy as np
 
-from cirsynth.world.calibrate import _best_per_edit, held_out_probabilities, learned_threshold
 from cirsynth.world.evaluate import candidates_by_edit
+from filter_cv import kept_by_partition
 
 
 def by_type(cands):
@@ -39,14 +39,12 @@ for spec in sys.argv[2:]:
     name, path = spec.split("=", 1)
     cands = candidates_by_edit(json.load(open(path)), n)
     kept, top, cv = [], defaultdict(list), []
-    for s in (0, 1, 2):  # each partition's held-out probabilities once: kept candidate, ranking and the filter's CV
-        p = held_out_probabilities(cands, seed=s)
-        best_p, kept_right = _best_per_edit(cands, np.array([v for ps in p for v in ps], dtype=float))
+    for best_p, kept_right, figs in kept_by_partition(cands):  # kept candidate, ranking and the filter's CV
         kept.append(int(kept_right.sum()))
         order = np.argsort(-best_p, kind="stable")
         for frac in TOP:
             top[frac].append(100 * kept_right[order[:round(frac * n)]].mean())
-        cv.append(learned_threshold(best_p, kept_right, 0.8, 0.1)[1])  # as calibrate.cross_validate_learned
+        cv.append(figs)
     out["tables"][name] = {
         "table": path,
         "edits_with_right": sum(any(c["right"] for c in cs) for cs in cands),

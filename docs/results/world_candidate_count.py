@@ -20,17 +20,15 @@ import sys
 
 import numpy as np
 
-from cirsynth.world.calibrate import _best_per_edit, held_out_probabilities, learned_threshold
 from cirsynth.world.evaluate import candidates_by_edit
+from filter_cv import kept_by_partition
 
 
 def subset_figures(sub):
     kept, figs = [], []
-    for s in (0, 1, 2):
-        p = held_out_probabilities(sub, seed=s)
-        best_p, kept_right = _best_per_edit(sub, np.array([v for ps in p for v in ps], dtype=float))
+    for _, kept_right, cv in kept_by_partition(sub):
         kept.append(int(kept_right.sum()))
-        figs.append(learned_threshold(best_p, kept_right, 0.8, 0.1)[1])
+        figs.append(cv)
     return {"edits_with_right": sum(any(c["right"] for c in cs) for cs in sub), "held_out_kept_right": float(np.mean(kept)),
             "filter_cv_precision": float(np.mean([f["precision"] for f in figs])),
             "filter_cv_accepted_success": float(np.mean([f["accepted_success"] for f in figs]))}

@@ -20,7 +20,8 @@ from PIL import Image
 from tune_setup import cached_blocks
 
 from cirsynth.captions.captioner import Captioner, CaptionerConfig
-from cirsynth.world.captioner import _renders, autoencoder_round_trip, caption_scores, to_pil
+from cirsynth.world.captioner import _renders, autoencoder_round_trip, caption_scores
+from cirsynth.world.render import to_pil
 from cirsynth.world.evaluate import evaluation_edits
 from cirsynth.world.language import VOCABULARY, caption, tokenize
 from cirsynth.world.recipe import bundled_model, world_eval_config

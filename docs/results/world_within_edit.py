@@ -17,24 +17,23 @@ import sys
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
 
-from cirsynth.world.calibrate import _best_per_edit, _features, learned_threshold
+from cirsynth.world.calibrate import _features
 from cirsynth.world.evaluate import candidates_by_edit, score_auc
-
-
-def auc(pos, neg):
-    pos, neg = np.asarray(pos, float), np.asarray(neg, float)
-    return float(np.mean(pos[:, None] > neg[None, :]) + 0.5 * np.mean(pos[:, None] == neg[None, :]))
+from filter_cv import kept_by_partition, standardise
 
 
 def within_auc(cands, f):
+    """ROC AUC within edits: each edit's AUC (right against wrong candidates of that edit), weighted by its number of
+    right-wrong pairs."""
     wins = pairs = 0.0
     for cs in cands:
-        r = [c["scores"][f] for c in cs if c["right"]]
-        w = [c["scores"][f] for c in cs if not c["right"]]
-        if r and w:
-            wins += auc(r, w) * len(r) * len(w)
-            pairs += len(r) * len(w)
+        y = [bool(c["right"]) for c in cs]
+        if any(y) and not all(y):
+            k = sum(y) * (len(y) - sum(y))
+            wins += roc_auc_score(y, [c["scores"][f] for c in cs]) * k
+            pairs += k
     return wins / pairs
 
 
@@ -48,24 +47,21 @@ def design(cs, feats, mode):
 
 
 def held_out(cands, feats, mode, seed, C=0.3):
-    """Each edit's candidates' probabilities from a model fitted on the other folds (clipped to the 1st-99th
-    percentiles and standardised as calibrate.fit_learned does)."""
+    """Each edit's candidates' probabilities from a model fitted on the other folds (standardised as
+    calibrate.fit_learned does), edit by edit."""
     Xs = [design(cs, feats, mode) for cs in cands]
     ys = [np.array([bool(c["right"]) for c in cs]) for cs in cands]
     order = np.random.default_rng(seed).permutation(len(cands))
     p = [None] * len(cands)
     for f in range(4):
-        test = set(order[f::4].tolist())
-        train = [i for i in range(len(cands)) if i not in test]
-        X, y = np.vstack([Xs[i] for i in train]), np.concatenate([ys[i] for i in train])
-        lo, hi = np.percentile(X, 1, axis=0), np.percentile(X, 99, axis=0)
-        Z = np.clip(X, lo, hi)
-        mean, scale = Z.mean(0), Z.std(0)
-        scale[scale == 0] = 1.0
-        model = LogisticRegression(C=C, max_iter=5000).fit((Z - mean) / scale, y)
-        for i in test:
-            p[i] = model.predict_proba((np.clip(Xs[i], lo, hi) - mean) / scale)[:, 1]
-    return np.concatenate(p)
+        test = sorted(order[f::4].tolist())
+        train = [i for i in range(len(cands)) if i not in set(test)]
+        Z, Zt = standardise(np.vstack([Xs[i] for i in train]), np.vstack([Xs[i] for i in test]))
+        model = LogisticRegression(C=C, max_iter=5000).fit(Z, np.concatenate([ys[i] for i in train]))
+        probs = model.predict_proba(Zt)[:, 1]
+        for i, part in zip(test, np.split(probs, np.cumsum([len(Xs[i]) for i in test])[:-1])):
+            p[i] = part
+    return p
 
 
 n, out_path = int(sys.argv[1]), sys.argv[2]
@@ -80,10 +76,9 @@ for spec in sys.argv[3:]:
     keeping = {}
     for mode in ("plain", "centred", "ranks"):
         kept, cv = [], []
-        for s in (0, 1, 2):
-            best_p, kept_right = _best_per_edit(cands, held_out(cands, feats, mode, s))
+        for _, kept_right, figs in kept_by_partition(cands, lambda cs, s: held_out(cs, feats, mode, s)):
             kept.append(int(kept_right.sum()))
-            cv.append(learned_threshold(best_p, kept_right, 0.8, 0.1)[1])
+            cv.append(figs)
         keeping[mode] = {"held_out_kept_right_by_partition": kept, "filter_cv_by_partition": cv,
                          "filter_cv_accepted_success_mean_of_3": round(float(np.mean([f["accepted_success"] for f in cv])), 1)}
         print(f"{name:16s} {mode:8s} kept right {kept}, filter CV accepted and right "

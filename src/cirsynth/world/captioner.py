@@ -24,7 +24,7 @@ import torch
 from cirsynth.world.classifier import gaussian_blur
 from cirsynth.world.diffusion import _cosine_lr, optimizer_step
 from cirsynth.world.language import VOCABULARY, caption, caption_variants, tokenize
-from cirsynth.world.render import render_batch
+from cirsynth.world.render import render_batch, to_pil
 from cirsynth.world.scene import random_scene
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]")
@@ -189,13 +189,6 @@ def load_for_training(config: WorldCaptionerConfig) -> tuple[Any, Any]:
     if changed:
         raise ValueError(f"cannot train {folder} further under another architecture ({'; '.join(changed)})")
     return BlipProcessor.from_pretrained(folder), model.train()
-
-
-def to_pil(images: "list[np.ndarray] | np.ndarray") -> list:
-    """Float images (H, W, 3) in [0, 1] as 8-bit RGB PIL images (clipped, rounded)."""
-    from PIL import Image
-
-    return [Image.fromarray((np.clip(a, 0, 1) * 255).round().astype(np.uint8)) for a in images]
 
 
 def _pixels(processor: Any, images: list[np.ndarray]) -> torch.Tensor:

@@ -210,8 +210,12 @@ def object_mask(scene: Scene, size: int = 64, supersample: int | None = None) ->
 
 def render(scene: Scene, size: int = 64, supersample: int | None = None) -> Image.Image:
     """Render a scene as an RGB PIL image of ``size`` x ``size`` pixels (see :func:`render_array`)."""
-    arr = render_array(scene, size=size, supersample=supersample)
-    return Image.fromarray(np.round(arr * 255).astype(np.uint8), mode="RGB")
+    return to_pil([render_array(scene, size=size, supersample=supersample)])[0]
+
+
+def to_pil(images: "list[np.ndarray] | np.ndarray") -> list[Image.Image]:
+    """Float images (H, W, 3) in [0, 1] as 8-bit RGB PIL images (clipped, rounded)."""
+    return [Image.fromarray((np.clip(a, 0, 1) * 255).round().astype(np.uint8)) for a in images]
 
 
 def _render_chunk(scenes: list[Scene], size: int, masks: bool) -> tuple[np.ndarray, np.ndarray | None]:
