@@ -1,6 +1,6 @@
 """A recipe's filter, as it stands, on edits of a candidate table it was not fitted on: each candidate judged by
 `EditFilter.judge` with the recipe's `FilterConfig` (its learned model and thresholds), each edit's kept candidate
-chosen by `pick_best` (the path `world evaluate` and `synthesize` take), then accepted when that candidate passes.
+chosen by `pick_best` (`world.evaluate.keep_candidate`, as `world evaluate` does), then accepted when it passes.
 Gives, for edits [FIRST, END) of the table: accepted edits, precision (right among accepted), accepted and right,
 rest preserved among accepted, and the kept candidate right whether accepted or not.
 
@@ -12,8 +12,8 @@ Usage (repo root): PYTHONPATH=src .venv/bin/python docs/results/world_recipe_on_
 import json
 import sys
 
-from cirsynth.synth.filters import EditFilter, pick_best
-from cirsynth.world.evaluate import candidates_by_edit
+from cirsynth.synth.filters import EditFilter
+from cirsynth.world.evaluate import candidates_by_edit, keep_candidate
 from cirsynth.world.recipe import load_recipe
 
 recipe_path, table_path, first, end = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
@@ -22,8 +22,7 @@ filt = EditFilter(recipe.filter)  # no CLIP or captioner: the table's scores are
 edits = candidates_by_edit(json.load(open(table_path)), end)[first:]
 accepted = right = preserved = kept_right = 0
 for cands in edits:
-    verdicts = [filt.judge(c["scores"], c["edit_type"]) for c in cands]
-    best = pick_best(verdicts, recipe.filter.rank_by)
+    verdicts, best = keep_candidate(filt, cands, recipe.filter.rank_by)
     kept = cands[best]
     kept_right += bool(kept["right"])
     if verdicts[best].passed:

@@ -55,7 +55,7 @@ def held_out(cands, feats, mode, seed, C=0.3):
     p = [None] * len(cands)
     for f in range(4):
         test = sorted(order[f::4].tolist())
-        train = [i for i in range(len(cands)) if i not in set(test)]
+        train = sorted(set(range(len(cands))) - set(test))
         Z, Zt = standardise(np.vstack([Xs[i] for i in train]), np.vstack([Xs[i] for i in test]))
         model = LogisticRegression(C=C, max_iter=5000).fit(Z, np.concatenate([ys[i] for i in train]))
         probs = model.predict_proba(Zt)[:, 1]

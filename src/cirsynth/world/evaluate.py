@@ -417,20 +417,29 @@ def _world_perturber():
     return LexicalPerturber(LexicalConfig(vocab=lexical_vocabulary()), wordnet=False)
 
 
+def keep_candidate(judge: Any, cands: list[dict[str, Any]], rank_by: str | None) -> tuple[list, int]:
+    """One edit's candidates (rows with stored ``scores`` and ``edit_type``) as the filter takes them: each one's
+    verdict from ``judge`` (an ``EditFilter``; None: scores only, every candidate passes) and the index of the one
+    ``pick_best`` keeps, ranked by ``rank_by``. The edit is accepted when that candidate's verdict passed."""
+    from cirsynth.synth.filters import FilterVerdict, pick_best
+
+    verdicts = [judge.judge(c["scores"], c.get("edit_type")) if judge else FilterVerdict(c["scores"]) for c in cands]
+    return verdicts, pick_best(verdicts, rank_by)
+
+
 def method_report(table: dict[str, Any], edits: list, cfg: WorldEvalConfig) -> dict[str, Any]:
     """One method's figures from its ``candidate_table``: the kept candidate per edit (``pick_best`` under the
     configured filter), its ground-truth success per edit type, and the filter's precision and recall, rule by rule
     (over all candidates) and as a whole (over edits)."""
-    from cirsynth.synth.filters import EditFilter, FilterVerdict, pick_best
+    from cirsynth.synth.filters import EditFilter
 
     # judges stored scores only: no CLIP, no recaptioner to load
     judge = EditFilter(dataclasses.replace(cfg.filter, clip=None, recaptioner=None)) if cfg.clip is not None else None
     kept, kept_verdicts, all_scored = [], [], []
     for cands in table["candidates"]:
-        verdicts = [judge.judge(c["scores"], c.get("edit_type")) if judge else FilterVerdict(c["scores"]) for c in cands]
+        verdicts, b = keep_candidate(judge, cands, cfg.filter.rank_by)
         # with the verdict's scores (the learned model's probability among them, when the filter has one)
         all_scored.extend({**c, "scores": v.scores} for c, v in zip(cands, verdicts))
-        b = pick_best(verdicts, cfg.filter.rank_by)
         kept.append(b)
         kept_verdicts.append(verdicts[b])
     accepted = [v.passed for v in kept_verdicts]
