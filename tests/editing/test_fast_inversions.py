@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from cirsynth.editing import CounterfactualEditor, EditorConfig, Inversion, InversionCache
+from cirsynth.editing import CounterfactualEditor, EditorConfig, Inversion, InversionCache, PairEdit
+from cirsynth.editing.attention import cross_attention_edit
 
 from .conftest import PROMPTS, STEPS, photos, psnr
 
@@ -77,3 +78,25 @@ def test_direct_add_target_identity_edit_is_the_reconstruction(pipe):
         assert psnr(ed.edit(inv, DOG[:1])[0], rec) < 50.0
     assert errors[True] < 1e-3 and errors[False] > 0.01
     assert EditorConfig().direct_add_target
+
+
+def test_skip_steps_follow_the_source_then_edit(editor, ddpm_inversions):
+    """skip_steps (edit-friendly DDPM's T_skip): the target branch is the reconstruction for its first steps, so the more
+    it skips the closer the edit stays to the input; pairs with different skips share one batch exactly."""
+    rec = editor.reconstruct(ddpm_inversions)
+    by_skip = {s: editor.edit(ddpm_inversions, DOG, cross_replace_steps=0.0, self_replace_steps=0.0, skip_steps=s)
+               for s in (0.0, 0.3, 0.7)}
+    for k in range(2):
+        closeness = [psnr(by_skip[s][k], rec[k]) for s in (0.0, 0.3, 0.7)]
+        assert closeness[0] < closeness[1] < closeness[2] < 60.0, closeness  # nearer the input, still edited
+    # one _sample call with two skips equals each alone
+    cross = cross_attention_edit(editor.tokenizer, ddpm_inversions[0].prompt, DOG[0], "auto")
+    edits = [PairEdit(0, cross, skip_steps=3), PairEdit(0, cross, skip_steps=7)]
+    _, both, _, _ = editor._sample(ddpm_inversions[:1], DOG, edits)
+    for j, e in enumerate(edits):
+        _, alone, _, _ = editor._sample(ddpm_inversions[:1], DOG[:1], [e])
+        torch.testing.assert_close(both[j], alone[0], atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match="skip_steps is a fraction"):
+        editor.edit(ddpm_inversions[:1], DOG[:1], skip_steps=1.0)
+    with pytest.raises(ValueError, match="cannot have both"):
+        editor.edit(ddpm_inversions[:1], DOG[:1], skip_steps=0.2, start_noise=[3])

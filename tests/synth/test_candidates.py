@@ -1,6 +1,8 @@
 """Oversampling: candidate settings drawn per edit, batched candidate edits, the caption-margin rule, cut captions."""
 
 import dataclasses
+import hashlib
+import itertools
 import json
 
 import numpy as np
@@ -374,6 +376,42 @@ def test_fresh_start_candidates_get_their_own_seeds_and_reach_the_editor():
     got = edit_candidates(Recorder(), invs, ["t0", "t1"], [None, None], [["w"], ["w"]], settings)
     assert sorted(Recorder.calls, key=str) == sorted([("t0", seeds[0]), ("t0", seeds[1]), ("t1", None)], key=str)
     assert [[c.image for c in cs] for cs in got] == [[("t0", seeds[0]), ("t0", seeds[1])], [("t1", None)]]
+
+
+def test_skip_choices_are_drawn_per_candidate_and_grouped_into_editor_calls():
+    cfg = CandidateConfig(n=6, skip_choices=(0.0, 0.2), by_edit_type={"background": {"start": "noise",
+                                                                                      "skip_choices": [0.0]}})
+    drawn = draw_settings(cfg, "img1:0", seed=0)
+    assert {s.skip_steps for s in drawn} == {0.0, 0.2} and len(set(drawn)) == 6
+    assert all(s.skip_steps == 0.0 for s in draw_settings(cfg.for_edit_type("background"), "img1:0", seed=0))
+    skipped = next(s for s in drawn if s.skip_steps)
+    assert skipped.as_dict()["skip_steps"] == 0.2 and "skip_steps" not in CandidateSetting(0.4, 0.2).as_dict()
+    # the default grid (skip 0 only) draws what the three-grid draw did before skips existed (cached candidates and
+    # recorded settings stay valid): the same seeded permutation of the (cross, self, reweight) product
+    plain = CandidateConfig(n=5)
+    grid = list(itertools.product(plain.cross_replace_choices, plain.self_replace_choices, plain.reweight_choices))
+    rng = np.random.default_rng(int.from_bytes(hashlib.sha256(b"0:img1:0").digest()[:8], "little"))
+    assert [(s.cross_replace_steps, s.self_replace_steps, s.reweight, s.skip_steps)
+            for s in draw_settings(plain, "img1:0", seed=0)] == [(*grid[i], 0.0) for i in rng.permutation(len(grid))[:5]]
+    for bad, match in (({"skip_choices": (1.0,)}, r"skip_choices are fractions of the steps in \[0, 1\)"),
+                       ({"start": "noise", "skip_choices": (0.1,)}, "must be \\[0\\]"),
+                       ({"skip_choices": (0.1,), "by_edit_type": {"background": {"start": "noise"}}},
+                        r"by_edit_type\['background'\] starts from fresh noise")):
+        with pytest.raises(ValueError, match=match):
+            CandidateConfig(**bad)
+
+    class Recorder:  # what edit_candidates asks of the editor: one call per (cross, self, skip)
+        calls = []
+
+        def edit(self, invs, targets, **kw):
+            self.calls.append((kw["skip_steps"], list(targets)))
+            return [type("R", (), {"images": [(t, kw["skip_steps"])], "masks": [None]}) for t in targets]
+
+    s0, s2 = CandidateSetting(0.4, 0.2), CandidateSetting(0.4, 0.2, skip_steps=0.2)
+    invs = [type("Inv", (), {"method": "null-text"})() for _ in range(2)]
+    got = edit_candidates(Recorder(), invs, ["t0", "t1"], [None, None], [["w"], ["w"]], [[s0, s2], [s2]])
+    assert sorted(Recorder.calls) == [(0.0, ["t0"]), (0.2, ["t0", "t1"])]
+    assert [[c.image for c in cs] for cs in got] == [[("t0", 0.0), ("t0", 0.2)], [("t1", 0.2)]]
 
 
 def test_score_hands_each_candidates_edit_type_to_a_learned_models_type_offset(tiny_models):

@@ -33,6 +33,7 @@ def synthesize(
     cross_replace_choices: Optional[list[float]] = None,
     self_replace_choices: Optional[list[float]] = None,
     reweight_choices: Optional[list[float]] = None,
+    skip_choices: Optional[list[float]] = None,
     by_edit_type: Optional[dict[str, dict[str, Any]]] = None,
     clip: Optional[str] = None,
     no_filter: bool = False,
@@ -104,12 +105,14 @@ def synthesize(
             the pixels of those regions within this RGB distance (0..1) of the replaced region's colours are the old
             background and take the edit's pixels, instead of a block of it staying around each object (default 0:
             off; the world recipe's when set there).
-        candidates: oversample: N candidates per edit, each with settings drawn (seeded per edit) from the three
+        candidates: oversample: N candidates per edit, each with settings drawn (seeded per edit) from the
             *_choices grids below; the filter keeps the best that passes. 0: one candidate per --self_replace_steps.
             With --inversion ddpm each candidate also gets its own inversion noise seed (one inversion per seed).
         cross_replace_choices: --candidates grid: cross-attention replace fractions.
         self_replace_choices: --candidates grid: self-attention replace fractions.
         reweight_choices: --candidates grid: attention scales of the changed target words (1: none).
+        skip_choices: --candidates grid: fractions of the first steps the edit leaves to the reconstruction (edit-
+            friendly DDPM's T_skip: more keeps more of the input's layout and look, less lets the edit reach further).
         by_edit_type: per edit type, its own --candidates grids, local_blend and/or start, as JSON, e.g.
             '{"background": {"self_replace_choices": [0.0], "start": "noise"}, "lighting": {"local_blend": false}}'
             (local_blend "mask": LocalBlend's mask without pinning the latents, with --paste restoring the rest;

@@ -272,6 +272,8 @@ class PairEdit:
         start_seed: ``None``: the target branch starts from the source's inverted noise; else from fresh Gaussian
             noise drawn with this seed, sampled with the plain empty-prompt unconditional (see
             ``CounterfactualEditor.edit(start_noise=)``).
+        skip_steps: the target branch follows its source branch for the first ``skip_steps`` steps and is edited only
+            from there on (edit-friendly DDPM inversion's T_skip; ``CounterfactualEditor.edit(skip_steps=)``).
     """
 
     source_index: int
@@ -281,6 +283,7 @@ class PairEdit:
     cross_steps: int = 0
     self_steps: int = 0
     start_seed: int | None = None
+    skip_steps: int = 0
 
 
 # ----------------------------------------------------------------------------------------------- controller

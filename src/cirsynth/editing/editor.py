@@ -544,6 +544,7 @@ class CounterfactualEditor:
         A target whose edit has a ``start_seed`` starts from that seed's fresh noise and takes the plain empty
         unconditional (and, under ddpm, DDIM steps without the source's noise maps or, under direct, no add-target
         offset); the others start from their source's inverted noise.
+        A target whose edit skips steps (``PairEdit.skip_steps``) takes its source's latent after each of those steps.
 
         Returns:
             ``(x_src, x_tgt, mask, kept)``: (S, C, h, w) and (J, C, h, w) clean latents, the (J, 1, h, w) LocalBlend
@@ -570,6 +571,7 @@ class CounterfactualEditor:
             src_idx = torch.tensor([e.source_index for e in edits], device=dev)  # (J,)
             x_tgt = x_src[src_idx].clone()  # (J, C, h, w)
             fresh = torch.tensor([e.start_seed is not None for e in edits], device=dev)  # (J,)
+            skip = torch.tensor([e.skip_steps for e in edits], device=dev)  # (J,)
             for j in fresh.nonzero().flatten().tolist():
                 g = torch.Generator().manual_seed(edits[j].start_seed)
                 x_tgt[j] = torch.randn(x_tgt.shape[1:], generator=g).to(x_tgt) * self.scheduler.init_noise_sigma
@@ -632,6 +634,8 @@ class CounterfactualEditor:
                         x_tgt = self.scheduler.step(e_tgt, t, x_tgt).prev_sample
                     if add_target:  # the source trajectory's offset; a fresh start does not follow that trajectory
                         x_tgt = x_tgt + torch.where(fresh[:, None, None, None], 0.0, offset[src_idx])
+                    if bool((skip > i).any()):  # still following the source: the edit starts at step skip_steps
+                        x_tgt = torch.where((skip > i)[:, None, None, None], x_src_next[src_idx], x_tgt)
                     if controller.has_blend.any() and i >= blend_from:
                         x_tgt, mask, kept = controller.blend(x_src_next, x_tgt)
                 x_src = x_src_next
@@ -681,6 +685,7 @@ class CounterfactualEditor:
         return_details: bool = False,
         blend_pin: Sequence[bool] | None = None,
         start_noise: Sequence[int | None] | None = None,
+        skip_steps: float = 0.0,
     ) -> list[Image.Image] | list[list[Image.Image]] | list[EditResult]:
         """Prompt-to-prompt edits of inverted images; many (image, edit) pairs share each UNet call.
 
@@ -702,6 +707,10 @@ class CounterfactualEditor:
                 empty-prompt unconditional instead of the inversion's, so nothing of the source reaches it but
                 attention control and a pinning LocalBlend (Blended Latent Diffusion when the blend pins). For edits
                 the inverted noise holds back, such as a new background.
+            skip_steps: fraction of the first steps in which every target branch follows its source branch (the
+                reconstruction), so the edit starts from the source's partly denoised latent: edit-friendly DDPM
+                inversion's T_skip (Huberman-Spiegelglas et al. 2024), which keeps the layout and the coarse look of
+                the input that the first, noisiest steps decide. 0 edits from the first step; not with ``start_noise``.
 
         Returns:
             ``list[Image]`` for a single ``self_replace_steps``; ``list[list[Image]]`` (pair -> candidates) for a
@@ -725,6 +734,10 @@ class CounterfactualEditor:
         for f in [*fractions, cross_replace_steps]:
             if not 0.0 <= f <= 1.0:
                 raise ValueError(f"replace-step fractions must lie in [0, 1], got {f}")
+        if not 0.0 <= skip_steps < 1.0:
+            raise ValueError(f"skip_steps is a fraction of the steps in [0, 1), got {skip_steps}")
+        if skip_steps > 0 and any(s is not None for s in start_noise or ()):
+            raise ValueError("skip_steps follows the source branch, start_noise leaves it: a pair cannot have both")
         results: list[EditResult | None] = [None] * P
         for members in self._groups(inversions).values():
             per_call = max(1, self.config.batch_size // len(fractions))
@@ -736,7 +749,7 @@ class CounterfactualEditor:
                     [reweight[i] if reweight else None for i in chunk],
                     [bool(blend_pin[i]) if blend_pin is not None else True for i in chunk],
                     [None if start_noise is None or start_noise[i] is None else int(start_noise[i]) for i in chunk],
-                    cross_replace_steps, fractions, mode,
+                    cross_replace_steps, fractions, mode, skip_steps,
                 )):  # fmt: skip
                     results[i] = res
         if return_details:
@@ -745,7 +758,8 @@ class CounterfactualEditor:
             return [r.images for r in results]  # type: ignore[union-attr]
         return [r.images[0] for r in results]  # type: ignore[union-attr]
 
-    def _edit_chunk(self, invs, targets, blends, reweights, pins, starts, cross_frac, fractions, mode) -> list[EditResult]:
+    def _edit_chunk(self, invs, targets, blends, reweights, pins, starts, cross_frac, fractions, mode,
+                    skip_frac=0.0) -> list[EditResult]:
         T = invs[0].num_steps
         sources: list[Inversion] = []
         slot: dict[int, int] = {}
@@ -773,7 +787,8 @@ class CounterfactualEditor:
                 )
             rw = AttentionReweight.from_words(self.tokenizer, target, weights, source=inv.prompt) if weights else None
             for frac in fractions:
-                edits.append(PairEdit(slot[id(inv)], cross, rw, local, int(cross_frac * T), int(frac * T), start))
+                edits.append(PairEdit(slot[id(inv)], cross, rw, local, int(cross_frac * T), int(frac * T), start,
+                                      round(skip_frac * T)))
                 prompts.append(target)
         x_src, x_tgt, mask, kept = self._sample(sources, prompts, edits)
         pixels = self.decode_latents(torch.cat([x_src, x_tgt]))  # (S + J, 3, H, W)

@@ -31,6 +31,7 @@ class CandidateSetting:
     reweight: float = 1.0  # attention scale of the changed target words (1: no reweighting)
     noise_seed: int | None = None  # ddpm: the seed of this candidate's inversion noise (None: the pair's inversion)
     start_seed: int | None = None  # the target branch starts from fresh noise of this seed (None: the inversion's)
+    skip_steps: float = 0.0  # fraction of the first steps the target branch follows the source (editor.edit(skip_steps=))
 
     def as_dict(self) -> dict[str, float]:
         d = {"cross_replace_steps": self.cross_replace_steps, "self_replace_steps": self.self_replace_steps,
@@ -39,6 +40,8 @@ class CandidateSetting:
             d["noise_seed"] = self.noise_seed
         if self.start_seed is not None:  # editor.edit(..., start_noise=[start_seed]) reproduces it
             d["start_seed"] = self.start_seed
+        if self.skip_steps:
+            d["skip_steps"] = self.skip_steps
         return d
 
 
@@ -53,6 +56,8 @@ class CandidateConfig:
     cross_replace_choices: tuple[float, ...] = (0.2, 0.4, 0.6)  # drawn per candidate
     self_replace_choices: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8)  # drawn per candidate
     reweight_choices: tuple[float, ...] = (1.0, 1.5, 2.0)  # drawn per candidate; >1 strengthens the new words
+    skip_choices: tuple[float, ...] = (0.0,)  # drawn per candidate: fraction of the first steps the edit leaves to
+    # the source branch (edit-friendly DDPM's T_skip; more keeps more of the input's look); 0 with start "noise"
     # edit type -> its own grids ("cross_replace_choices", "self_replace_choices", "reweight_choices") and/or
     # "local_blend" (false: the edit is global, no LocalBlend; "mask": the mask is measured but does not pin the
     # latents, so the edit may reach past it and EditorConfig.paste restores what lies outside) and/or "start" (see
@@ -66,9 +71,11 @@ class CandidateConfig:
     def __post_init__(self) -> None:
         from cirsynth.data.records import EDIT_TYPES
 
-        allowed = {"cross_replace_choices", "self_replace_choices", "reweight_choices", "local_blend", "start"}
+        allowed = {"cross_replace_choices", "self_replace_choices", "reweight_choices", "skip_choices", "local_blend",
+                   "start"}
         if self.start not in START_MODES:
             raise ValueError(f"candidates.start must be one of {list(START_MODES)}, got {self.start!r}")
+        _check_skip(self.skip_choices, self.start, "candidates")
         for t, o in self.by_edit_type.items():
             if t not in EDIT_TYPES:
                 raise ValueError(f"candidates.by_edit_type: unknown edit type {t!r}; expected one of {list(EDIT_TYPES)}")
@@ -83,6 +90,8 @@ class CandidateConfig:
                     raise ValueError(f"candidates.by_edit_type[{t!r}].start must be one of {list(START_MODES)}, got {v!r}")
                 if k not in ("local_blend", "start") and (not isinstance(v, (list, tuple)) or not v):
                     raise ValueError(f"candidates.by_edit_type[{t!r}].{k} must be a non-empty list, got {v!r}")
+            _check_skip(o.get("skip_choices", self.skip_choices), o.get("start", self.start),
+                        f"candidates.by_edit_type[{t!r}]")
 
     def for_edit_type(self, edit_type: str) -> "CandidateConfig":
         """The config an edit of ``edit_type`` draws its candidates from (its own grids and start where
@@ -104,6 +113,15 @@ class CandidateConfig:
         ``blend_words`` and ``blend_pin`` of ``edit_candidates`` / ``CounterfactualEditor.edit``."""
         modes = [self.local_blend(e.edit_type, default) for e in edits]
         return [blend_words_of(e, bool(m)) for e, m in zip(edits, modes)], [m is True for m in modes]
+
+
+def _check_skip(choices: Sequence[float], start: str, where: str) -> None:
+    """Skip fractions lie in [0, 1), and a fresh start (which does not follow the source) skips none."""
+    if any(not 0 <= float(x) < 1 for x in choices):
+        raise ValueError(f"{where}.skip_choices are fractions of the steps in [0, 1), got {list(choices)}")
+    if start == "noise" and any(float(x) for x in choices):
+        raise ValueError(f"{where} starts from fresh noise, which follows no source branch to skip along: "
+                         f"its skip_choices must be [0], got {list(choices)}")
 
 
 def fixed_settings(cross_replace_steps: float, self_replace_steps: Sequence[float]) -> list[CandidateSetting]:
@@ -133,8 +151,9 @@ def draw_settings(cfg: CandidateConfig, key: str, seed: int, noise_seeds: bool =
     even beyond the grid's size (the grid settings then repeat, in the same drawn order). The prompt-to-prompt
     settings are the ones drawn without ``noise_seeds``. With ``cfg.start == "noise"`` candidate k also gets the
     fresh-start seed ``candidate_start_seed(seed, key, k)``."""
-    grid = [CandidateSetting(float(c), float(s), float(r)) for c, s, r in
-            itertools.product(cfg.cross_replace_choices, cfg.self_replace_choices, cfg.reweight_choices)]
+    grid = [CandidateSetting(float(c), float(s), float(r), skip_steps=float(k)) for c, s, r, k in
+            itertools.product(cfg.cross_replace_choices, cfg.self_replace_choices, cfg.reweight_choices,
+                              cfg.skip_choices)]
     if not grid:
         raise ValueError("candidate grids must not be empty")
     for s in grid:
@@ -189,8 +208,8 @@ def edit_candidates(
     images: Sequence[Any] | None = None,
     blend_pin: Sequence[bool] | None = None,
 ) -> list[list[Candidate]]:
-    """Every pair's candidates, one per setting. Candidates that share (cross, self) fractions share edit calls, so
-    pairs and candidates still batch in the UNet.
+    """Every pair's candidates, one per setting. Candidates that share (cross, self, skip) fractions share edit
+    calls, so pairs and candidates still batch in the UNet.
 
     Args:
         editor: a ``CounterfactualEditor``.
@@ -206,11 +225,11 @@ def edit_candidates(
     """
     out: list[list[Candidate | None]] = [[None] * len(s) for s in settings]
     inv_of = seeded_inversions(editor, inversions, settings, images)  # (pair, candidate) -> its inversion
-    groups: dict[tuple[float, float], list[tuple[int, int]]] = {}
+    groups: dict[tuple[float, float, float], list[tuple[int, int]]] = {}
     for p, ss in enumerate(settings):
         for k, s in enumerate(ss):
-            groups.setdefault((s.cross_replace_steps, s.self_replace_steps), []).append((p, k))
-    for (cross, self_frac), members in groups.items():
+            groups.setdefault((s.cross_replace_steps, s.self_replace_steps, s.skip_steps), []).append((p, k))
+    for (cross, self_frac, skip), members in groups.items():
         reweights = []
         for p, k in members:
             scale = settings[p][k].reweight
@@ -221,7 +240,7 @@ def edit_candidates(
             cross_replace_steps=cross, self_replace_steps=self_frac,
             blend_words=[blend_words[p] for p, _ in members], reweight=reweights, return_details=True,
             blend_pin=None if blend_pin is None else [blend_pin[p] for p, _ in members],
-            start_noise=[settings[p][k].start_seed for p, k in members],
+            start_noise=[settings[p][k].start_seed for p, k in members], skip_steps=skip,
         )
         for (p, k), res in zip(members, results):
             out[p][k] = Candidate(res.images[0], res.masks[0], settings[p][k])
