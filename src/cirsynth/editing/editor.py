@@ -711,6 +711,8 @@ class CounterfactualEditor:
                 reconstruction), so the edit starts from the source's partly denoised latent: edit-friendly DDPM
                 inversion's T_skip (Huberman-Spiegelglas et al. 2024), which keeps the layout and the coarse look of
                 the input that the first, noisiest steps decide. 0 edits from the first step; not with ``start_noise``.
+                The replace fractions count from the first step too, so attention control ends with the skipped
+                steps when its fraction is no larger than ``skip_steps``.
 
         Returns:
             ``list[Image]`` for a single ``self_replace_steps``; ``list[list[Image]]`` (pair -> candidates) for a
