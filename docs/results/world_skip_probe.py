@@ -27,9 +27,10 @@ base = world_eval_config(n=n, seed=0)
 edits, editor, clf, refs = world_setup(base, types)
 index = [i for i, e in enumerate(evaluation_edits(base)) if e.edit_type in types]  # world_setup's edits, in order
 edits, refs = [e for e, i in zip(edits, index) if i >= first], [r for r, i in zip(refs, index) if i >= first]
+# types that start from fresh noise keep skip 0 (they are not probed, but the config must stay valid)
+by_type = {t: {**o, "skip_choices": [0.0]} if o.get("start") == "noise" else o
+           for t, o in base.candidates.by_edit_type.items()}
 for skip in skips:
-    by_type = {t: {**o, "skip_choices": [0.0]} if o.get("start") == "noise" else o
-               for t, o in base.candidates.by_edit_type.items()}
     cand = dataclasses.replace(base.candidates, n=k, skip_choices=(skip,), by_edit_type=by_type)
     cfg = dataclasses.replace(base, candidates=cand)
     gen = generate_candidates(cfg, editor, edits, refs, cfg.methods[0])
