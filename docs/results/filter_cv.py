@@ -59,3 +59,16 @@ def kept_by_partition(cands, probabilities=None, partitions=(0, 1, 2), target=0.
         flat = np.array([v for ps in probabilities(cands, s) for v in ps], dtype=float)
         best_p, kept_right = _best_per_edit(cands, flat)
         yield best_p, kept_right, learned_threshold(best_p, kept_right, target, min_accepted)[1]
+
+
+def within_auc(cands, f):
+    """ROC AUC within edits: each edit's AUC (right against wrong candidates of that edit), weighted by its number of
+    right-wrong pairs."""
+    wins = pairs = 0.0
+    for cs in cands:
+        y = [bool(c["right"]) for c in cs]
+        if any(y) and not all(y):
+            k = sum(y) * (len(y) - sum(y))
+            wins += roc_auc_score(y, [c["scores"][f] for c in cs]) * k
+            pairs += k
+    return wins / pairs

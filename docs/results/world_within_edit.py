@@ -17,24 +17,10 @@ import sys
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
 
 from cirsynth.world.calibrate import _features
 from cirsynth.world.evaluate import candidates_by_edit, score_auc
-from filter_cv import kept_by_partition, standardise
-
-
-def within_auc(cands, f):
-    """ROC AUC within edits: each edit's AUC (right against wrong candidates of that edit), weighted by its number of
-    right-wrong pairs."""
-    wins = pairs = 0.0
-    for cs in cands:
-        y = [bool(c["right"]) for c in cs]
-        if any(y) and not all(y):
-            k = sum(y) * (len(y) - sum(y))
-            wins += roc_auc_score(y, [c["scores"][f] for c in cs]) * k
-            pairs += k
-    return wins / pairs
+from filter_cv import kept_by_partition, standardise, within_auc
 
 
 def design(cs, feats, mode):

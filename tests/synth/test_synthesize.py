@@ -124,3 +124,38 @@ def test_captioner_path_accounts_for_every_image(tmp_path, tiny_models, capsys):
     for t in rows:  # a random captioner's text rarely perturbs: then the row says why
         assert t.status == "accepted" or t.reason.split(":")[0] in ("caption", "perturb", "edit")
         assert t.provenance["captioner"] == str(cap_dir)
+
+
+def test_diffusion_judge_scores_every_candidate_with_the_editing_model(tmp_path, tiny_models):
+    """--diffusion_judge editor: the editing model reads each candidate under its captions; the diffusion_* scores are
+    recorded on every edited row and their rules reject with the score in the reason."""
+    from cirsynth.synth.filters import EditFilter, FilterConfig
+
+    argv, out = resume_argv(tmp_path, 2, tiny_models["sd"])
+    argv = [a for a in argv if a != "--no-filter"] + ["--clip", tiny_models["clip"], "--hard_negatives", "2",
+                                                        "--diffusion_judge", "editor", "--diffusion_timesteps", "[100, 500]",
+                                                        "--min_diffusion_margin", "1000"]
+    assert main(argv) == 0
+    rows = [t for t in TripletDataset(out).triplets() if t.status != "failed"]
+    assert rows and all(t.status == "rejected" for t in rows)
+    for t in rows:
+        assert {"diffusion_margin", "diffusion_edit", "diffusion_kept"} <= set(t.scores)
+        assert "diffusion_margin " in t.reason and "< 1000" in t.reason, t.reason
+    with pytest.raises(ValueError, match="pass it as EditFilter"):
+        EditFilter(FilterConfig(diffusion_judge="editor"))
+    with pytest.raises(ValueError, match="diffusion_negatives must be >= 0"):
+        EditFilter(FilterConfig(diffusion_judge=tiny_models["sd"], diffusion_negatives=-1))
+    # the judge reads the source and the first K negatives: with K = 0 the margin is the source's and nothing is kept
+    photo = _photo(1, size=(32, 32))
+    scored = []
+    for k in (0, None):
+        filt = EditFilter(FilterConfig(clip=None, diffusion_judge=tiny_models["sd"], diffusion_negatives=k))
+        scored.append(filt.score([photo], [photo.rotate(90)], ["a red car"], ["a blue car"], [["red"]], [["blue"]],
+                                 [None], negatives=[["a red car", "a green car", "a blue bus"]])[0].scores)
+    assert scored[0]["diffusion_kept"] == 0.0
+    assert scored[0]["diffusion_edit"] == pytest.approx(scored[1]["diffusion_edit"], rel=1e-3)  # T and S only, same noise
+    assert scored[1]["diffusion_margin"] <= scored[0]["diffusion_margin"]
+    assert scored[1]["diffusion_kept"] != 0.0
+    # a rule whose score the filter cannot make says what it needs
+    v = EditFilter(FilterConfig(clip=None, min_diffusion_kept=0.0)).judge({"psnr_outside": 30.0})
+    assert not v.passed and "needs FilterConfig.diffusion_judge" in v.failed[-1]

@@ -44,6 +44,12 @@ def synthesize(
     min_likelihood_edit: Optional[float] = None,
     min_likelihood_kept: Optional[float] = None,
     min_likelihood_margin: Optional[float] = None,
+    diffusion_judge: Optional[str] = None,
+    diffusion_timesteps: Optional[list[int]] = None,
+    diffusion_negatives: Optional[int] = None,
+    min_diffusion_margin: Optional[float] = None,
+    min_diffusion_edit: Optional[float] = None,
+    min_diffusion_kept: Optional[float] = None,
     min_clip_i2i: Optional[float] = None,
     min_clip_src_text: Optional[float] = None,
     min_clip_tgt_text: Optional[float] = None,
@@ -131,6 +137,17 @@ def synthesize(
             to the reference (0: as kept as the reference; < 0: drifted).
         min_likelihood_margin: threshold (nats): on the edit, the recaptioner finds the target caption likelier than
             the source and every hard negative by this much (absolute, not relative to the reference).
+        diffusion_judge: "editor" (the editing model itself, loaded once) or a diffusion pipeline id or folder that
+            reads every candidate as a classifier of its captions (its noise-prediction error under the target
+            caption, the source and each hard negative, at --diffusion_timesteps): the diffusion_* scores; unset:
+            none. Costs (1 + negatives) x timesteps UNet rows per candidate.
+        diffusion_timesteps: the judge's timesteps (default 100 250 400 550 700).
+        diffusion_negatives: the judge reads the source caption and the first K hard negatives (default: all).
+        min_diffusion_margin: threshold: on the edit, the judge's error under the source and every hard negative
+            exceeds its error under the target caption by this much.
+        min_diffusion_edit: threshold: the edit moved towards the target caption rather than the source, relative
+            to the reference.
+        min_diffusion_kept: threshold: ... and towards no hard negative, relative to the reference (0: kept).
         min_clip_i2i: threshold: CLIP image-image similarity.
         min_clip_src_text: threshold: reference image vs source caption.
         min_clip_tgt_text: threshold: edited image vs target caption.

@@ -307,6 +307,76 @@ class CounterfactualEditor:
             latents.to(self.dtype), t, encoder_hidden_states=cond.seq.to(self.dtype), added_cond_kwargs=added
         ).sample.float()
 
+    @torch.no_grad()
+    def caption_errors(
+        self,
+        images: Sequence[Image.Image],
+        captions: Sequence[Sequence[str]],
+        timesteps: Sequence[int] = (100, 250, 400, 550, 700),
+        seed: int = 0,
+        batch_size: int = 64,
+    ) -> list[np.ndarray]:
+        """The diffusion model read as a judge of captions (the diffusion classifier of Li et al. 2023, "Your
+        Diffusion Model is Secretly a Zero-Shot Classifier"): each image's latent is noised at every one of
+        ``timesteps`` and the UNet, conditioned on a caption, predicts what it was trained to predict (the noise; the
+        velocity for v-prediction models; the clean latent for sample-prediction ones). A caption's error is the
+        mean squared prediction error over the timesteps: the lower, the better the caption explains the image.
+
+        Every image and caption sees the same noise, drawn from ``seed`` once per timestep, so errors compare
+        pairwise (two captions of one image; one caption on two images of the same size) without the noise's own
+        variance. No guidance, no attention control.
+
+        Args:
+            images: N images, fitted to the model size (``prepare``).
+            captions: per image, the captions to score it under (each distinct caption is encoded once).
+            timesteps: training timesteps, each in ``[0, num_train_timesteps)``.
+            seed: the noise's seed.
+            batch_size: UNet rows per call.
+
+        Returns:
+            per image, a float64 array of its captions' errors, aligned with ``captions[i]``.
+
+        Cost: ``sum(len(c) for c in captions) * len(timesteps)`` UNet rows (conditional only), one VAE encode per
+        image.
+        """
+        if len(images) != len(captions):
+            raise ValueError(f"caption_errors: {len(images)} images but {len(captions)} caption lists")
+        steps = [int(t) for t in timesteps]
+        n_train = int(self.scheduler.config.num_train_timesteps)
+        if not steps or any(not 0 <= t < n_train for t in steps):
+            raise ValueError(f"caption_errors: timesteps must be a non-empty list in [0, {n_train}), got {list(timesteps)}")
+        if batch_size < 1:
+            raise ValueError(f"caption_errors: batch_size must be >= 1, got {batch_size}")
+        kind = self.scheduler.config.prediction_type
+        if kind not in ("epsilon", "v_prediction", "sample"):
+            raise ValueError(f"caption_errors: unsupported prediction_type {kind!r}")
+        out = [np.zeros(len(c)) for c in captions]
+        rows = [(i, j, k) for i, caps in enumerate(captions) for j in range(len(caps)) for k in range(len(steps))]
+        if not rows:
+            return out
+        z0 = torch.cat([self.encode_images(images[b:b + self.config.batch_size])
+                        for b in range(0, len(images), self.config.batch_size)])  # (N, C, h, w)
+        gen = torch.Generator().manual_seed(int(seed))
+        eps = torch.randn((len(steps),) + tuple(z0.shape[1:]), generator=gen).to(z0.device)  # (T, C, h, w)
+        abar = self.scheduler.alphas_cumprod.to(z0.device, torch.float32)[torch.tensor(steps)]  # (T,)
+        unique = list(dict.fromkeys(c for caps in captions for c in caps))
+        index = {c: u for u, c in enumerate(unique)}
+        cond = TextCond.cat([self.encode_text(unique[b:b + 256]) for b in range(0, len(unique), 256)])
+        for b in range(0, len(rows), batch_size):
+            chunk = rows[b:b + batch_size]
+            i = torch.tensor([r[0] for r in chunk], device=z0.device)
+            k = torch.tensor([r[2] for r in chunk], device=z0.device)
+            a = abar[k].view(-1, 1, 1, 1)
+            x0, e = z0[i], eps[k]
+            noisy = a.sqrt() * x0 + (1 - a).sqrt() * e
+            target = {"epsilon": e, "v_prediction": a.sqrt() * e - (1 - a).sqrt() * x0, "sample": x0}[kind]
+            c = cond[torch.tensor([index[captions[r[0]][r[1]]] for r in chunk], device=cond.seq.device)]
+            pred = self._unet(noisy, torch.tensor(steps, device=z0.device)[k], c)
+            err = ((pred - target) ** 2).mean(dim=(1, 2, 3)).double().cpu().numpy()
+            for (ii, jj, _), v in zip(chunk, err):
+                out[ii][jj] += v / len(steps)
+        return out
+
     def _settings(self, method: str, seed: int) -> dict[str, Any]:
         settings: dict[str, Any] = {"dtype": str(self.dtype).removeprefix("torch."), "scheduler": "DDIM"}
         if method == "null-text":

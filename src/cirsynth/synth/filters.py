@@ -32,6 +32,15 @@ changed words s -> t):
                     every hard negative (> 0: of T and all its given one-attribute neighbours, T reads likeliest on
                     E). Not relative to R, so a phrasing the captioner would not write counts against it; it is the
                     sharper the more neighbours are given (``hard_negatives``: the world recipe asks for all of them).
+- ``diffusion_margin`` the diffusion model as a judge of E alone (a diffusion classifier, Li et al. 2023; ``editing.
+                    CounterfactualEditor.caption_errors``): err(E, n) - err(E, T) for the worst n among the source
+                    caption and every hard negative, where err is the UNet's noise-prediction error under a caption
+                    at a few fixed timesteps, the same noise for every caption (> 0: of T and its one-attribute
+                    neighbours, T explains E best). The generator knows what the words should look like.
+- ``diffusion_edit`` [err(E, S) - err(E, T)] - [err(R, S) - err(R, T)]: E moved towards T, relative to R.
+- ``diffusion_kept`` min over negatives n other than S of [err(E, n) - err(E, T)] - [err(R, n) - err(R, T)] (about 0
+                    when the rest is kept, < 0 when E drifted towards n). All three need ``diffusion_judge`` and
+                    negatives; they cost (2 + ``diffusion_negatives``) x ``len(diffusion_timesteps)`` UNet rows per candidate.
 - ``learned``        a logistic model over the scores above (``FilterConfig.learned``, fitted by ``cirsynth world
                     calibrate-filter`` against ground truth): the probability that the candidate is right. Only
                     computed when a model is configured.
@@ -75,6 +84,14 @@ class FilterConfig:
     min_likelihood_edit: float | None = None  # E reads as T rather than S, relative to R (nats; None: off)
     min_likelihood_kept: float | None = None  # E reads no more as another variant of T than R does (nats; None: off)
     min_likelihood_margin: float | None = None  # T is the likeliest of itself, S and the negatives on E (nats; None: off)
+    # the diffusion model that reads each candidate for the diffusion_* scores: "editor" (the editing model itself),
+    # another pipeline's id or folder, or None (no diffusion scores)
+    diffusion_judge: str | None = None
+    diffusion_timesteps: tuple[int, ...] = (100, 250, 400, 550, 700)  # where the judge noises each image
+    diffusion_negatives: int | None = None  # the judge reads the source and the first K hard negatives (None: all)
+    min_diffusion_margin: float | None = None  # T explains E better than S and every negative (None: off)
+    min_diffusion_edit: float | None = None  # E moved towards T relative to R (None: off)
+    min_diffusion_kept: float | None = None  # E moved towards no negative relative to R (None: off)
     # a logistic model over the scores (see ``learned_score``): {"features", "lo", "hi", "mean", "scale", "coef",
     # "intercept"} and optionally "type_offset" ({edit type: logit offset}); None: no ``learned`` score
     learned: dict[str, Any] | None = None
@@ -95,6 +112,9 @@ RULES = (
     ("likelihood_edit", "min_likelihood_edit"),
     ("likelihood_kept", "min_likelihood_kept"),
     ("likelihood_margin", "min_likelihood_margin"),
+    ("diffusion_margin", "min_diffusion_margin"),
+    ("diffusion_edit", "min_diffusion_edit"),
+    ("diffusion_kept", "min_diffusion_kept"),
     ("learned", "min_learned"),
 )
 
@@ -161,15 +181,37 @@ MISSING_WHY = {  # what a configured rule's score needs, for the rejection reaso
     "likelihood_edit": "needs FilterConfig.recaptioner and hard-negative captions",
     "likelihood_kept": "needs FilterConfig.recaptioner and hard-negative captions",
     "likelihood_margin": "needs FilterConfig.recaptioner and hard-negative captions",
+    **{name: "needs FilterConfig.diffusion_judge and hard-negative captions"
+       for name in ("diffusion_margin", "diffusion_edit", "diffusion_kept")},
     "learned": "needs FilterConfig.learned",
 }
 
 
 class EditFilter:
-    """Scores and judges edited candidates in batches."""
+    """Scores and judges edited candidates in batches.
 
-    def __init__(self, config: FilterConfig):
+    Args:
+        config: the rules and the models that score.
+        editor: the run's ``CounterfactualEditor``, read as the diffusion judge when ``config.diffusion_judge`` is
+            "editor" (or names the same model), so the model is not loaded twice.
+    """
+
+    def __init__(self, config: FilterConfig, editor: Any = None):
         self.config = config
+        self.diffusion = None
+        judge = config.diffusion_judge
+        if config.diffusion_negatives is not None and config.diffusion_negatives < 0:
+            raise ValueError(f"FilterConfig.diffusion_negatives must be >= 0 or None (all), got {config.diffusion_negatives}")
+        if judge == "editor" and editor is None:
+            raise ValueError('FilterConfig.diffusion_judge "editor" reads the candidates with the editing model: '
+                             "pass it as EditFilter(config, editor=...)")
+        if judge is not None:
+            if editor is not None and judge in ("editor", editor.model_id):
+                self.diffusion = editor
+            else:
+                from cirsynth.editing import CounterfactualEditor
+
+                self.diffusion = CounterfactualEditor.from_pretrained(judge, device=config.device)
         self.clip = None
         if config.clip is not None:
             from cirsynth.models.clip import load_clip
@@ -281,7 +323,30 @@ class EditFilter:
                                                            target_captions[i])
             if negatives is not None:
                 self._likelihood_scores(scores, references, edited, source_captions, target_captions, negatives)
+        if self.diffusion is not None and negatives is not None and n:
+            self._diffusion_scores(scores, references, edited, source_captions, target_captions, negatives)
         return [self.judge(sc, t) for sc, t in zip(scores, types)]
+
+    def _diffusion_scores(self, scores: list[dict[str, float]], references: Sequence[Image.Image],
+                          edited: Sequence[Image.Image], source_captions: Sequence[str],
+                          target_captions: Sequence[str], negatives: Sequence[Sequence[str]]) -> None:
+        """``diffusion_margin``, ``diffusion_edit`` and ``diffusion_kept`` into ``scores`` (module docstring)."""
+        judge, steps = self.diffusion, tuple(self.config.diffusion_timesteps)
+        k = self.config.diffusion_negatives
+        lists = [[t, s, *[n for n in negs if n != s][:k]] for t, s, negs in zip(target_captions, source_captions, negatives)]
+        on_edit = judge.caption_errors(judge.prepare(list(edited)), lists, steps)
+        ref_key = [(id(r), tuple(c)) for r, c in zip(references, lists)]  # candidates of one pair share R and captions
+        first: dict[tuple, int] = {}
+        for i, k in enumerate(ref_key):
+            first.setdefault(k, i)
+        on_ref = dict(zip(first, judge.caption_errors(judge.prepare([references[i] for i in first.values()]),
+                                                      [lists[i] for i in first.values()], steps)))
+        for i, (ee, key) in enumerate(zip(on_edit, ref_key)):
+            er = on_ref[key]
+            rel_e, rel_r = ee[1:] - ee[0], er[1:] - er[0]  # > 0: the caption explains the image worse than T
+            scores[i]["diffusion_margin"] = float(rel_e.min())
+            scores[i]["diffusion_edit"] = float(rel_e[0] - rel_r[0])
+            scores[i]["diffusion_kept"] = float((rel_e[1:] - rel_r[1:]).min()) if len(rel_e) > 1 else 0.0
 
     def _likelihood_scores(self, scores: list[dict[str, float]], references: Sequence[Image.Image],
                            edited: Sequence[Image.Image], source_captions: Sequence[str],

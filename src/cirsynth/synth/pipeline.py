@@ -293,8 +293,10 @@ class Synthesizer:
         if self._filter is None:
             off = self.cfg.no_filter
             fc = dataclasses.replace(self.cfg.filters, clip=None if off else self.cfg.clip, device=self.cfg.device,
-                                     recaptioner=None if off else self.cfg.filters.recaptioner)
-            self._filter = EditFilter(fc)
+                                     recaptioner=None if off else self.cfg.filters.recaptioner,
+                                     diffusion_judge=None if off else self.cfg.filters.diffusion_judge)
+            # the editing model doubles as the diffusion judge when asked for: loaded once
+            self._filter = EditFilter(fc, editor=self.editor() if fc.diffusion_judge == "editor" else None)
         return self._filter
 
     def provenance(self) -> dict[str, Any]:

@@ -222,7 +222,7 @@ def candidate_table(cfg: WorldEvalConfig, editor: Any, clf: Any, edits: list, re
     if cfg.clip is not None:
         # every score, no threshold, and not the recipe's own learned model (calibration fits a new one on the scores)
         unthresholded = dataclasses.replace(cfg.filter, clip=cfg.clip, learned=None, **{a: None for _, a in RULES})
-        filt = EditFilter(unthresholded)
+        filt = EditFilter(unthresholded, editor=editor)
         negs = hard_negative_captions(_world_perturber() if cfg.filter.hard_negatives else None,
                                       [c.target_caption for c in ces], [c.source_caption for c in ces],
                                       cfg.filter.hard_negatives, cfg.seed)
@@ -434,7 +434,8 @@ def method_report(table: dict[str, Any], edits: list, cfg: WorldEvalConfig) -> d
     from cirsynth.synth.filters import EditFilter
 
     # judges stored scores only: no CLIP, no recaptioner to load
-    judge = EditFilter(dataclasses.replace(cfg.filter, clip=None, recaptioner=None)) if cfg.clip is not None else None
+    judge = EditFilter(dataclasses.replace(cfg.filter, clip=None, recaptioner=None,
+                                           diffusion_judge=None)) if cfg.clip is not None else None
     kept, kept_verdicts, all_scored = [], [], []
     for cands in table["candidates"]:
         verdicts, b = keep_candidate(judge, cands, cfg.filter.rank_by)
