@@ -32,8 +32,8 @@ changed words s -> t):
                     every hard negative (> 0: of T and all its given one-attribute neighbours, T reads likeliest on
                     E). Not relative to R, so a phrasing the captioner would not write counts against it; it is the
                     sharper the more neighbours are given (``hard_negatives``: the world recipe asks for all of them).
-- ``diffusion_margin`` the diffusion model as a judge of E alone (a diffusion classifier, Li et al. 2023; ``editing.
-                    CounterfactualEditor.caption_errors``): err(E, n) - err(E, T) for the worst n among the source
+- ``diffusion_margin`` the diffusion model as a judge of E alone (a diffusion classifier, Li et al. 2023;
+                    ``synth.judge.caption_errors``): err(E, n) - err(E, T) for the worst n among the source
                     caption and every hard negative, where err is the UNet's noise-prediction error under a caption
                     at a few fixed timesteps, the same noise for every caption (> 0: of T and its one-attribute
                     neighbours, T explains E best). The generator knows what the words should look like.
@@ -331,15 +331,17 @@ class EditFilter:
                           edited: Sequence[Image.Image], source_captions: Sequence[str],
                           target_captions: Sequence[str], negatives: Sequence[Sequence[str]]) -> None:
         """``diffusion_margin``, ``diffusion_edit`` and ``diffusion_kept`` into ``scores`` (module docstring)."""
+        from cirsynth.synth.judge import caption_errors
+
         judge, steps = self.diffusion, tuple(self.config.diffusion_timesteps)
         k = self.config.diffusion_negatives
         lists = [[t, s, *[n for n in negs if n != s][:k]] for t, s, negs in zip(target_captions, source_captions, negatives)]
-        on_edit = judge.caption_errors(judge.prepare(list(edited)), lists, steps)
+        on_edit = caption_errors(judge, judge.prepare(list(edited)), lists, steps)
         ref_key = [(id(r), tuple(c)) for r, c in zip(references, lists)]  # candidates of one pair share R and captions
         first: dict[tuple, int] = {}
         for i, k in enumerate(ref_key):
             first.setdefault(k, i)
-        on_ref = dict(zip(first, judge.caption_errors(judge.prepare([references[i] for i in first.values()]),
+        on_ref = dict(zip(first, caption_errors(judge, judge.prepare([references[i] for i in first.values()]),
                                                       [lists[i] for i in first.values()], steps)))
         for i, (ee, key) in enumerate(zip(on_edit, ref_key)):
             er = on_ref[key]
