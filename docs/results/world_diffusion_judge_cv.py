@@ -6,8 +6,9 @@ calibrate-filter measures it (4 folds by edit, fold partitions 0-2, the 80% targ
 the table's scores alone and with the diffusion scores added.
 
 Usage (repo root): PYTHONPATH=src:docs/results .venv/bin/python docs/results/world_diffusion_judge_cv.py TABLE OUT.json
-    PROBE.json [PROBE.json ...]
+    PROBE.json[.gz] [PROBE.json[.gz] ...]
 """
+import gzip
 import json
 import os
 import sys
@@ -21,7 +22,7 @@ from filter_cv import kept_by_partition, within_auc
 table_path, out_path, probes = sys.argv[1], sys.argv[2], sys.argv[3:]
 errors, steps = {}, None
 for p in probes:
-    d = json.load(open(p))
+    d = json.load(gzip.open(p, "rt") if p.endswith(".gz") else open(p))
     steps = d["timesteps"]
     for m in d["errors"]:
         errors[m["edit"]] = np.array(m["errors"])  # (1 + candidates, captions, timesteps); caption 0: T, 1: S

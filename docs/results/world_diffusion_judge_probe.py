@@ -15,10 +15,11 @@ matching calibration candidate table, and prints each score's within-edit AUC (r
 edit) beside the pooled AUC, and the same for the table's own scores.
 
 Usage (repo root): PYTHONPATH=src:docs/results .venv/bin/python docs/results/world_diffusion_judge_probe.py
-    RECIPE TABLE CACHE SEED N OUT.json [TIMESTEPS [FIRST]]
-(TIMESTEPS comma-separated, default 100,250,400,550,700; edits FIRST to N-1 scored, default from 0). OUT.json also
+    RECIPE TABLE CACHE SEED N OUT.json [TIMESTEPS [FIRST [JUDGE]]]
+(TIMESTEPS comma-separated, default 100,250,400,550,700; edits FIRST to N-1 scored, default from 0; JUDGE: another diffusion pipeline folder reads them, default the
+recipe's editor). OUT.json also
 keeps every error (edit, image, caption, timestep), so cheaper settings (fewer timesteps, fewer negatives) can be
-read off it."""
+read off it (``world_diffusion_judge_cv.py``; the committed outputs are gzipped)."""
 import glob
 import json
 import sys
@@ -43,6 +44,11 @@ ces = [e.caption_edit for e in edits]
 negs = hard_negative_captions(_world_perturber(), [c.target_caption for c in ces], [c.source_caption for c in ces],
                               cfg.filter.hard_negatives, cfg.seed)
 _, editor, _, refs = world_setup(cfg)
+if len(sys.argv) > 9:
+    from cirsynth.editing import CounterfactualEditor
+
+    editor = CounterfactualEditor.from_pretrained(sys.argv[9])
+report_judge = sys.argv[9] if len(sys.argv) > 9 else "recipe editor"
 table = json.load(open(table_path))
 rows = [[] for _ in range(n)]
 for r in table:
@@ -119,7 +125,7 @@ def within(f):
 
 
 y = [r["right"] for r in results]
-report = {"seed": seed, "n": n, "first": first, "timesteps": steps, "auc": {}}
+report = {"seed": seed, "n": n, "first": first, "judge": report_judge, "timesteps": steps, "auc": {}}
 names = ["diffusion_margin", "diffusion_edit", "diffusion_kept", "diffusion_rank"]
 for name in names + sorted(results[0]["table"]):
     f = (lambda r, k=name: r[k]) if name in names else (lambda r, k=name: r["table"][k])

@@ -10,16 +10,18 @@ from cirsynth.world.evaluate import WorldEvalConfig, evaluation_edits
 from cirsynth.world.render import render
 
 
-def _recaption_setup(**thresholds):
-    """16 seed-5 ground-truth edits, their rendered references, and ``score(images, negatives=None)``: the world
-    captioner's filter scores of ``images`` as those edits' candidates (skips without a bundled captioner)."""
+def world_filter_setup(model: str, n: int, **config):
+    """``n`` seed-5 ground-truth edits, their rendered references, and ``score(images, negatives=None)``: the filter
+    scores of ``images`` as those edits' candidates under ``FilterConfig(clip=None, **config)``, where a config value
+    "bundled" names the bundled world ``model`` (skips when it is not bundled)."""
     bundled = bundled_models()
-    if "captioner" not in bundled:
-        pytest.skip("no bundled world captioner")
-    edits = evaluation_edits(WorldEvalConfig(editor="", classifier="", n=16, seed=5))
+    if model not in bundled:
+        pytest.skip(f"no bundled world {model}")
+    edits = evaluation_edits(WorldEvalConfig(editor="", classifier="", n=n, seed=5))
     ces = [e.caption_edit for e in edits]
     refs = [render(e.reference) for e in edits]
-    filt = EditFilter(FilterConfig(clip=None, recaptioner=str(bundled["captioner"]), **thresholds))
+    filt = EditFilter(FilterConfig(clip=None, **{k: str(bundled[model]) if v == "bundled" else v
+                                                 for k, v in config.items()}))
 
     def score(images, negatives=None):
         return filt.score(refs, images, [c.source_caption for c in ces], [c.target_caption for c in ces],
@@ -27,6 +29,11 @@ def _recaption_setup(**thresholds):
                           negatives=negatives)
 
     return edits, refs, score
+
+
+def _recaption_setup(**thresholds):
+    """16 seed-5 edits and the world captioner's filter scores (``world_filter_setup``)."""
+    return world_filter_setup("captioner", 16, recaptioner="bundled", **thresholds)
 
 
 def _wrong_edit_renders(edits):
