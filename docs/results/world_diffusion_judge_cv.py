@@ -16,6 +16,7 @@ import sys
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from cirsynth.synth.filters import relative_scores
 from cirsynth.world.evaluate import candidates_by_edit
 from filter_cv import kept_by_partition, within_auc
 
@@ -34,12 +35,10 @@ table = candidates_by_edit(json.load(open(table_path)), n)
 
 def diffusion_scores(err):
     """(images, captions) errors -> per candidate the three scores (row 0: the reference)."""
-    rel = err[:, 1:] - err[:, :1]
     out = []
     for e in range(1, len(err)):
-        kept = (rel[e, 1:] - rel[0, 1:]).min() if rel.shape[1] > 1 else 0.0
-        out.append({"diffusion_margin": float(rel[e].min()), "diffusion_edit": float(rel[e, 0] - rel[0, 0]),
-                    "diffusion_kept": float(kept)})
+        margin, edit, kept = relative_scores(-err[e], -err[0])  # as the filter: minus the errors, higher is better
+        out.append({"diffusion_margin": margin, "diffusion_edit": edit, "diffusion_kept": kept})
     return out
 
 

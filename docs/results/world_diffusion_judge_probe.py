@@ -30,6 +30,7 @@ from PIL import Image
 from sklearn.metrics import roc_auc_score
 
 from cirsynth.synth.candidates import hard_negative_captions
+from cirsynth.synth.filters import relative_scores
 from cirsynth.world.evaluate import _world_perturber, evaluation_edits, world_setup
 from cirsynth.world.recipe import world_eval_config
 
@@ -99,14 +100,12 @@ for i in range(first, n):
     lat = editor.encode_images([refs[i]] + images[i]).float()
     full = errors(lat, caps, torch.Generator().manual_seed(1000 + i)).numpy()  # row 0: the reference
     err = full.mean(-1)
-    rel = (err[:, 1:] - err[:, :1])  # > 0: the caption explains the image worse than T
     for k, r in enumerate(rows[i]):
         e = 1 + k
+        margin, edit, kept = relative_scores(-err[e], -err[0])  # as the filter: minus the errors, higher is better
         results.append({"edit": i, "type": r["edit_type"], "right": r["right"], "table": r["scores"],
-                        "diffusion_margin": float(rel[e].min()),
-                        "diffusion_edit": float(rel[e, 0] - rel[0, 0]),
-                        "diffusion_kept": float((rel[e, 1:] - rel[0, 1:]).min()) if rel.shape[1] > 1 else 0.0,
-                        "diffusion_rank": float((rel[e] > 0).mean())})
+                        "diffusion_margin": margin, "diffusion_edit": edit, "diffusion_kept": kept,
+                        "diffusion_rank": float((err[e, 1:] > err[e, 0]).mean())})
     matrices.append({"edit": i, "captions": len(caps), "errors": full.round(6).tolist()})  # (1 + candidates, C, T)
     if i % 16 == 15:
         print(i + 1, "edits", flush=True)

@@ -100,4 +100,3 @@ def test_skip_steps_follow_the_source_then_edit(editor, ddpm_inversions):
         editor.edit(ddpm_inversions[:1], DOG[:1], skip_steps=1.0)
     with pytest.raises(ValueError, match="cannot have both"):
         editor.edit(ddpm_inversions[:1], DOG[:1], skip_steps=0.2, start_noise=[3])
-

@@ -330,44 +330,43 @@ class EditFilter:
     def _diffusion_scores(self, scores: list[dict[str, float]], references: Sequence[Image.Image],
                           edited: Sequence[Image.Image], source_captions: Sequence[str],
                           target_captions: Sequence[str], negatives: Sequence[Sequence[str]]) -> None:
-        """``diffusion_margin``, ``diffusion_edit`` and ``diffusion_kept`` into ``scores`` (module docstring)."""
+        """``diffusion_margin``, ``diffusion_edit`` and ``diffusion_kept`` into ``scores`` (module docstring): the
+        reader scores of minus the judge's errors (the lower the error, the better the caption explains the image)."""
         from cirsynth.synth.judge import caption_errors
 
         judge, steps = self.diffusion, tuple(self.config.diffusion_timesteps)
-        k = self.config.diffusion_negatives
-        lists = [[t, s, *[n for n in negs if n != s][:k]] for t, s, negs in zip(target_captions, source_captions, negatives)]
-        on_edit = caption_errors(judge, judge.prepare(list(edited)), lists, steps)
-        ref_key = [(id(r), tuple(c)) for r, c in zip(references, lists)]  # candidates of one pair share R and captions
-        first: dict[tuple, int] = {}
-        for i, k in enumerate(ref_key):
-            first.setdefault(k, i)
-        on_ref = dict(zip(first, caption_errors(judge, judge.prepare([references[i] for i in first.values()]),
-                                                      [lists[i] for i in first.values()], steps)))
-        for i, (ee, key) in enumerate(zip(on_edit, ref_key)):
-            er = on_ref[key]
-            rel_e, rel_r = ee[1:] - ee[0], er[1:] - er[0]  # > 0: the caption explains the image worse than T
-            scores[i]["diffusion_margin"] = float(rel_e.min())
-            scores[i]["diffusion_edit"] = float(rel_e[0] - rel_r[0])
-            scores[i]["diffusion_kept"] = float((rel_e[1:] - rel_r[1:]).min()) if len(rel_e) > 1 else 0.0
+
+        def read(images, lists):
+            return [-e for e in caption_errors(judge, judge.prepare(list(images)), lists, steps)]
+
+        self._reader_scores("diffusion", read, scores, references, edited, source_captions, target_captions, negatives,
+                            self.config.diffusion_negatives)
 
     def _likelihood_scores(self, scores: list[dict[str, float]], references: Sequence[Image.Image],
                            edited: Sequence[Image.Image], source_captions: Sequence[str],
                            target_captions: Sequence[str], negatives: Sequence[Sequence[str]]) -> None:
         """``likelihood_edit``, ``likelihood_kept`` and ``likelihood_margin`` into ``scores`` (module docstring)."""
-        lists = [[t, s, *[n for n in negs if n != s]] for t, s, negs in zip(target_captions, source_captions, negatives)]
-        on_edit = self.recaptioner.log_likelihood(list(edited), lists)
+        self._reader_scores("likelihood", self.recaptioner.log_likelihood, scores, references, edited,
+                            source_captions, target_captions, negatives)
+
+    @staticmethod
+    def _reader_scores(prefix: str, read: Any, scores: list[dict[str, float]], references: Sequence[Image.Image],
+                       edited: Sequence[Image.Image], source_captions: Sequence[str], target_captions: Sequence[str],
+                       negatives: Sequence[Sequence[str]], limit: int | None = None) -> None:
+        """``{prefix}_edit``, ``_kept`` and ``_margin`` into ``scores`` from ``read(images, caption lists)``: per
+        image, how well a reader finds each caption fits it (higher: better), read under T, S and the hard negatives
+        other than S (the first ``limit`` of them; None: all), on each candidate and once on each reference."""
+        lists = [[t, s, *[n for n in negs if n != s][:limit]]
+                 for t, s, negs in zip(target_captions, source_captions, negatives)]
+        on_edit = read(edited, lists)
         ref_key = [(id(r), tuple(c)) for r, c in zip(references, lists)]  # candidates of one pair share R and captions
         first: dict[tuple, int] = {}  # each (reference, captions) pair once, at its first candidate
         for i, k in enumerate(ref_key):
             first.setdefault(k, i)
-        on_ref = dict(zip(first, self.recaptioner.log_likelihood([references[i] for i in first.values()],
-                                                                 [lists[i] for i in first.values()])))
-        for i, (le, key) in enumerate(zip(on_edit, ref_key)):
-            lr = on_ref[key]
-            rel = [(le[0] - le[j]) - (lr[0] - lr[j]) for j in range(1, len(le))]
-            scores[i]["likelihood_edit"] = float(rel[0])
-            scores[i]["likelihood_kept"] = float(min(rel[1:])) if len(rel) > 1 else 0.0
-            scores[i]["likelihood_margin"] = float(le[0] - max(le[1:]))
+        on_ref = dict(zip(first, read([references[i] for i in first.values()], [lists[i] for i in first.values()])))
+        for i, (ge, key) in enumerate(zip(on_edit, ref_key)):
+            margin, edit, kept = relative_scores(ge, on_ref[key])
+            scores[i].update({f"{prefix}_edit": edit, f"{prefix}_kept": kept, f"{prefix}_margin": margin})
 
     def judge(self, scores: dict[str, float], edit_type: str | None = None) -> FilterVerdict:
         """Apply the rules to one candidate's scores (``edit_type``: its edit's, for a learned model's type offset)."""
@@ -388,6 +387,15 @@ class EditFilter:
             elif not (name in CLIP_SCORES and self.config.clip is None):  # no CLIP configured: no CLIP rules
                 failed.append(f"{name}: not scored, so its rule (>= {threshold}) cannot pass ({MISSING_WHY[name]})")
         return FilterVerdict(scores, failed)
+
+
+def relative_scores(on_edit: Sequence[float], on_ref: Sequence[float]) -> tuple[float, float, float]:
+    """A reader's fit of T, S and the other negatives (in that order; higher: better, e.g. log-likelihoods, or minus
+    a diffusion judge's errors) on the edit E and on the reference R -> ``(margin, edit, kept)``: how much better T
+    fits E than the best of the rest; how much more E moved towards T than S, relative to R; and the least of that
+    over the negatives other than S (0.0 without any)."""
+    rel = [(on_edit[0] - on_edit[j]) - (on_ref[0] - on_ref[j]) for j in range(1, len(on_edit))]
+    return float(on_edit[0] - max(on_edit[1:])), float(rel[0]), float(min(rel[1:])) if len(rel) > 1 else 0.0
 
 
 def torch_normalize(x: Any):
